@@ -1,1 +1,3 @@
-//! placeholder
+//! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
+
+pub mod config;

@@ -1,0 +1,117 @@
+//! Settings shared by every daemon: the seed's environment variables, the config file, flags.
+//!
+//! Precedence is flags > environment > `config/storage.yaml` > built-in defaults. clap handles
+//! the first two and the defaults; [`CommonConfig::resolve`] puts the file in between by looking
+//! at where clap took each value from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::ArgAction;
+use clap::parser::ValueSource;
+use vintagelake_storage::config::{ConfigError, FileConfig, RetentionPolicy, StorageType, TierConfig};
+
+/// The seed's shared settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// YAML configuration file (the seed's `storage.yaml` shape, with tiers and retention).
+    /// A missing file at the default path is not an error; a missing file that was asked for is.
+    #[arg(long = "config", env = "VINTAGELAKE_CONFIG", default_value = "config/storage.yaml")]
+    pub config_file: PathBuf,
+
+    /// Directory for the warehouse, the SQLite catalog and local state.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Storage backend: iceberg (V2, default), parquet (V1) or memory (nothing persists).
+    #[arg(long, env = "STORAGE_TYPE", default_value = "iceberg")]
+    pub storage_type: StorageType,
+
+    /// Iceberg SQL catalog URL (`sqlite://…` or `postgres://…`). Default: SQLite under DATA_DIR.
+    #[arg(long, env = "CATALOG_URL")]
+    pub catalog_url: Option<String>,
+
+    /// Kafka bootstrap servers (host:port,…). `serve` provisions a local broker when unset.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+
+    /// Port of the Arrow Flight query service.
+    #[arg(long, env = "FLIGHT_SERVER_PORT", default_value_t = 8080)]
+    pub flight_server_port: u16,
+
+    /// Port of the HTTP endpoints /health, /ready and /metrics.
+    #[arg(long, env = "HTTP_PORT", default_value_t = 3001)]
+    pub http_port: u16,
+
+    /// Size of the query service's hot-data cache, in MiB (0 disables it).
+    #[arg(long, env = "CACHE_SIZE_MB", default_value_t = 1024)]
+    pub cache_size_mb: u64,
+
+    /// Rows per Arrow record batch (ingest, scans, Flight streams).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
+    /// Upper bound on concurrent file reads/writes and commits per daemon.
+    #[arg(long, env = "MAX_CONCURRENT_OPERATIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_operations: u32,
+
+    /// Serve Prometheus metrics on /metrics.
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = ArgAction::Set)]
+    pub metrics_enabled: bool,
+
+    /// How often daemons re-check their dependencies for /ready (e.g. 30s, 1m).
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Storage tiers, hottest first (config file only).
+    #[arg(skip)]
+    pub tiers: Vec<TierConfig>,
+
+    /// Retention policy (config file only).
+    #[arg(skip)]
+    pub retention: RetentionPolicy,
+}
+
+impl CommonConfig {
+    /// Fills every value that clap took from its built-in default with the config file's value.
+    pub fn resolve(mut self, matches: &clap::ArgMatches) -> Result<Self, ConfigError> {
+        let defaulted = |id: &str| matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue));
+        let file_requested = !defaulted("config_file");
+        let file = if file_requested || self.config_file.exists() {
+            FileConfig::load(&self.config_file)?
+        } else {
+            FileConfig::default()
+        };
+        let s = file.storage;
+        fn set<T>(apply: bool, slot: &mut T, value: Option<T>) {
+            if let (true, Some(v)) = (apply, value) {
+                *slot = v;
+            }
+        }
+        set(defaulted("data_dir"), &mut self.data_dir, s.data_dir);
+        set(defaulted("storage_type"), &mut self.storage_type, s.storage_type);
+        set(defaulted("catalog_url"), &mut self.catalog_url, s.catalog.url.map(Some));
+        set(defaulted("kafka_bootstrap_servers"), &mut self.kafka_bootstrap_servers, file.kafka.bootstrap_servers.map(Some));
+        set(defaulted("flight_server_port"), &mut self.flight_server_port, file.server.flight_port);
+        set(defaulted("http_port"), &mut self.http_port, file.server.http_port);
+        set(defaulted("cache_size_mb"), &mut self.cache_size_mb, s.cache.size_mb);
+        set(defaulted("batch_size"), &mut self.batch_size, s.performance.batch_size);
+        set(defaulted("max_concurrent_operations"), &mut self.max_concurrent_operations, s.performance.max_concurrent);
+        set(defaulted("metrics_enabled"), &mut self.metrics_enabled, s.monitoring.metrics_enabled);
+        set(defaulted("health_check_interval"), &mut self.health_check_interval, s.monitoring.health_check_interval);
+        self.tiers = s.tiers;
+        self.retention = s.retention.unwrap_or_default();
+        Ok(self)
+    }
+
+    /// The catalog URL in effect: the configured one, else a SQLite file under `data_dir`.
+    pub fn effective_catalog_url(&self) -> String {
+        self.catalog_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalog.sqlite").display()))
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_file
+    }
+}
