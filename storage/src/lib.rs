@@ -1,3 +1,4 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
 pub mod config;
+pub mod tools;

@@ -1,0 +1,96 @@
+//! External tools the project provisions for itself (cached per user): the pyiceberg
+//! environment that tests and benchmarks use to read our tables with an engine nobody here wrote.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The pinned pyiceberg: the SQL catalog (SQLite) and the pyarrow reader.
+pub const PYICEBERG_REQUIREMENT: &str = "pyiceberg[sql-sqlite,pyarrow]==0.12.0";
+/// Extra packages for checks and comparisons (S3 server for the archive tier).
+pub const PY_EXTRA_REQUIREMENTS: &[&str] = &["moto[server]==5.2.5"];
+
+/// Where provisioned tools live: `VINTAGELAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/vintagelake`,
+/// else `~/.cache/vintagelake`. Shared across checkouts so CI and developers download once.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VINTAGELAKE_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("vintagelake");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("vintagelake")
+}
+
+/// The interpreter used to create virtual environments (`PYTHON`, default `python3`).
+pub fn system_python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Path of a Python interpreter with pyiceberg installed, creating the virtual environment on
+/// first use. Blocking; safe to call from many tests and processes at once (a file lock
+/// serialises the install, a marker file records a complete one).
+pub fn pyiceberg_python() -> io::Result<PathBuf> {
+    let mut requirements = vec![PYICEBERG_REQUIREMENT];
+    requirements.extend_from_slice(PY_EXTRA_REQUIREMENTS);
+    python_env("pyiceberg-0.12.0", &requirements)
+}
+
+/// A cached virtual environment with `requirements` installed; returns its interpreter.
+pub fn python_env(name: &str, requirements: &[&str]) -> io::Result<PathBuf> {
+    let root = cache_dir();
+    std::fs::create_dir_all(&root)?;
+    let venv = root.join(format!("venv-{name}"));
+    let python = venv.join("bin").join("python");
+    let marker = venv.join(".vintagelake-complete");
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(python);
+    }
+    let lock = File::create(root.join(format!("venv-{name}.lock")))?;
+    lock.lock()?;
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(python);
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)?;
+    }
+    run(Command::new(system_python()).args(["-m", "venv"]).arg(&venv), "create the virtual environment")?;
+    run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(requirements),
+        &format!("pip install {}", requirements.join(" ")),
+    )?;
+    std::fs::write(&marker, wanted)?;
+    Ok(python)
+}
+
+fn run(cmd: &mut Command, what: &str) -> io::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "could not {what} ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Runs a Python script with the pyiceberg interpreter and returns its standard output; a
+/// non-zero exit is an error carrying standard error.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> io::Result<String> {
+    let out = Command::new(python).arg("-c").arg(script).args(args).stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "python script failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(io::Error::other)
+}

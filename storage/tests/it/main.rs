@@ -1,0 +1,3 @@
+//! Integration tests of the storage crate against real parts (pyiceberg, an S3-compatible server).
+
+mod pyiceberg;

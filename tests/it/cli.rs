@@ -1,0 +1,143 @@
+//! The command line: subcommands, options with their env vars, config precedence, validation.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn vintagelake(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vintagelake"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("binary runs");
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vintagelake(dir.path(), &["--help"], &[], None);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for sub in ["serve", "ingest", "compact", "tier", "query", "produce", "get", "admin"] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(&format!("{sub} "))), "{sub} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn every_ingest_option_shows_its_env_var() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vintagelake(dir.path(), &["ingest", "--help"], &[], None);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    // Options are listed one per entry: the flag line, then its (wrapped) description.
+    let entries: Vec<String> = help
+        .split("\n      --")
+        .skip(1)
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(entries.len() >= 20, "expected the shared and ingest options, got {}", entries.len());
+    for e in &entries {
+        assert!(e.contains("[env: "), "option without env var: --{e}");
+    }
+    for var in [
+        "DATA_DIR", "STORAGE_TYPE", "FLIGHT_SERVER_PORT", "CACHE_SIZE_MB", "BATCH_SIZE", "MAX_CONCURRENT_OPERATIONS",
+        "METRICS_ENABLED", "HEALTH_CHECK_INTERVAL", "KAFKA_BOOTSTRAP_SERVERS", "COMMIT_INTERVAL", "COMMIT_MAX_ROWS",
+    ] {
+        assert!(help.contains(&format!("[env: {var}=")), "{var} missing");
+    }
+}
+
+#[test]
+fn validate_message_names_field_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[u8], &str, &str)] = &[
+        (br#"{"version":1,"series_id":"GDPC1","date":"2024-13-01","revision_date":"2024-04-25","value":1}"#, "date", "bad_date"),
+        (br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":"high"}"#, "value", "not_a_number"),
+        (br#"{"version":9,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#, "version", "unknown_version"),
+        (br#"{"version":1,"date":"2024-01-01","revision_date":"2024-04-25","value":1}"#, "series_id", "missing_field"),
+        (b"{\"version\":1,\"series_id\":\"\xff\"}", "$", "invalid_utf8"),
+    ];
+    for (msg, field, reason) in cases {
+        let out = vintagelake(dir.path(), &["admin", "validate-message"], &[], Some(msg));
+        assert!(!out.status.success(), "accepted {}", text(msg));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON verdict");
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["field"], *field);
+        assert_eq!(v["reason"], *reason);
+        let shown = if *field == "$" { "message" } else { *field };
+        assert!(text(&out.stderr).contains(shown), "{}", text(&out.stderr));
+    }
+    let good = br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":22768.866}"#;
+    let out = vintagelake(dir.path(), &["admin", "validate-message"], &[], Some(good));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"][0]["value"], 22768.866);
+
+    let file = dir.path().join("series.json");
+    std::fs::write(&file, br#"{"version":1,"id":"GDPC1","source_id":"fred","title":"Real GDP"}"#).unwrap();
+    let out = vintagelake(dir.path(), &["admin", "validate-message", "--kind", "series", file.to_str().unwrap()], &[], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["field"].as_str(), v["reason"].as_str()), (Some("frequency"), Some("missing_field")));
+}
+
+#[test]
+fn settings_layer_flags_over_env_over_file_over_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/storage.yaml"),
+        "storage:\n  data_dir: /srv/econ\n  performance:\n    batch_size: 500\n    max_concurrent: 7\n  \
+         cache:\n    size_mb: 64\n  tiers:\n    - {name: hot, type: nvme, path: /srv/hot, max_age_days: 30}\n\
+         server:\n  http_port: 4000\n  flight_port: 4001\n",
+    )
+    .unwrap();
+    let out = vintagelake(
+        dir.path(),
+        &["admin", "config", "--http-port", "6000"],
+        &[("HTTP_PORT", "5000"), ("BATCH_SIZE", "900"), ("FLIGHT_SERVER_PORT", "5001")],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["http_port"], 6000, "flag beats env and file");
+    assert_eq!(c["flight_server_port"], 5001, "env beats file");
+    assert_eq!(c["batch_size"], 900, "env beats file");
+    assert_eq!(c["max_concurrent_operations"], 7, "file beats default");
+    assert_eq!(c["cache_size_mb"], 64, "file beats default");
+    assert_eq!(c["data_dir"], "/srv/econ");
+    assert_eq!(c["catalog_url"], "sqlite:///srv/econ/catalog.sqlite");
+    assert_eq!(c["metrics_enabled"], true, "default");
+    assert_eq!(c["tiers"][0]["name"], "hot");
+}
+
+#[test]
+fn an_invalid_config_file_fails_at_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "storage:\n  performance:\n    batch_size: many\n").unwrap();
+    for sub in ["ingest", "compact", "tier", "query", "serve"] {
+        let out = vintagelake(dir.path(), &[sub, "--config", bad.to_str().unwrap()], &[], None);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("storage.performance.batch_size"), "{sub}: {err}");
+    }
+    let out = vintagelake(dir.path(), &["ingest", "--config", "missing.yaml"], &[], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("missing.yaml"), "{}", text(&out.stderr));
+    let out = vintagelake(dir.path(), &["ingest"], &[("BATCH_SIZE", "0")], None);
+    assert_eq!(out.status.code(), Some(2), "clap rejects a zero batch size");
+    assert!(text(&out.stderr).contains("--batch-size"), "{}", text(&out.stderr));
+}
