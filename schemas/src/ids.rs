@@ -40,19 +40,12 @@ pub(crate) fn validate_id(s: &str, field: &str, max: usize) -> Result<(), Valida
         return Err(ValidationError::new(field, Reason::EmptyId));
     }
     if s.len() > max {
-        return Err(ValidationError::new(
-            field,
-            Reason::IdTooLong { len: s.len(), max },
-        ));
+        return Err(ValidationError::new(field, Reason::IdTooLong { len: s.len(), max }));
     }
-    if let Some((position, ch)) = s
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/')))
+    if let Some((position, ch)) =
+        s.char_indices().find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/')))
     {
-        return Err(ValidationError::new(
-            field,
-            Reason::InvalidIdChar { ch, position },
-        ));
+        return Err(ValidationError::new(field, Reason::InvalidIdChar { ch, position }));
     }
     Ok(())
 }
@@ -120,9 +113,7 @@ impl Date {
             return None;
         }
         let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-            b[r].iter().try_fold(0u32, |acc, c| {
-                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-            })
+            b[r].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
         };
         let year = i32::try_from(digits(0..4)?).ok()?;
         if year == 0 {
@@ -141,14 +132,8 @@ impl From<NaiveDate> for Date {
 impl FromStr for Date {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse_iso(s).ok_or_else(|| {
-            ValidationError::new(
-                "date",
-                Reason::BadDate {
-                    value: crate::error::excerpt(s),
-                },
-            )
-        })
+        Self::parse_iso(s)
+            .ok_or_else(|| ValidationError::new("date", Reason::BadDate { value: crate::error::excerpt(s) }))
     }
 }
 
@@ -191,8 +176,18 @@ mod tests {
     #[test]
     fn date_rejects_loose_or_impossible_forms() {
         for s in [
-            "2024-1-01", "2024-01-1", "24-01-01", "2024/01/01", "2024-02-30", "2023-02-29",
-            "2024-13-01", "2024-00-10", "0000-01-01", "2024-01-01T00:00:00", "", "２０２４-01-01",
+            "2024-1-01",
+            "2024-01-1",
+            "24-01-01",
+            "2024/01/01",
+            "2024-02-30",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "0000-01-01",
+            "2024-01-01T00:00:00",
+            "",
+            "２０２４-01-01",
             "+2024-01-01",
         ] {
             let err = s.parse::<Date>().unwrap_err();

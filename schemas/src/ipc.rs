@@ -32,11 +32,7 @@ pub enum WireFormat {
 
 impl WireFormat {
     pub fn detect(bytes: &[u8]) -> WireFormat {
-        if bytes.starts_with(&IPC_CONTINUATION) {
-            WireFormat::ArrowIpc
-        } else {
-            WireFormat::Json
-        }
+        if bytes.starts_with(&IPC_CONTINUATION) { WireFormat::ArrowIpc } else { WireFormat::Json }
     }
 
     /// The value producers put in the `content-type` Kafka header.
@@ -120,7 +116,8 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<DataPointRevision>) -> Result
         if (Date::MIN..=Date::MAX).contains(&d) {
             Ok(d)
         } else {
-            Err(ValidationError::new(field, Reason::BadDate { value: format!("day {}", d.days_since_epoch()) }).at_row(row))
+            Err(ValidationError::new(field, Reason::BadDate { value: format!("day {}", d.days_since_epoch()) })
+                .at_row(row))
         }
     };
     out.reserve(batch.num_rows());
@@ -143,10 +140,9 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<DataPointRevision>) -> Result
             None => false,
         };
         let id = match id {
-            Some(a) if a.is_valid(row) => Some(
-                Uuid::try_parse(a.value(row))
-                    .map_err(|_| ValidationError::new(col::ID, Reason::BadUuid { value: excerpt(a.value(row)) }).at_row(row))?,
-            ),
+            Some(a) if a.is_valid(row) => Some(Uuid::try_parse(a.value(row)).map_err(|_| {
+                ValidationError::new(col::ID, Reason::BadUuid { value: excerpt(a.value(row)) }).at_row(row)
+            })?),
             _ => None,
         };
         out.push(DataPointRevision {

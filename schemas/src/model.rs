@@ -40,14 +40,7 @@ impl Timestamp {
             .ok()
             .and_then(|t| t.with_timezone(&Utc).timestamp_nanos_opt())
             .map(Self)
-            .ok_or_else(|| {
-                ValidationError::new(
-                    field,
-                    Reason::BadTimestamp {
-                        value: excerpt(s),
-                    },
-                )
-            })
+            .ok_or_else(|| ValidationError::new(field, Reason::BadTimestamp { value: excerpt(s) }))
     }
 }
 

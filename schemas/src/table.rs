@@ -50,8 +50,7 @@ pub mod series_ids {
 }
 
 fn field(name: &str, data_type: DataType, nullable: bool, id: i32) -> Field {
-    Field::new(name, data_type, nullable)
-        .with_metadata(HashMap::from([(FIELD_ID_KEY.to_owned(), id.to_string())]))
+    Field::new(name, data_type, nullable).with_metadata(HashMap::from([(FIELD_ID_KEY.to_owned(), id.to_string())]))
 }
 
 fn ts_us() -> DataType {
@@ -102,11 +101,7 @@ mod tests {
     use crate::arrow::{data_point_schema, economic_series_schema};
 
     fn ids(schema: &Schema) -> Vec<i32> {
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.metadata()[FIELD_ID_KEY].parse().unwrap())
-            .collect()
+        schema.fields().iter().map(|f| f.metadata()[FIELD_ID_KEY].parse().unwrap()).collect()
     }
 
     #[test]
@@ -118,10 +113,9 @@ mod tests {
 
     #[test]
     fn table_schemas_keep_every_seed_column_in_order() {
-        for (seed, table) in [
-            (data_point_schema(), data_points_table_schema()),
-            (economic_series_schema(), series_table_schema()),
-        ] {
+        for (seed, table) in
+            [(data_point_schema(), data_points_table_schema()), (economic_series_schema(), series_table_schema())]
+        {
             for (i, f) in seed.fields().iter().enumerate() {
                 let t = table.field(i);
                 assert_eq!(t.name(), f.name());

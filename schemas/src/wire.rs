@@ -95,9 +95,7 @@ impl DataPointRevision {
     /// The stored record: a missing id is derived from the vintage key, missing timestamps are
     /// the time the pipeline received the message.
     pub fn into_data_point(self, received_at: Timestamp) -> DataPoint {
-        let id = self
-            .id
-            .unwrap_or_else(|| derived_data_point_id(&self.series_id, self.date, self.revision_date));
+        let id = self.id.unwrap_or_else(|| derived_data_point_id(&self.series_id, self.date, self.revision_date));
         let created_at = self.created_at.unwrap_or(received_at);
         DataPoint {
             id,
@@ -362,13 +360,9 @@ pub(crate) fn message_text(bytes: &[u8]) -> Result<&str, ValidationError> {
         return Err(ValidationError::whole(Reason::Empty));
     }
     if bytes.len() > MAX_JSON_MESSAGE_BYTES {
-        return Err(ValidationError::whole(Reason::TooLarge {
-            len: bytes.len(),
-            max: MAX_JSON_MESSAGE_BYTES,
-        }));
+        return Err(ValidationError::whole(Reason::TooLarge { len: bytes.len(), max: MAX_JSON_MESSAGE_BYTES }));
     }
-    std::str::from_utf8(bytes)
-        .map_err(|e| ValidationError::whole(Reason::InvalidUtf8 { valid_up_to: e.valid_up_to() }))
+    std::str::from_utf8(bytes).map_err(|e| ValidationError::whole(Reason::InvalidUtf8 { valid_up_to: e.valid_up_to() }))
 }
 
 fn malformed(e: serde_json::Error) -> ValidationError {
@@ -394,9 +388,9 @@ fn as_str<'v>(v: &'v RawValue, field: &str) -> Result<Cow<'v, str>, ValidationEr
     if json_kind(v) != "string" {
         return Err(ValidationError::new(field, Reason::WrongType { expected: "string", found: json_kind(v) }));
     }
-    let s: Cow<'v, str> = serde_json::from_str::<BorrowedOrOwned<'v>>(v.get())
-        .map(|s| s.0)
-        .map_err(|e| ValidationError::new(field, Reason::MalformedJson { line: e.line(), column: e.column(), detail: e.to_string() }))?;
+    let s: Cow<'v, str> = serde_json::from_str::<BorrowedOrOwned<'v>>(v.get()).map(|s| s.0).map_err(|e| {
+        ValidationError::new(field, Reason::MalformedJson { line: e.line(), column: e.column(), detail: e.to_string() })
+    })?;
     Ok(s)
 }
 
@@ -559,8 +553,8 @@ mod tests {
             assert_rejects(&with(field, None), field, "missing_field");
         }
         // Optional fields may be left out.
-        for field in ["is_original_release"] {
-            assert!(decode_data_point_json(with(field, None).as_bytes()).is_ok());
+        for field in ["is_original_release", "id", "created_at", "updated_at"] {
+            assert!(decode_data_point_json(with(field, None).as_bytes()).is_ok(), "{field}");
         }
     }
 
@@ -639,22 +633,67 @@ mod tests {
         let s = m.into_series(Timestamp::from_nanos(9));
         assert_eq!(s.external_id, "GDPC1");
         assert!(s.is_active);
-        let again = decode_series_json(&SeriesMetadata::from(&s).to_json()).unwrap().into_series(Timestamp::from_nanos(0));
+        let again =
+            decode_series_json(&SeriesMetadata::from(&s).to_json()).unwrap().into_series(Timestamp::from_nanos(0));
         assert_eq!(again, s);
     }
 
     #[test]
     fn series_metadata_rejections() {
-        let e = decode_series_json(SERIES.replace("\"title\":\"Real Gross Domestic Product\",", "").as_bytes()).unwrap_err();
+        let e = decode_series_json(SERIES.replace("\"title\":\"Real Gross Domestic Product\",", "").as_bytes())
+            .unwrap_err();
         assert_eq!((e.field(), e.reason().code()), ("title", "missing_field"));
         let e = decode_series_json(SERIES.replace("\"Quarterly\"", "\"  \"").as_bytes()).unwrap_err();
         assert_eq!((e.field(), e.reason().code()), ("frequency", "empty_text"));
         let long_title = format!("\"{}\"", "t".repeat(MAX_TITLE_BYTES + 1));
-        let e = decode_series_json(SERIES.replace("\"Real Gross Domestic Product\"", &long_title).as_bytes()).unwrap_err();
+        let e =
+            decode_series_json(SERIES.replace("\"Real Gross Domestic Product\"", &long_title).as_bytes()).unwrap_err();
         assert_eq!((e.field(), e.reason().code()), ("title", "text_too_long"));
         let e = decode_series_json(SERIES.replace("1947-01-01", "1947-01").as_bytes()).unwrap_err();
         assert_eq!((e.field(), e.reason().code()), ("start_date", "bad_date"));
         let e = decode_series_json(SERIES.replace("\"fred\"", "\"fr ed\"").as_bytes()).unwrap_err();
         assert_eq!((e.field(), e.reason().code()), ("source_id", "invalid_id_char"));
+    }
+}
+
+/// The published JSON Schemas must describe exactly what the validator accepts.
+#[cfg(test)]
+mod json_schema_tests {
+    use super::*;
+
+    fn check(schema_text: &str, fields: &[WireField], decode: impl Fn(&[u8]) -> bool) {
+        let schema: serde_json::Value = serde_json::from_str(schema_text).unwrap();
+        let props: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut ours: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        let mut theirs = props.clone();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(theirs, ours, "properties");
+        let mut required: Vec<&str> =
+            schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let mut ours_required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+        required.sort();
+        ours_required.sort();
+        assert_eq!(required, ours_required, "required");
+        assert_eq!(schema["additionalProperties"], false);
+        let examples = schema["examples"].as_array().unwrap();
+        assert!(!examples.is_empty());
+        for e in examples {
+            assert!(decode(e.to_string().as_bytes()), "documented example rejected: {e}");
+        }
+    }
+
+    #[test]
+    fn data_point_schema_matches_the_validator() {
+        check(include_str!("../../docs/schemas/datapoint.v1.schema.json"), DATA_POINT_FIELDS, |b| {
+            decode_data_point_json(b).is_ok()
+        });
+    }
+
+    #[test]
+    fn series_schema_matches_the_validator() {
+        check(include_str!("../../docs/schemas/series.v1.schema.json"), SERIES_FIELDS, |b| {
+            decode_series_json(b).is_ok()
+        });
     }
 }

@@ -18,11 +18,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("config file {path}: field `{field}`: {reason}")]
-    Invalid {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+    Invalid { path: PathBuf, field: String, reason: String },
 }
 
 impl ConfigError {
@@ -266,7 +262,8 @@ impl RetentionPolicy {
 impl FileConfig {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
@@ -305,8 +302,13 @@ impl FileConfig {
         let mut last_age: Option<(usize, u32)> = None;
         for (i, t) in s.tiers.iter().enumerate() {
             let at = |f: &str| format!("storage.tiers[{i}].{f}");
-            if t.name.as_str().is_empty() || !t.name.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err((at("name"), format!("{:?} is not a tier name (letters, digits, _ and -)", t.name.as_str())));
+            if t.name.as_str().is_empty()
+                || !t.name.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err((
+                    at("name"),
+                    format!("{:?} is not a tier name (letters, digits, _ and -)", t.name.as_str()),
+                ));
             }
             if let Some(j) = seen.insert(t.name.clone(), i) {
                 return Err((at("name"), format!("{:?} is also the name of tiers[{j}]", t.name.as_str())));
@@ -321,7 +323,13 @@ impl FileConfig {
             } else {
                 match &t.bucket {
                     None => return Err((at("bucket"), "an s3 tier needs a bucket".into())),
-                    Some(b) if b.len() < 3 || b.len() > 63 || !b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') => {
+                    Some(b)
+                        if b.len() < 3
+                            || b.len() > 63
+                            || !b
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') =>
+                    {
                         return Err((at("bucket"), format!("{b:?} is not a valid S3 bucket name")));
                     }
                     Some(_) => {}
@@ -334,7 +342,10 @@ impl FileConfig {
                 if let Some((j, prev)) = last_age
                     && age <= prev
                 {
-                    return Err((at("max_age_days"), format!("must be greater than tiers[{j}].max_age_days ({prev}), got {age}")));
+                    return Err((
+                        at("max_age_days"),
+                        format!("must be greater than tiers[{j}].max_age_days ({prev}), got {age}"),
+                    ));
                 }
                 last_age = Some((i, age));
             }
@@ -350,8 +361,7 @@ pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
-    s.map(|s| humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
-        .transpose()
+    s.map(|s| humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))).transpose()
 }
 
 #[cfg(test)]
@@ -416,6 +426,14 @@ storage:
     }
 
     #[test]
+    fn shipped_example_parses() {
+        let c = FileConfig::parse(include_str!("../../config/storage.example.yaml"), Path::new("example")).unwrap();
+        assert_eq!(c.storage.tiers.len(), 4);
+        assert_eq!(c.storage.retention, Some(RetentionPolicy::default()));
+        assert_eq!(c.server.flight_port, Some(8080));
+    }
+
+    #[test]
     fn empty_file_is_all_defaults() {
         assert_eq!(FileConfig::parse("", Path::new("x")).unwrap(), FileConfig::default());
     }
@@ -439,10 +457,14 @@ storage:
 
     #[test]
     fn impossible_policies_name_the_field() {
-        let (f, why) = err("storage:\n  retention:\n    hot_data_days: 30\n    warm_data_days: 20\n    cold_data_days: 3650\n    archive_data_days: 7300\n    delete_after_days: 0\n");
+        let (f, why) = err(
+            "storage:\n  retention:\n    hot_data_days: 30\n    warm_data_days: 20\n    cold_data_days: 3650\n    archive_data_days: 7300\n    delete_after_days: 0\n",
+        );
         assert_eq!(f, "storage.retention.warm_data_days");
         assert!(why.contains("greater than hot_data_days"), "{why}");
-        let (f, _) = err("storage:\n  retention:\n    hot_data_days: 1\n    warm_data_days: 2\n    cold_data_days: 3\n    archive_data_days: 10\n    delete_after_days: 5\n");
+        let (f, _) = err(
+            "storage:\n  retention:\n    hot_data_days: 1\n    warm_data_days: 2\n    cold_data_days: 3\n    archive_data_days: 10\n    delete_after_days: 5\n",
+        );
         assert_eq!(f, "storage.retention.delete_after_days");
         let (f, _) = err("storage:\n  performance:\n    batch_size: 0\n");
         assert_eq!(f, "storage.performance.batch_size");
@@ -456,9 +478,12 @@ storage:
         assert_eq!(f, "storage.tiers[0].bucket");
         let (f, _) = err("storage:\n  tiers:\n    - {name: a, type: s3, bucket: Bad_Bucket}\n");
         assert_eq!(f, "storage.tiers[0].bucket");
-        let (f, _) = err("storage:\n  tiers:\n    - {name: a, type: ssd, path: /a}\n    - {name: a, type: hdd, path: /b}\n");
+        let (f, _) =
+            err("storage:\n  tiers:\n    - {name: a, type: ssd, path: /a}\n    - {name: a, type: hdd, path: /b}\n");
         assert_eq!(f, "storage.tiers[1].name");
-        let (f, why) = err("storage:\n  tiers:\n    - {name: a, type: ssd, path: /a, max_age_days: 30}\n    - {name: b, type: hdd, path: /b, max_age_days: 7}\n");
+        let (f, why) = err(
+            "storage:\n  tiers:\n    - {name: a, type: ssd, path: /a, max_age_days: 30}\n    - {name: b, type: hdd, path: /b, max_age_days: 7}\n",
+        );
         assert_eq!(f, "storage.tiers[1].max_age_days");
         assert!(why.contains("tiers[0]"), "{why}");
     }

@@ -43,18 +43,24 @@ fn every_ingest_option_shows_its_env_var() {
     assert!(out.status.success());
     let help = text(&out.stdout);
     // Options are listed one per entry: the flag line, then its (wrapped) description.
-    let entries: Vec<String> = help
-        .split("\n      --")
-        .skip(1)
-        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let entries: Vec<String> =
+        help.split("\n      --").skip(1).map(|e| e.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     assert!(entries.len() >= 20, "expected the shared and ingest options, got {}", entries.len());
     for e in &entries {
         assert!(e.contains("[env: "), "option without env var: --{e}");
     }
     for var in [
-        "DATA_DIR", "STORAGE_TYPE", "FLIGHT_SERVER_PORT", "CACHE_SIZE_MB", "BATCH_SIZE", "MAX_CONCURRENT_OPERATIONS",
-        "METRICS_ENABLED", "HEALTH_CHECK_INTERVAL", "KAFKA_BOOTSTRAP_SERVERS", "COMMIT_INTERVAL", "COMMIT_MAX_ROWS",
+        "DATA_DIR",
+        "STORAGE_TYPE",
+        "FLIGHT_SERVER_PORT",
+        "CACHE_SIZE_MB",
+        "BATCH_SIZE",
+        "MAX_CONCURRENT_OPERATIONS",
+        "METRICS_ENABLED",
+        "HEALTH_CHECK_INTERVAL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "COMMIT_INTERVAL",
+        "COMMIT_MAX_ROWS",
     ] {
         assert!(help.contains(&format!("[env: {var}=")), "{var} missing");
     }
@@ -64,9 +70,21 @@ fn every_ingest_option_shows_its_env_var() {
 fn validate_message_names_field_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&[u8], &str, &str)] = &[
-        (br#"{"version":1,"series_id":"GDPC1","date":"2024-13-01","revision_date":"2024-04-25","value":1}"#, "date", "bad_date"),
-        (br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":"high"}"#, "value", "not_a_number"),
-        (br#"{"version":9,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#, "version", "unknown_version"),
+        (
+            br#"{"version":1,"series_id":"GDPC1","date":"2024-13-01","revision_date":"2024-04-25","value":1}"#,
+            "date",
+            "bad_date",
+        ),
+        (
+            br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":"high"}"#,
+            "value",
+            "not_a_number",
+        ),
+        (
+            br#"{"version":9,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#,
+            "version",
+            "unknown_version",
+        ),
         (br#"{"version":1,"date":"2024-01-01","revision_date":"2024-04-25","value":1}"#, "series_id", "missing_field"),
         (b"{\"version\":1,\"series_id\":\"\xff\"}", "$", "invalid_utf8"),
     ];
@@ -80,7 +98,8 @@ fn validate_message_names_field_and_reason() {
         let shown = if *field == "$" { "message" } else { *field };
         assert!(text(&out.stderr).contains(shown), "{}", text(&out.stderr));
     }
-    let good = br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":22768.866}"#;
+    let good =
+        br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":22768.866}"#;
     let out = vintagelake(dir.path(), &["admin", "validate-message"], &[], Some(good));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -88,7 +107,8 @@ fn validate_message_names_field_and_reason() {
 
     let file = dir.path().join("series.json");
     std::fs::write(&file, br#"{"version":1,"id":"GDPC1","source_id":"fred","title":"Real GDP"}"#).unwrap();
-    let out = vintagelake(dir.path(), &["admin", "validate-message", "--kind", "series", file.to_str().unwrap()], &[], None);
+    let out =
+        vintagelake(dir.path(), &["admin", "validate-message", "--kind", "series", file.to_str().unwrap()], &[], None);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["field"].as_str(), v["reason"].as_str()), (Some("frequency"), Some("missing_field")));
 }

@@ -28,9 +28,8 @@ async fn produce_and_consume_through_a_real_broker() {
         .set("message.timeout.ms", "30000")
         .create()
         .unwrap();
-    let sent: Vec<(String, String)> = (0..10)
-        .map(|i| (format!("SERIES{}", i % 3), format!(r#"{{"version":1,"n":{i}}}"#)))
-        .collect();
+    let sent: Vec<(String, String)> =
+        (0..10).map(|i| (format!("SERIES{}", i % 3), format!(r#"{{"version":1,"n":{i}}}"#))).collect();
     for (key, payload) in &sent {
         producer
             .send(FutureRecord::to(&topic).key(key).payload(payload), Duration::from_secs(30))

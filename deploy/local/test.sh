@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, one arrow in the tree, every test.
+# Needs only what a fresh machine has (cargo, python3 with pip): the tests provision their own
+# Kafka-protocol broker and pyiceberg environment under ~/.cache/vintagelake.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "one arrow major in the dependency tree"
+arrow_versions="$(cargo tree --workspace -e normal --prefix none --locked | grep -E '^arrow-array v' | sort -u)"
+echo "$arrow_versions"
+if [[ "$(wc -l <<<"$arrow_versions")" -ne 1 ]]; then
+  echo "error: more than one arrow-array version in the tree" >&2
+  exit 1
+fi
+
+step "cargo test --workspace"
+cargo test --workspace --locked
