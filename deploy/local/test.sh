@@ -14,7 +14,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "one arrow major in the dependency tree"
-arrow_versions="$(cargo tree --workspace -e normal --prefix none --locked | grep -E '^arrow-array v' | sort -u)"
+arrow_versions="$(cargo tree --workspace -e normal --prefix none --locked | grep -E '^arrow-array v' | sed 's/ (\*)$//' | sort -u)"
 echo "$arrow_versions"
 if [[ "$(wc -l <<<"$arrow_versions")" -ne 1 ]]; then
   echo "error: more than one arrow-array version in the tree" >&2
