@@ -1,4 +1,6 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
 pub mod config;
+pub mod error;
+pub mod io;
 pub mod tools;

@@ -1,0 +1,63 @@
+//! Errors of the storage crate, named after the step that failed.
+
+use crate::config::TierName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("opening the catalog at {url}: {source}")]
+    OpenCatalog {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("catalog operation {op} on {table}: {source}")]
+    Catalog {
+        op: &'static str,
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] iceberg::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("configuring tier {tier}: {reason}")]
+    Tier { tier: TierName, reason: String },
+    #[error("no configured tier holds {path}")]
+    UnknownLocation { path: String },
+    #[error(
+        "fenced: {topic}[{partition}] is recorded at offset {found:?} in the table, this writer expected {expected:?}; \
+         another ingest replica owns this partition now"
+    )]
+    Fenced { topic: String, partition: i32, expected: Option<i64>, found: Option<i64> },
+    #[error("offsets for {topic}[{partition}] would move backwards: {from} -> {to}")]
+    OffsetsBackwards { topic: String, partition: i32, from: i64, to: i64 },
+    #[error("file {path} is not live in the current snapshot of {table} (it was removed by another commit)")]
+    FileNotLive { table: String, path: String },
+    #[error("commit to {table} conflicted {attempts} times in a row; giving up (last: {last})")]
+    TooManyConflicts { table: String, attempts: u32, last: String },
+    #[error("commit to {table}: nothing to do (no files added or removed)")]
+    EmptyCommit { table: String },
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: iceberg::Error,
+    },
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+    #[error("snapshot {0} does not exist")]
+    NoSuchSnapshot(i64),
+    #[error("no snapshot at or before {0} (ms since epoch)")]
+    NoSnapshotAtTime(i64),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
+    pub(crate) fn catalog(op: &'static str, table: impl ToString, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StorageError::Catalog { op, table: table.to_string(), source: Box::new(e) }
+    }
+}
