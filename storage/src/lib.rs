@@ -1,6 +1,9 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
+pub mod catalog;
+pub mod commit;
 pub mod config;
 pub mod error;
 pub mod io;
 pub mod tools;
+pub mod write;
