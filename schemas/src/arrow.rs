@@ -213,7 +213,7 @@ pub fn batch_to_series(batch: &RecordBatch) -> Result<Vec<EconomicSeries>, Arrow
         .collect()
 }
 
-pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
+pub fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
     batch.column_by_name(name).ok_or_else(|| ArrowError::SchemaError(format!("missing column {name}")))
 }
 

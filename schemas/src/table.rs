@@ -112,6 +112,51 @@ mod tests {
     }
 
     #[test]
+    fn stored_points_round_trip_through_the_table_schema() {
+        let sid: crate::SeriesId = "GDPC1".parse().unwrap();
+        let d = crate::Date::parse_iso("2024-01-01").unwrap();
+        let r = crate::Date::parse_iso("2024-04-25").unwrap();
+        let rows = vec![
+            StoredDataPoint {
+                point: crate::DataPoint {
+                    id: crate::model::derived_data_point_id(&sid, d, r),
+                    series_id: sid.clone(),
+                    date: d,
+                    value: Some(1.5),
+                    revision_date: r,
+                    is_original_release: true,
+                    created_at: crate::Timestamp::from_nanos(1_700_000_000_123_456_000),
+                    updated_at: crate::Timestamp::from_nanos(1_700_000_000_123_457_000),
+                },
+                realtime_end: Some(crate::Date::parse_iso("2024-05-29").unwrap()),
+                ingest_seq: 42,
+            },
+            StoredDataPoint {
+                point: crate::DataPoint { value: None, ..rows_point(&sid) },
+                realtime_end: None,
+                ingest_seq: 43,
+            },
+        ];
+        let batch = stored_data_points_to_batch(&rows).unwrap();
+        assert_eq!(batch.schema(), data_points_table_schema());
+        assert_eq!(batch_to_stored_data_points(&batch).unwrap(), rows);
+    }
+
+    fn rows_point(sid: &crate::SeriesId) -> crate::DataPoint {
+        let d = crate::Date::parse_iso("2024-04-01").unwrap();
+        crate::DataPoint {
+            id: crate::model::derived_data_point_id(sid, d, d),
+            series_id: sid.clone(),
+            date: d,
+            value: Some(2.0),
+            revision_date: d,
+            is_original_release: false,
+            created_at: crate::Timestamp::from_nanos(0),
+            updated_at: crate::Timestamp::from_nanos(1_000),
+        }
+    }
+
+    #[test]
     fn table_schemas_keep_every_seed_column_in_order() {
         for (seed, table) in
             [(data_point_schema(), data_points_table_schema()), (economic_series_schema(), series_table_schema())]
@@ -127,4 +172,132 @@ mod tests {
             }
         }
     }
+}
+
+/// A data point as stored in the `data_points` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDataPoint {
+    pub point: crate::DataPoint,
+    /// Last day this revision was current; `None` while it is (or until compaction closes it).
+    pub realtime_end: Option<crate::Date>,
+    /// Arrival order within the series: a later write of the same key corrects an earlier one.
+    pub ingest_seq: i64,
+}
+
+/// Rows in the `data_points` table schema.
+pub fn stored_data_points_to_batch(rows: &[StoredDataPoint]) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+    use arrow_array::builder::{Date32Builder, Int64Builder};
+
+    let points: Vec<crate::DataPoint> = rows.iter().map(|r| r.point.clone()).collect();
+    let seed = crate::arrow::data_points_to_batch(&points)?;
+    let mut end = Date32Builder::with_capacity(rows.len());
+    let mut seq = Int64Builder::with_capacity(rows.len());
+    for r in rows {
+        end.append_option(r.realtime_end.map(crate::Date::days_since_epoch));
+        seq.append_value(r.ingest_seq);
+    }
+    seed_to_table(&seed, data_points_table_schema(), vec![Arc::new(end.finish()), Arc::new(seq.finish())])
+}
+
+/// Series metadata with its arrival order, in the `series` table schema.
+pub fn stored_series_to_batch(rows: &[(crate::EconomicSeries, i64)]) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+    let series: Vec<crate::EconomicSeries> = rows.iter().map(|(s, _)| s.clone()).collect();
+    let seed = crate::arrow::series_to_batch(&series)?;
+    let seq = arrow_array::Int64Array::from_iter_values(rows.iter().map(|(_, q)| *q));
+    seed_to_table(&seed, series_table_schema(), vec![Arc::new(seq)])
+}
+
+/// Reads `series` table rows back: each series with its arrival order.
+pub fn batch_to_stored_series(
+    batch: &arrow_array::RecordBatch,
+) -> Result<Vec<(crate::EconomicSeries, i64)>, arrow_schema::ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+
+    let series = crate::arrow::batch_to_series(&to_seed_timestamps(batch)?)?;
+    let seq = crate::arrow::column(batch, col::INGEST_SEQ)?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| arrow_schema::ArrowError::SchemaError("ingest_seq is not Int64".into()))?;
+    Ok(series.into_iter().enumerate().map(|(i, s)| (s, seq.value(i))).collect())
+}
+
+/// Builds a table-schema batch from a seed-schema batch: seed columns by name (nanosecond
+/// timestamps truncated to the table's microseconds), then `extras` for the table-only columns.
+fn seed_to_table(
+    seed: &arrow_array::RecordBatch,
+    table: SchemaRef,
+    extras: Vec<arrow_array::ArrayRef>,
+) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{TimestampMicrosecondType, TimestampNanosecondType};
+
+    let mut extras = extras.into_iter();
+    let mut columns = Vec::with_capacity(table.fields().len());
+    for f in table.fields() {
+        match seed.column_by_name(f.name()) {
+            Some(c) if matches!(f.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                let ns = c.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| {
+                    arrow_schema::ArrowError::SchemaError(format!("{} is not a nanosecond timestamp", f.name()))
+                })?;
+                columns.push(Arc::new(ns.unary::<_, TimestampMicrosecondType>(|v| v.div_euclid(1_000))) as _);
+            }
+            Some(c) => columns.push(c.clone()),
+            None => columns.push(extras.next().ok_or_else(|| {
+                arrow_schema::ArrowError::SchemaError(format!("no values for table column {}", f.name()))
+            })?),
+        }
+    }
+    arrow_array::RecordBatch::try_new(table, columns)
+}
+
+/// Reads rows in the `data_points` table schema (by column name; extra columns are ignored).
+pub fn batch_to_stored_data_points(
+    batch: &arrow_array::RecordBatch,
+) -> Result<Vec<StoredDataPoint>, arrow_schema::ArrowError> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Date32Type, Int64Type};
+
+    let seed = to_seed_timestamps(batch)?;
+    let points = crate::arrow::batch_to_data_points(&seed)?;
+    let end = crate::arrow::column(batch, col::REALTIME_END)?
+        .as_primitive_opt::<Date32Type>()
+        .ok_or_else(|| arrow_schema::ArrowError::SchemaError("realtime_end is not Date32".into()))?;
+    let seq = crate::arrow::column(batch, col::INGEST_SEQ)?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| arrow_schema::ArrowError::SchemaError("ingest_seq is not Int64".into()))?;
+    Ok(points
+        .into_iter()
+        .enumerate()
+        .map(|(i, point)| StoredDataPoint {
+            point,
+            realtime_end: end.is_valid(i).then(|| crate::Date::from_days_since_epoch(end.value(i))),
+            ingest_seq: seq.value(i),
+        })
+        .collect())
+}
+
+/// Casts microsecond timestamp columns to the seed's nanoseconds; other columns unchanged.
+pub fn to_seed_timestamps(batch: &arrow_array::RecordBatch) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{TimestampMicrosecondType, TimestampNanosecondType};
+
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        match f.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                let us = c.as_primitive::<TimestampMicrosecondType>();
+                let ns = us.unary::<_, TimestampNanosecondType>(|v| v.saturating_mul(1_000)).with_timezone_opt(tz.clone());
+                fields.push(Field::new(f.name(), DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()), f.is_nullable()));
+                columns.push(Arc::new(ns) as arrow_array::ArrayRef);
+            }
+            _ => {
+                fields.push(f.as_ref().clone().with_metadata(HashMap::new()));
+                columns.push(c.clone());
+            }
+        }
+    }
+    arrow_array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

@@ -1,3 +1,5 @@
 //! Integration tests of the storage crate against real parts (pyiceberg, an S3-compatible server).
 
+mod fixture;
 mod pyiceberg;
+mod vintages;

@@ -1,0 +1,110 @@
+//! The data files of a snapshot, where they live, and reading one back.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use futures::stream::{self, StreamExt};
+use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
+use iceberg::table::Table;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::catalog::Warehouse;
+use crate::config::TierName;
+use crate::error::{Result, StorageError};
+
+/// A data file referenced by a snapshot.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    pub path: String,
+    pub records: u64,
+    pub size_bytes: u64,
+    /// The partition value, rendered (`realtime_end_month=654`, `realtime_end_month=null`, or empty).
+    pub partition: String,
+    /// For `data_points`: months since 1970-01 of `realtime_end`; `None` = current rows.
+    pub realtime_end_month: Option<i32>,
+    pub tier: Option<TierName>,
+    /// Snapshot that added the file.
+    pub added_snapshot_id: Option<i64>,
+    pub data_file: DataFile,
+}
+
+/// Every live data file of the current snapshot (or of `snapshot_id`).
+pub async fn live_files(wh: &Warehouse, table: &Table, snapshot_id: Option<i64>) -> Result<Vec<LiveFile>> {
+    let meta = table.metadata();
+    let snapshot = match snapshot_id {
+        Some(id) => meta.snapshot_by_id(id).cloned().ok_or(StorageError::NoSuchSnapshot(id))?,
+        None => match meta.current_snapshot() {
+            Some(s) => s.clone(),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let list = table.manifest_list_reader(&snapshot).load().await?;
+    let spec = meta.default_partition_spec();
+    let field_names: Vec<String> = spec.fields().iter().map(|f| f.name.clone()).collect();
+    let mut out = Vec::new();
+    for mf in list.entries() {
+        let manifest = mf.load_manifest(table.file_io()).await?;
+        for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+            let df = e.data_file();
+            let values: Vec<Option<i32>> = df
+                .partition()
+                .iter()
+                .map(|v| match v {
+                    Some(Literal::Primitive(PrimitiveLiteral::Int(m))) => Some(*m),
+                    _ => None,
+                })
+                .collect();
+            let partition = field_names
+                .iter()
+                .zip(&values)
+                .map(|(n, v)| format!("{n}={}", v.map_or("null".to_owned(), |m| m.to_string())))
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push(LiveFile {
+                path: df.file_path().to_owned(),
+                records: df.record_count(),
+                size_bytes: df.file_size_in_bytes(),
+                partition,
+                realtime_end_month: values.first().copied().flatten(),
+                tier: wh.router().tier_of(df.file_path()).cloned(),
+                added_snapshot_id: e.snapshot_id(),
+                data_file: df.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one data file completely. An unreadable file is an error naming it.
+pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::array::RecordBatch>> {
+    let bytes: Bytes = wh
+        .file_io()
+        .new_input(path)?
+        .read()
+        .await
+        .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source })?;
+    let corrupt = |e: String| StorageError::ReadFile {
+        path: path.to_owned(),
+        source: iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}")),
+    };
+    // Decoding is CPU work: keep it off the async worker threads.
+    let decoded = tokio::task::spawn_blocking(move || -> Result<Vec<arrow::array::RecordBatch>, String> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| e.to_string())?;
+        reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| StorageError::InvalidData(format!("decoding {path}: {e}")))?;
+    decoded.map_err(corrupt)
+}
+
+/// Reads several data files with bounded concurrency, keeping their order.
+pub async fn read_data_files(wh: &Warehouse, paths: &[String], concurrency: usize) -> Result<Vec<arrow::array::RecordBatch>> {
+    let per_file: Vec<Vec<arrow::array::RecordBatch>> = stream::iter(paths)
+        .map(|p| read_data_file(wh, p))
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(per_file.into_iter().flatten().collect())
+}

@@ -1,0 +1,330 @@
+//! The seed's storage trait (`FinancialDataStorage`) and its backends: Iceberg tables (V2) and an
+//! in-memory store for unit tests of other crates. Both answer vintage queries with the same
+//! resolution code, so they agree row for row.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use vintagelake_schemas::table::{
+    StoredDataPoint, batch_to_stored_data_points, batch_to_stored_series, stored_data_points_to_batch,
+    stored_series_to_batch,
+};
+use vintagelake_schemas::{DataPoint, Date, EconomicSeries, SeriesId};
+
+use crate::catalog::{TableKind, Warehouse};
+use crate::commit::{CommitKind, CommitRequest, Committed, OffsetUpdate, RetryPolicy, commit, recorded_offsets};
+use crate::error::{Result, StorageError};
+use crate::scan::{SnapshotSelector, View, VintageQuery, query_table, resolve};
+use crate::write::write_data_files;
+
+/// The seed's storage abstraction, with revisions: `read_data_points` returns every revision of
+/// the series in the date range (corrections applied), sorted by date then revision date;
+/// [`FinancialDataStorage::query`] answers the vintage views.
+#[async_trait]
+pub trait FinancialDataStorage: Send + Sync {
+    async fn write_series(&self, series: &EconomicSeries) -> Result<()>;
+    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>>;
+    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()>;
+    async fn read_data_points(
+        &self,
+        series_id: &SeriesId,
+        start_date: Option<Date>,
+        end_date: Option<Date>,
+    ) -> Result<Vec<DataPoint>>;
+    async fn list_series(&self) -> Result<Vec<EconomicSeries>>;
+    /// A vintage view (schema: [`crate::scan::view_schema`]).
+    async fn query(&self, query: &VintageQuery) -> Result<RecordBatch>;
+}
+
+fn check_series(series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
+    match points.iter().find(|p| &p.series_id != series_id) {
+        Some(p) => Err(StorageError::InvalidData(format!(
+            "write_data_points for {series_id} got a point of series {}",
+            p.series_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Arrival order for writes that do not come from Kafka: microseconds since the epoch, made
+/// strictly increasing within the process.
+#[derive(Debug, Default)]
+struct Sequencer(AtomicI64);
+
+impl Sequencer {
+    fn next(&self, n: usize) -> i64 {
+        let now = chrono::Utc::now().timestamp_micros();
+        let n = n as i64;
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let start = now.max(cur + 1);
+            match self.0.compare_exchange(cur, start + n - 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return start,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+fn latest_per_series(mut rows: Vec<(EconomicSeries, i64)>) -> Vec<EconomicSeries> {
+    rows.sort_by(|a, b| a.0.id.cmp(&b.0.id).then(a.1.cmp(&b.1)));
+    let mut out: Vec<EconomicSeries> = Vec::new();
+    for (s, _) in rows {
+        match out.last_mut() {
+            Some(last) if last.id == s.id => *last = s,
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+fn revisions(batch: &RecordBatch) -> Result<Vec<DataPoint>> {
+    Ok(vintagelake_schemas::arrow::batch_to_data_points(batch)?)
+}
+
+/// Iceberg tables (V2): the production backend.
+#[derive(Debug)]
+pub struct IcebergStore {
+    wh: Arc<Warehouse>,
+    retry: RetryPolicy,
+    concurrency: usize,
+    seq: Sequencer,
+}
+
+impl IcebergStore {
+    pub fn new(wh: Arc<Warehouse>) -> Self {
+        Self { wh, retry: RetryPolicy::default(), concurrency: 8, seq: Sequencer::default() }
+    }
+
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.wh
+    }
+
+    /// Writes rows (table schema) to new files and commits them, with the Kafka offsets they cover,
+    /// as one append. If the commit fails (fenced, conflicts exhausted), the new files are deleted.
+    pub async fn append(
+        &self,
+        kind: TableKind,
+        batches: &[RecordBatch],
+        offsets: Vec<OffsetUpdate>,
+        origin: &str,
+    ) -> Result<Committed> {
+        let table = self.wh.load(kind).await?;
+        let files = write_data_files(&self.wh, &table, kind, batches, None).await?;
+        let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
+        let request = CommitRequest::append(files, origin).with_offsets(offsets);
+        match commit(&self.wh, kind, &request, &self.retry).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                for p in &paths {
+                    if let Err(del) = self.wh.file_io().delete(p).await {
+                        tracing::warn!(path = %p, error = %del, "could not remove a data file of a failed commit");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends data points (with their vintage bookkeeping) in one commit.
+    pub async fn append_points(&self, rows: &[StoredDataPoint], offsets: Vec<OffsetUpdate>, origin: &str) -> Result<Committed> {
+        let batch = stored_data_points_to_batch(rows)?;
+        self.append(TableKind::DataPoints, &[batch], offsets, origin).await
+    }
+
+    /// Atomically replaces `remove` (live data files) with `rows` (table schema, written now).
+    pub async fn rewrite(
+        &self,
+        kind: TableKind,
+        remove: Vec<String>,
+        rows: &[RecordBatch],
+        commit_kind: CommitKind,
+        origin: &str,
+        summary: BTreeMap<String, String>,
+    ) -> Result<Committed> {
+        let table = self.wh.load(kind).await?;
+        let files = write_data_files(&self.wh, &table, kind, rows, None).await?;
+        let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
+        let mut request = CommitRequest::new(commit_kind, files, remove, origin);
+        request.summary = summary;
+        match commit(&self.wh, kind, &request, &self.retry).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                for p in &paths {
+                    let _ = self.wh.file_io().delete(p).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The Kafka positions recorded in a table: (topic, partition) → next offset.
+    pub async fn recorded_offsets(&self, kind: TableKind) -> Result<BTreeMap<(String, i32), i64>> {
+        Ok(recorded_offsets(self.wh.load(kind).await?.metadata()))
+    }
+
+    async fn series_rows(&self) -> Result<Vec<(EconomicSeries, i64)>> {
+        let table = self.wh.load(TableKind::Series).await?;
+        if table.metadata().current_snapshot().is_none() {
+            return Ok(Vec::new());
+        }
+        let batches: Vec<RecordBatch> = table.scan().build()?.to_arrow().await?.try_collect().await?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            rows.extend(batch_to_stored_series(b)?);
+        }
+        Ok(rows)
+    }
+
+    /// Series metadata, the latest message per id.
+    pub async fn latest_series(&self) -> Result<Vec<EconomicSeries>> {
+        Ok(latest_per_series(self.series_rows().await?))
+    }
+}
+
+#[async_trait]
+impl FinancialDataStorage for IcebergStore {
+    async fn write_series(&self, series: &EconomicSeries) -> Result<()> {
+        let batch = stored_series_to_batch(&[(series.clone(), self.seq.next(1))])?;
+        self.append(TableKind::Series, &[batch], Vec::new(), "api").await.map(|_| ())
+    }
+
+    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
+        Ok(self.latest_series().await?.into_iter().find(|s| &s.id == series_id))
+    }
+
+    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
+        check_series(series_id, points)?;
+        if points.is_empty() {
+            return Ok(());
+        }
+        let first = self.seq.next(points.len());
+        let rows: Vec<StoredDataPoint> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
+            .collect();
+        self.append_points(&rows, Vec::new(), "api").await.map(|_| ())
+    }
+
+    async fn read_data_points(&self, series_id: &SeriesId, start: Option<Date>, end: Option<Date>) -> Result<Vec<DataPoint>> {
+        let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start, end);
+        revisions(&self.query(&q).await?)
+    }
+
+    async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
+        self.latest_series().await
+    }
+
+    async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {
+        let table = self.wh.load(TableKind::DataPoints).await?;
+        query_table(&table, query, self.concurrency).await
+    }
+}
+
+/// Everything in memory (one "snapshot" per write): for unit tests of other crates and demos.
+#[derive(Debug, Default)]
+pub struct InMemoryStorage {
+    points: tokio::sync::RwLock<Vec<Vec<StoredDataPoint>>>,
+    series: tokio::sync::RwLock<Vec<(EconomicSeries, i64)>>,
+    seq: Sequencer,
+}
+
+impl InMemoryStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds rows with explicit vintage bookkeeping (as ingest would).
+    pub async fn append_points(&self, rows: Vec<StoredDataPoint>) {
+        self.points.write().await.push(rows);
+    }
+}
+
+#[async_trait]
+impl FinancialDataStorage for InMemoryStorage {
+    async fn write_series(&self, series: &EconomicSeries) -> Result<()> {
+        self.series.write().await.push((series.clone(), self.seq.next(1)));
+        Ok(())
+    }
+
+    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
+        Ok(self.list_series().await?.into_iter().find(|s| &s.id == series_id))
+    }
+
+    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
+        check_series(series_id, points)?;
+        let first = self.seq.next(points.len());
+        let rows = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
+            .collect();
+        self.append_points(rows).await;
+        Ok(())
+    }
+
+    async fn read_data_points(&self, series_id: &SeriesId, start: Option<Date>, end: Option<Date>) -> Result<Vec<DataPoint>> {
+        let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start, end);
+        revisions(&self.query(&q).await?)
+    }
+
+    async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
+        Ok(latest_per_series(self.series.read().await.clone()))
+    }
+
+    async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {
+        let writes = self.points.read().await;
+        let visible = match query.snapshot {
+            SnapshotSelector::Current => writes.len(),
+            // Snapshot n (1-based) = the state after the n-th write.
+            SnapshotSelector::Id(n) if n >= 1 && (n as usize) <= writes.len() => n as usize,
+            SnapshotSelector::Id(n) => return Err(StorageError::NoSuchSnapshot(n)),
+            SnapshotSelector::AsOfTimestampMs(_) => {
+                return Err(StorageError::InvalidData("the in-memory store keeps no timestamps".into()));
+            }
+        };
+        let batches = writes[..visible]
+            .iter()
+            .filter(|w| !w.is_empty())
+            .map(|w| stored_data_points_to_batch(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        resolve(query, &batches)
+    }
+}
+
+/// Reads stored rows (table schema) back, e.g. for checks and migrations.
+pub fn stored_rows(batches: &[RecordBatch]) -> Result<Vec<StoredDataPoint>> {
+    let mut out = Vec::new();
+    for b in batches {
+        out.extend(batch_to_stored_data_points(b)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequencer_is_strictly_increasing_across_calls() {
+        let s = Sequencer::default();
+        let a = s.next(5);
+        let b = s.next(1);
+        assert!(b >= a + 5, "{a} then {b}");
+    }
+}
