@@ -101,8 +101,9 @@ pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::arr
 
 /// Reads several data files with bounded concurrency, keeping their order.
 pub async fn read_data_files(wh: &Warehouse, paths: &[String], concurrency: usize) -> Result<Vec<arrow::array::RecordBatch>> {
-    let per_file: Vec<Vec<arrow::array::RecordBatch>> = stream::iter(paths)
-        .map(|p| read_data_file(wh, p))
+    // Futures built by an iterator (not a stream closure) keep the result `Send` for spawned tasks.
+    let reads: Vec<_> = paths.iter().map(|p| read_data_file(wh, p)).collect();
+    let per_file: Vec<Vec<arrow::array::RecordBatch>> = stream::iter(reads)
         .buffered(concurrency.max(1))
         .try_collect()
         .await?;

@@ -1,5 +1,6 @@
 //! Integration tests of the storage crate against real parts (pyiceberg, an S3-compatible server).
 
 mod fixture;
+mod concurrency;
 mod pyiceberg;
 mod vintages;
