@@ -186,14 +186,69 @@ fn offset_property(topic: &str, partition: i32) -> String {
 
 /// Commits `request` to the table, retrying on conflicts with other writers.
 pub async fn commit(wh: &Warehouse, kind: TableKind, request: &CommitRequest, policy: &RetryPolicy) -> Result<Committed> {
+    request.validate(&wh.ident(kind).to_string())?;
+    let (committed, attempts) = publish(wh, kind, policy, &request.origin, request).await?;
+    Ok(Committed { attempts, ..committed })
+}
+
+/// One kind of metadata change: how to stage it on top of a given table state.
+pub(crate) trait Change: Sync {
+    type Output: Send;
+    fn stage<'a>(
+        &'a self,
+        wh: &'a Warehouse,
+        table: &'a Table,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Staged<Self::Output>>> + Send + 'a;
+}
+
+impl Change for CommitRequest {
+    type Output = Committed;
+    fn stage<'a>(
+        &'a self,
+        wh: &'a Warehouse,
+        table: &'a Table,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Staged<Committed>>> + Send + 'a {
+        stage(wh, table, self, attempt)
+    }
+}
+
+/// New table metadata written for one attempt, not yet published, and what it would commit.
+pub(crate) struct Staged<T> {
+    pub(crate) metadata_location: String,
+    /// Every file the attempt wrote (manifests, manifest list, metadata), deleted if it loses.
+    pub(crate) written: Vec<String>,
+    pub(crate) value: T,
+}
+
+/// Deletes what a losing attempt wrote: nobody references it.
+pub(crate) async fn discard(wh: &Warehouse, written: Vec<String>) {
+    for path in written {
+        if let Err(e) = wh.file_io().delete(&path).await {
+            tracing::debug!(%path, error = %e, "could not delete a file of an uncommitted attempt");
+        }
+    }
+}
+
+/// The optimistic-concurrency loop shared by every metadata change: load the current table,
+/// stage a new metadata file from it, swap the catalog row compare-and-set; on conflict discard
+/// and retry from the new state after a jittered exponential backoff.
+pub(crate) async fn publish<C: Change>(
+    wh: &Warehouse,
+    kind: TableKind,
+    policy: &RetryPolicy,
+    origin: &str,
+    change: &C,
+) -> Result<(C::Output, u32)> {
     let table_name = wh.ident(kind).to_string();
-    request.validate(&table_name)?;
     let mut backoff = policy.initial_backoff;
     let mut last_conflict = String::new();
     for attempt in 1..=policy.max_attempts {
         let table = wh.load(kind).await?;
         let current = table.metadata_location_result()?.to_owned();
-        let staged = stage(wh, &table, request, attempt).await?;
+        let staged = change.stage(wh, &table, attempt).await?;
+        crate::failpoint::hit("commit-before-swap");
         let swapped = match wh.swap_metadata_location(kind, &current, &staged.metadata_location).await {
             Ok(swapped) => swapped,
             Err(e) => {
@@ -204,15 +259,15 @@ pub async fn commit(wh: &Warehouse, kind: TableKind, request: &CommitRequest, po
             }
         };
         if swapped {
-            metrics::counter!("vintagelake_commits_total", "table" => kind.name(), "origin" => request.origin.clone())
+            metrics::counter!("vintagelake_commits_total", "table" => kind.name(), "origin" => origin.to_owned())
                 .increment(1);
-            return Ok(Committed { attempts: attempt, ..staged.committed });
+            return Ok((staged.value, attempt));
         }
-        metrics::counter!("vintagelake_commit_conflicts_total", "table" => kind.name(), "origin" => request.origin.clone())
+        metrics::counter!("vintagelake_commit_conflicts_total", "table" => kind.name(), "origin" => origin.to_owned())
             .increment(1);
         last_conflict = format!("catalog row moved on from {current}");
         tracing::debug!(table = %table_name, attempt, "commit conflict, retrying");
-        staged.discard(wh).await;
+        discard(wh, staged.written).await;
         let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
         tokio::time::sleep(backoff / 2 + Duration::from_millis(jitter / 2)).await;
         backoff = (backoff * 2).min(policy.max_backoff);
@@ -220,26 +275,8 @@ pub async fn commit(wh: &Warehouse, kind: TableKind, request: &CommitRequest, po
     Err(StorageError::TooManyConflicts { table: table_name, attempts: policy.max_attempts, last: last_conflict })
 }
 
-/// Files written for one attempt, and what the attempt would commit.
-struct Staged {
-    metadata_location: String,
-    written: Vec<String>,
-    committed: Committed,
-}
-
-impl Staged {
-    /// Deletes what a losing attempt wrote: nobody references it.
-    async fn discard(self, wh: &Warehouse) {
-        for path in self.written {
-            if let Err(e) = wh.file_io().delete(&path).await {
-                tracing::debug!(%path, error = %e, "could not delete file of a losing commit attempt");
-            }
-        }
-    }
-}
-
 /// Builds and writes the new snapshot's files and metadata, without publishing them.
-async fn stage(wh: &Warehouse, table: &Table, request: &CommitRequest, attempt: u32) -> Result<Staged> {
+async fn stage(wh: &Warehouse, table: &Table, request: &CommitRequest, attempt: u32) -> Result<Staged<Committed>> {
     let meta = table.metadata();
     let table_name = table.identifier().to_string();
     check_offsets(meta, &request.offsets)?;
@@ -255,27 +292,12 @@ async fn stage(wh: &Warehouse, table: &Table, request: &CommitRequest, attempt: 
     match stager.write(request, attempt, &table_name).await {
         Ok((metadata_location, committed)) => {
             stager.written.push(metadata_location.clone());
-            Ok(Staged { metadata_location, written: stager.written, committed })
+            Ok(Staged { metadata_location, written: stager.written, value: committed })
         }
         Err(e) => {
-            Staged { metadata_location: String::new(), written: std::mem::take(&mut stager.written), committed: empty_committed() }
-                .discard(wh)
-                .await;
+            discard(wh, std::mem::take(&mut stager.written)).await;
             Err(e)
         }
-    }
-}
-
-fn empty_committed() -> Committed {
-    Committed {
-        snapshot_id: 0,
-        sequence_number: 0,
-        metadata_location: String::new(),
-        attempts: 0,
-        added_files: 0,
-        removed_files: 0,
-        added_records: 0,
-        removed_records: 0,
     }
 }
 
