@@ -186,6 +186,9 @@ pub struct TierConfig {
     pub region: Option<String>,
     /// Key prefix inside the bucket.
     pub prefix: Option<String>,
+    /// Static S3 credentials (prefer the `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` environment).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
     /// Data older than this (days since superseded) moves to the next tier.
     pub max_age_days: Option<u32>,
 }

@@ -45,6 +45,12 @@ pub enum TierTarget {
         prefix: String,
         endpoint: Option<String>,
         region: Option<String>,
+        /// Static credentials; when absent, the standard `AWS_*` environment variables are used.
+        /// Never serialised.
+        #[serde(skip_serializing, default)]
+        access_key_id: Option<String>,
+        #[serde(skip_serializing, default)]
+        secret_access_key: Option<String>,
     },
 }
 
@@ -64,6 +70,8 @@ impl TierSpec {
                 prefix: t.prefix.clone().unwrap_or_default().trim_matches('/').to_owned(),
                 endpoint: t.endpoint.clone(),
                 region: t.region.clone(),
+                access_key_id: t.access_key_id.clone(),
+                secret_access_key: t.secret_access_key.clone(),
             },
             _ => {
                 let dir = t.path.clone().ok_or_else(|| StorageError::Tier {
@@ -112,10 +120,13 @@ impl TierRouter {
         let mut s3: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
         let mut tiers = Vec::new();
         for spec in specs {
-            if let TierTarget::S3 { bucket, endpoint, region, .. } = &spec.target
+            if let TierTarget::S3 { bucket, endpoint, region, access_key_id, secret_access_key, .. } = &spec.target
                 && !s3.contains_key(bucket)
             {
                 let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let (Some(key), Some(secret)) = (access_key_id, secret_access_key) {
+                    b = b.with_access_key_id(key).with_secret_access_key(secret);
+                }
                 if let Some(e) = endpoint {
                     let url = if e.contains("://") { e.clone() } else { format!("https://{e}") };
                     b = b.with_allow_http(url.starts_with("http://")).with_endpoint(url);
@@ -364,6 +375,8 @@ mod tests {
                     prefix: "v1".into(),
                     endpoint: Some("http://127.0.0.1:9".into()),
                     region: None,
+                    access_key_id: None,
+                    secret_access_key: None,
                 },
             },
         ])

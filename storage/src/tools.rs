@@ -94,3 +94,77 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> io::Result<Stri
     }
     String::from_utf8(out.stdout).map_err(io::Error::other)
 }
+
+/// A real S3-compatible server on loopback (moto's server mode) with one bucket, stopped on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+    bucket: String,
+}
+
+/// Static credentials the test server accepts.
+pub const S3_TEST_KEY: &str = "vintagelake-test";
+pub const S3_TEST_SECRET: &str = "vintagelake-test-secret";
+
+impl S3Server {
+    /// Starts the server on a free port and creates `bucket`. Blocking.
+    pub fn start(bucket: &str) -> io::Result<Self> {
+        let python = pyiceberg_python()?;
+        let bin = python.with_file_name("moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = Self { child, endpoint: format!("http://127.0.0.1:{port}"), bucket: bucket.to_owned() };
+        let script = r#"
+import sys, time, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[3],
+                  aws_secret_access_key=sys.argv[4], region_name="us-east-1")
+for _ in range(150):
+    try:
+        s3.create_bucket(Bucket=sys.argv[2]); break
+    except Exception as e:
+        last = e; time.sleep(0.1)
+else:
+    raise SystemExit(f"S3 server did not start: {last}")
+"#;
+        if let Err(e) = run_python(&python, script, &[&server.endpoint, bucket, S3_TEST_KEY, S3_TEST_SECRET]) {
+            let _ = server.child.kill();
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Lists the keys in the bucket (through boto3, an independent client).
+    pub fn list_keys(&self) -> io::Result<Vec<String>> {
+        let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[3],
+                  aws_secret_access_key=sys.argv[4], region_name="us-east-1")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
+    for o in page.get("Contents", []):
+        print(o["Key"])
+"#;
+        let out = run_python(&pyiceberg_python()?, script, &[&self.endpoint, &self.bucket, S3_TEST_KEY, S3_TEST_SECRET])?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,4 +4,5 @@ mod fixture;
 mod lifecycle;
 mod concurrency;
 mod pyiceberg;
+mod tiers;
 mod vintages;

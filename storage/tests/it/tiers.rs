@@ -1,0 +1,73 @@
+//! One table with files in a `file://` tier and an `s3://` tier (a real S3-compatible server on
+//! loopback), read in one scan.
+
+use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch};
+use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
+use vintagelake_storage::commit::{CommitRequest, RetryPolicy, commit};
+use vintagelake_storage::config::TierName;
+use vintagelake_storage::files::live_files;
+use vintagelake_storage::io::{TierSpec, TierTarget};
+use vintagelake_storage::scan::{View, VintageQuery};
+use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
+use vintagelake_storage::tools::{S3_TEST_KEY, S3_TEST_SECRET, S3Server};
+use vintagelake_storage::write::write_data_files;
+
+use crate::fixture::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
+    let s3 = std::sync::Arc::new(tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"));
+    let dir = tempfile::tempdir().unwrap();
+    let tiers = vec![
+        TierSpec::local("hot", dir.path().join("hot")),
+        TierSpec {
+            name: TierName::new("archive"),
+            target: TierTarget::S3 {
+                bucket: s3.bucket().to_owned(),
+                prefix: "vintagelake".into(),
+                endpoint: Some(s3.endpoint().to_owned()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(S3_TEST_KEY.into()),
+                secret_access_key: Some(S3_TEST_SECRET.into()),
+            },
+        },
+    ];
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path()).with_tiers(tiers)).await.unwrap();
+    let store = IcebergStore::new(wh.clone());
+
+    // One revision in the hot tier (the default for new files) …
+    let hot = StoredDataPoint { point: point("GDPC1", "2024-01-01", "2024-04-25", Some(1.0), true), realtime_end: None, ingest_seq: 1 };
+    store.append_points(std::slice::from_ref(&hot), vec![], "test").await.unwrap();
+    // … and an older, superseded one written straight to the archive tier.
+    let old = StoredDataPoint {
+        point: point("GDPC1", "2024-01-01", "2024-03-28", Some(0.9), true),
+        realtime_end: Some(d("2024-04-24")),
+        ingest_seq: 0,
+    };
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let batch = stored_data_points_to_batch(&[old]).unwrap();
+    let files = write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&TierName::new("archive"))).await.unwrap();
+    assert!(files[0].file_path().starts_with("s3://econ-archive/vintagelake/"), "{}", files[0].file_path());
+    commit(&wh, TableKind::DataPoints, &CommitRequest::append(files, "test"), &RetryPolicy::default()).await.unwrap();
+
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let live = live_files(&wh, &table, None).await.unwrap();
+    let mut tiers: Vec<&str> = live.iter().map(|f| f.tier.as_ref().unwrap().as_str()).collect();
+    tiers.sort();
+    assert_eq!(tiers, ["archive", "hot"]);
+    // The object really is in the bucket (seen by an independent S3 client).
+    let server = s3.clone();
+    let keys = tokio::task::spawn_blocking(move || server.list_keys()).await.unwrap().unwrap();
+    assert_eq!(keys.iter().filter(|k| k.ends_with(".parquet")).count(), 1, "{keys:?}");
+
+    let all = rows(&store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap());
+    assert_eq!(
+        all,
+        vec![
+            row("GDPC1", "2024-01-01", Some(0.9), "2024-03-28", "2024-04-24"),
+            row("GDPC1", "2024-01-01", Some(1.0), "2024-04-25", OPEN),
+        ]
+    );
+    let as_of = rows(&store.query(&VintageQuery::new(View::AsOf(d("2024-04-01")))).await.unwrap());
+    assert_eq!(as_of, vec![row("GDPC1", "2024-01-01", Some(0.9), "2024-03-28", OPEN)]);
+}
