@@ -39,6 +39,10 @@ pub struct CommonConfig {
     #[arg(long, env = "FLIGHT_SERVER_PORT", default_value_t = 8080)]
     pub flight_server_port: u16,
 
+    /// Address the HTTP endpoints listen on.
+    #[arg(long, env = "HTTP_HOST", default_value = "0.0.0.0")]
+    pub http_host: std::net::IpAddr,
+
     /// Port of the HTTP endpoints /health, /ready and /metrics.
     #[arg(long, env = "HTTP_PORT", default_value_t = 3001)]
     pub http_port: u16,
@@ -113,6 +117,10 @@ impl CommonConfig {
         self.catalog_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalog.sqlite").display()))
+    }
+
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.http_host, self.http_port)
     }
 
     pub fn config_path(&self) -> &Path {

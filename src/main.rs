@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod observe;
 
 use std::process::ExitCode;
 

@@ -57,6 +57,14 @@ pub struct IngestConfig {
     #[arg(long, env = "MAX_BUFFERED_BYTES", default_value = "512MiB", value_parser = parse_bytes)]
     pub max_buffered_bytes: u64,
 
+    /// Create the topics (and their dead-letter topics) at start if they do not exist.
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+
+    /// Partitions of topics created at start.
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
+    pub topic_partitions: i32,
+
     /// How long SIGTERM may take to flush and commit before giving up.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

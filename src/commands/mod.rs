@@ -1,6 +1,8 @@
 //! Subcommands of the `vintagelake` binary.
 
 mod admin;
+mod ingest;
+mod produce;
 
 use std::process::ExitCode;
 
@@ -71,17 +73,8 @@ pub enum Command {
         #[command(flatten)]
         common: CommonConfig,
     },
-    /// Publish a CSV or JSON-lines file of revisions to Kafka.
-    Produce {
-        /// Kafka bootstrap servers.
-        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
-        kafka_bootstrap_servers: Option<String>,
-        /// Topic to publish to.
-        #[arg(long, env = "DATAPOINTS_TOPIC", default_value = "econ.datapoints")]
-        topic: String,
-        /// CSV (header row) or JSON-lines file; `-` for standard input.
-        file: std::path::PathBuf,
-    },
+    /// Publish a CSV or JSON-lines file of revisions (or a synthetic stream) to Kafka.
+    Produce(produce::ProduceArgs),
     /// Fetch a series over Arrow Flight and print it as a table, CSV or Parquet.
     Get {
         /// Series id.
@@ -101,6 +94,21 @@ pub enum Command {
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("broker: {0}")]
+    Broker(#[source] vintagelake_ingest::broker::BrokerError),
+    #[error("storage: {0}")]
+    Storage(#[from] vintagelake_storage::error::StorageError),
+    #[error("ingest: {0}")]
+    Ingest(#[from] vintagelake_ingest::error::IngestError),
     #[error("`vintagelake {0}` is not available yet in this version of vintagelake")]
     NotAvailable(&'static str),
     #[error("reading {what}: {source}")]
@@ -133,10 +141,7 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
             let _common = common.resolve(sub)?;
             Err(Error::NotAvailable("serve"))
         }
-        Command::Ingest { common, .. } => {
-            let _common = common.resolve(sub)?;
-            Err(Error::NotAvailable("ingest"))
-        }
+        Command::Ingest { common, ingest: config } => ingest::run(common.resolve(sub)?, config).await,
         Command::Compact { common, .. } => {
             let _common = common.resolve(sub)?;
             Err(Error::NotAvailable("compact"))
@@ -149,8 +154,30 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
             let _common = common.resolve(sub)?;
             Err(Error::NotAvailable("query"))
         }
-        Command::Produce { .. } => Err(Error::NotAvailable("produce")),
+        Command::Produce(args) => produce::run(args).await,
         Command::Get { .. } => Err(Error::NotAvailable("get")),
         Command::Admin { command } => admin::run(command, sub).await,
     }
+}
+
+/// Opens the warehouse the shared settings describe (Iceberg: the only backend built so far).
+pub async fn open_store(common: &CommonConfig) -> Result<std::sync::Arc<vintagelake_storage::store::IcebergStore>, Error> {
+    use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
+    use vintagelake_storage::config::StorageType;
+    use vintagelake_storage::io::TierSpec;
+    if common.storage_type != StorageType::Iceberg {
+        return Err(Error::Usage(format!(
+            "STORAGE_TYPE={} is not available yet; use iceberg",
+            common.storage_type
+        )));
+    }
+    let tiers = common.tiers.iter().map(TierSpec::from_config).collect::<Result<Vec<_>, _>>()?;
+    let mut config = WarehouseConfig::new(&common.data_dir).with_tiers(tiers);
+    if let Some(url) = &common.catalog_url {
+        config = config.with_catalog_url(url);
+    }
+    let wh = Warehouse::open(config).await?;
+    Ok(std::sync::Arc::new(
+        vintagelake_storage::store::IcebergStore::new(wh).with_concurrency(common.max_concurrent_operations as usize),
+    ))
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod files;
+pub mod health;
 pub mod io;
 pub mod scan;
 pub mod snapshots;

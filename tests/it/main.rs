@@ -1,3 +1,5 @@
 //! Integration tests of the `vintagelake` binary, run as a user runs it.
 
 mod cli;
+mod ingest;
+mod support;

@@ -2,6 +2,7 @@
 
 mod fixture;
 mod lifecycle;
+mod offsets;
 mod concurrency;
 mod pyiceberg;
 mod tiers;

@@ -1,0 +1,37 @@
+//! Errors of the ingest crate.
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("creating the Kafka client: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    #[error("subscribing to {topics}: {source}")]
+    Subscribe {
+        topics: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("consuming: {0}")]
+    Consume(#[source] rdkafka::error::KafkaError),
+    #[error("dead-lettering to {topic}: {reason}")]
+    DeadLetter { topic: String, reason: String },
+    #[error("committing to the table: {0}")]
+    Commit(#[from] vintagelake_storage::error::StorageError),
+    #[error("seeking {topic}[{partition}] to {offset}: {source}")]
+    Seek {
+        topic: String,
+        partition: i32,
+        offset: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("shutdown: buffered data could not be committed within {0:?}; it will be re-read from Kafka on restart")]
+    ShutdownTimeout(std::time::Duration),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("producing to {topic}: {reason}")]
+    Produce { topic: String, reason: String },
+    #[error("reading {what}: {reason}")]
+    Input { what: String, reason: String },
+}
+
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;

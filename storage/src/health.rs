@@ -1,0 +1,62 @@
+//! Readiness checks that daemons update and the HTTP `/ready` endpoint reports.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Named dependency checks (`broker`, `catalog`, …); ready when every registered check passes.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    checks: Mutex<BTreeMap<String, Check>>,
+}
+
+/// The last result of one check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub ok: bool,
+    pub detail: String,
+    /// When it was last evaluated (ms since the epoch).
+    pub at_ms: i64,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the outcome of a check (registering it on first use).
+    pub fn set(&self, name: &str, ok: bool, detail: impl Into<String>) {
+        let check = Check { ok, detail: detail.into(), at_ms: chrono::Utc::now().timestamp_millis() };
+        let mut checks = self.checks.lock().expect("readiness lock");
+        if checks.get(name).is_none_or(|c| c.ok != ok) {
+            tracing::info!(check = name, ok, detail = %check.detail, "readiness changed");
+        }
+        checks.insert(name.to_owned(), check);
+    }
+
+    /// Ready when at least one check is registered and all pass.
+    pub fn is_ready(&self) -> bool {
+        let checks = self.checks.lock().expect("readiness lock");
+        !checks.is_empty() && checks.values().all(|c| c.ok)
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, Check> {
+        self.checks.lock().expect("readiness lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_all_registered_checks_pass() {
+        let r = Readiness::new();
+        assert!(!r.is_ready(), "nothing checked yet");
+        r.set("broker", true, "ok");
+        r.set("catalog", false, "connection refused");
+        assert!(!r.is_ready());
+        r.set("catalog", true, "ok");
+        assert!(r.is_ready());
+        assert_eq!(r.snapshot().len(), 2);
+    }
+}

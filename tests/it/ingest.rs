@@ -1,0 +1,215 @@
+//! Ingest end to end: a real broker, `vintagelake ingest` as a child process, the table read back
+//! by us and by pyiceberg.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use vintagelake_ingest::broker::{Broker, create_topics};
+use vintagelake_ingest::synthetic;
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::store::IcebergStore;
+
+use crate::support::*;
+
+async fn broker() -> Broker {
+    Broker::from_env_or_local().await.expect("a Kafka-protocol broker")
+}
+
+async fn topics_on(broker: &Broker, partitions: i32) -> Topics {
+    let t = Topics::new();
+    create_topics(broker.bootstrap_servers(), &[&t.data, &t.series], partitions).await.unwrap();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_once_100k_revisions_and_pyiceberg_agrees() {
+    const N: usize = 100_000;
+    let broker = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics_on(&broker, 4).await;
+    let produced = synthetic::revisions(N, 1);
+    produce(broker.bootstrap_servers(), &topics.data, &produced).await;
+
+    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
+    let wh = open(dir.path()).await;
+    wait_for(Duration::from_secs(240), "100 000 rows committed", || async { total_records(&wh).await >= N as u64 }).await;
+    // Ready and healthy while running.
+    let (code, body) = ingest.get("/ready").await.expect("HTTP up");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(ingest.get("/health").await.unwrap().0, 200);
+    let (_, metrics) = ingest.get("/metrics").await.unwrap();
+    for name in ["vintagelake_ingest_records_consumed_total", "vintagelake_ingest_records_committed_total", "vintagelake_ingest_commit_duration_seconds_bucket"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let status = ingest.terminate(Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM exits 0: {status}\n{}", ingest.log_text());
+
+    let rows = table_rows(&wh).await;
+    assert_eq!(rows.len(), N, "exactly N rows");
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(produced.iter().map(key_of_revision).collect()),
+        "the table holds exactly what was produced"
+    );
+    // The positions recorded with the data are the broker's high watermarks.
+    let store = IcebergStore::new(wh.clone());
+    let recorded = store.recorded_offsets(TableKind::DataPoints).await.unwrap();
+    let marks = high_watermarks(broker.bootstrap_servers(), &topics.data);
+    for (p, hw) in &marks {
+        assert_eq!(recorded.get(&(topics.data.clone(), *p)), Some(hw), "partition {p}");
+    }
+
+    // pyiceberg reads the same number of rows.
+    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let script = r#"
+import sys
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlite", warehouse="file://" + sys.argv[1] + "/warehouse")
+t = cat.load_table("econ.data_points")
+print(len(t.scan().to_arrow()))
+"#;
+    let out = vintagelake_storage::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap();
+    assert_eq!(out.trim(), N.to_string());
+}
+
+/// What the validator must say about each kind of bad message.
+fn malformed(i: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
+    let key = b"GDPC1".to_vec();
+    let good = |date: &str| format!(r#"{{"version":1,"series_id":"GDPC1","date":"{date}","revision_date":"2024-04-25","value":1}}"#);
+    match i % 8 {
+        0 => (key, good("2024-13-01").into_bytes(), "bad_date"),
+        1 => (key, br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":"high"}"#.to_vec(), "not_a_number"),
+        2 => (key, br#"{"version":2,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#.to_vec(), "unknown_version"),
+        3 => (key, br#"{"version":1,"series_id":"GDPC1","revision_date":"2024-04-25","value":1}"#.to_vec(), "missing_field"),
+        4 => (key, b"{\"version\":1,\"series_id\":\"GDP\xff\"}".to_vec(), "invalid_utf8"),
+        5 => (key, b"{not json".to_vec(), "malformed_json"),
+        6 => (b"UNRATE".to_vec(), good("2024-01-01").into_bytes(), "key_mismatch"),
+        _ => (key, format!(r#"{{"version":1,"series_id":"{}","date":"2024-01-01","revision_date":"2024-04-25","value":1}}"#, "X".repeat(200)).into_bytes(), "id_too_long"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
+    let broker = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics_on(&broker, 2).await;
+    let good = synthetic::revisions(10_000, 2);
+    // Interleave: one bad message after every ten good ones.
+    let mut messages = Vec::new();
+    let mut expected_reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut bad = 0;
+    for (i, r) in good.iter().enumerate() {
+        messages.push(vintagelake_ingest::produce::message(r));
+        if i % 10 == 9 {
+            let (k, v, reason) = malformed(bad);
+            *expected_reasons.entry(reason).or_default() += 1;
+            messages.push((k, v));
+            bad += 1;
+        }
+    }
+    assert_eq!(bad, 1_000);
+    let p = vintagelake_ingest::produce::producer(broker.bootstrap_servers()).unwrap();
+    vintagelake_ingest::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
+
+    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
+    let wh = open(dir.path()).await;
+    let dlq_topic = format!("{}.dlq", topics.data);
+    // Committed offsets cover the bad messages too: wait for the positions to reach the end.
+    let marks = high_watermarks(broker.bootstrap_servers(), &topics.data);
+    let store = IcebergStore::new(wh.clone());
+    wait_for(Duration::from_secs(180), "every message accounted for", || async {
+        let recorded = store.recorded_offsets(TableKind::DataPoints).await.unwrap();
+        marks.iter().all(|(p, hw)| recorded.get(&(topics.data.clone(), *p)) == Some(hw))
+    })
+    .await;
+    let (_, metrics) = ingest.get("/metrics").await.unwrap();
+    assert!(ingest.terminate(Duration::from_secs(30)).success());
+    assert_eq!(table_rows(&wh).await.len(), 10_000, "no bad record reached the table");
+
+    // The dead-letter topic holds each bad record once, with its reason and origin.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&dlq_topic]).unwrap();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = 0;
+    while seen < 1_000 {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("DLQ records").unwrap();
+        let headers = m.headers().expect("headers");
+        let get = |name: &str| {
+            headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let code = get("vintagelake.error.code").expect("reason header");
+        assert_eq!(get("vintagelake.source.topic").as_deref(), Some(topics.data.as_str()));
+        assert!(get("vintagelake.source.offset").is_some() && get("vintagelake.source.partition").is_some());
+        assert!(get("vintagelake.error.message").is_some_and(|m| !m.is_empty()));
+        assert!(m.payload().is_some(), "the original value is kept");
+        *reasons.entry(code).or_default() += 1;
+        seen += 1;
+    }
+    let expected: BTreeMap<String, usize> = expected_reasons.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    assert_eq!(reasons, expected, "one DLQ record per bad message, with the right reason");
+    for (reason, n) in &expected {
+        let line = format!("vintagelake_ingest_records_dead_lettered_total{{reason=\"{reason}\",topic=\"{}\"}} {n}", topics.data);
+        let alt = format!("vintagelake_ingest_records_dead_lettered_total{{topic=\"{}\",reason=\"{reason}\"}} {n}", topics.data);
+        assert!(metrics.contains(&line) || metrics.contains(&alt), "metric for {reason} = {n} missing:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_five_times_during_200k_loses_and_duplicates_nothing() {
+    const N: usize = 200_000;
+    let broker = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics_on(&broker, 4).await;
+    let produced = synthetic::revisions(N, 3);
+    produce(broker.bootstrap_servers(), &topics.data, &produced).await;
+    let env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    let wh = open(dir.path()).await;
+    let mut rng_state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next_delay = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        Duration::from_millis(1_500 + rng_state % 4_000)
+    };
+    for kill in 0..5 {
+        let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
+        tokio::time::sleep(next_delay()).await;
+        ingest.kill9();
+        eprintln!("kill {kill}: {} rows committed so far", total_records(&wh).await);
+    }
+    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
+    wait_for(Duration::from_secs(300), "all rows after the restarts", || async { total_records(&wh).await >= N as u64 }).await;
+    assert!(ingest.terminate(Duration::from_secs(30)).success());
+    let rows = table_rows(&wh).await;
+    assert_eq!(rows.len(), N, "no loss, no duplicate");
+    assert_eq!(multiset(rows.iter().map(key_of_row).collect()), multiset(produced.iter().map(key_of_revision).collect()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
+    const N: usize = 100_000;
+    let broker = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics_on(&broker, 4).await;
+    let produced = synthetic::revisions(N, 4);
+    produce(broker.bootstrap_servers(), &topics.data, &produced).await;
+    let env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    let wh = open(dir.path()).await;
+    let mut a = Daemon::spawn(&["ingest"], dir.path(), &env);
+    let mut b = Daemon::spawn(&["ingest"], dir.path(), &env);
+    wait_for(Duration::from_secs(120), "some progress", || async { total_records(&wh).await > 0 }).await;
+    a.kill9();
+    wait_for(Duration::from_secs(300), "the survivor finishes", || async { total_records(&wh).await >= N as u64 }).await;
+    assert!(b.terminate(Duration::from_secs(30)).success(), "{}", b.log_text());
+    let rows = table_rows(&wh).await;
+    assert_eq!(rows.len(), N, "no loss, no duplicate");
+    assert_eq!(multiset(rows.iter().map(key_of_row).collect()), multiset(produced.iter().map(key_of_revision).collect()));
+}

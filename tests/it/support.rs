@@ -1,0 +1,196 @@
+//! Fixtures for end-to-end tests: a broker, `vintagelake` daemons as real child processes, the
+//! table read back independently, free ports, polling.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use vintagelake_schemas::DataPointRevision;
+use vintagelake_schemas::table::StoredDataPoint;
+use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
+use vintagelake_storage::files::{live_files, read_data_files};
+use vintagelake_storage::store::stored_rows;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// A `vintagelake` daemon running as a child process, its output in a log file.
+pub struct Daemon {
+    pub child: Child,
+    pub http_port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(args: &[&str], dir: &Path, env: &BTreeMap<String, String>) -> Daemon {
+        let http_port = free_port();
+        let log = dir.join(format!("{}-{}.log", args[0], uuid::Uuid::new_v4().simple()));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vintagelake"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .env("HTTP_HOST", "127.0.0.1")
+            .env("HTTP_PORT", http_port.to_string())
+            .env("RUST_LOG", "info,vintagelake_ingest=debug")
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Daemon { child, http_port, log }
+    }
+
+    /// `kill -9`: no flush, no commit, no cleanup.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                panic!("daemon did not stop within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET an HTTP endpoint of the daemon: (status, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Some((status, body))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for an ingest daemon on its own topics and group.
+pub fn ingest_env(data_dir: &Path, bootstrap: &str, topics: &Topics) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("DATA_DIR".into(), data_dir.display().to_string()),
+        ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.to_owned()),
+        ("DATAPOINTS_TOPIC".into(), topics.data.clone()),
+        ("SERIES_TOPIC".into(), topics.series.clone()),
+        ("CONSUMER_GROUP".into(), topics.group.clone()),
+        ("COMMIT_INTERVAL".into(), "500ms".into()),
+        ("HEALTH_CHECK_INTERVAL".into(), "1s".into()),
+        ("TOPIC_PARTITIONS".into(), "4".into()),
+    ])
+}
+
+pub struct Topics {
+    pub data: String,
+    pub series: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub fn new() -> Self {
+        Self { data: unique("dp"), series: unique("series"), group: unique("group") }
+    }
+}
+
+pub async fn open(data_dir: &Path) -> Arc<Warehouse> {
+    Warehouse::open(WarehouseConfig::new(data_dir)).await.unwrap()
+}
+
+/// Every stored row of the data_points table, read from its files.
+pub async fn table_rows(wh: &Warehouse) -> Vec<StoredDataPoint> {
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let files: Vec<String> = live_files(wh, &table, None).await.unwrap().into_iter().map(|f| f.path).collect();
+    stored_rows(&read_data_files(wh, &files, 4).await.unwrap()).unwrap()
+}
+
+pub async fn total_records(wh: &Warehouse) -> u64 {
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    table
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get("total-records").and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Polls until `f` holds or panics with `what` after `timeout`.
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A comparable identity of a revision: (series, date, revision date, value bits).
+pub type Key = (String, i32, i32, Option<u64>);
+
+pub fn key_of_revision(r: &DataPointRevision) -> Key {
+    (r.series_id.as_str().to_owned(), r.date.days_since_epoch(), r.revision_date.days_since_epoch(), r.value.map(f64::to_bits))
+}
+
+pub fn key_of_row(r: &StoredDataPoint) -> Key {
+    let p = &r.point;
+    (p.series_id.as_str().to_owned(), p.date.days_since_epoch(), p.revision_date.days_since_epoch(), p.value.map(f64::to_bits))
+}
+
+/// Multiset of keys (sorted list).
+pub fn multiset(mut keys: Vec<Key>) -> Vec<Key> {
+    keys.sort();
+    keys
+}
+
+/// High watermark of every partition of a topic.
+pub fn high_watermarks(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap().1))
+        .collect()
+}
+
+/// Publishes revisions (JSON, keyed by series id).
+pub async fn produce(bootstrap: &str, topic: &str, revisions: &[DataPointRevision]) {
+    let p = vintagelake_ingest::produce::producer(bootstrap).unwrap();
+    vintagelake_ingest::produce::publish(&p, topic, revisions.iter().map(vintagelake_ingest::produce::message), |_| {})
+        .await
+        .unwrap();
+}
