@@ -275,6 +275,7 @@ impl Ingest {
             shutdown.child_token(),
         ));
         let interval = self.options.config.commit_interval;
+        let consumer = self.consumer.clone();
         let mut failing_since: Option<Instant> = None;
         let mut retry_delay = Duration::from_millis(250);
         loop {
@@ -310,7 +311,7 @@ impl Ingest {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = sleep => {}
-                msg = self.consumer.recv() => match msg {
+                msg = consumer.recv() => match msg {
                     Ok(msg) => self.accept(&msg)?,
                     Err(e) => {
                         tracing::warn!(error = %e, "consumer error");

@@ -179,11 +179,13 @@ impl Warehouse {
         let ns = &self.namespace;
         let exists = self.catalog.namespace_exists(ns).await.map_err(|e| StorageError::catalog("namespace_exists", ns.join("."), e))?;
         if !exists {
-            match self.catalog.create_namespace(ns, HashMap::new()).await {
-                Ok(_) => {}
-                // Another process created it between our check and our create.
-                Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
-                Err(e) => return Err(StorageError::catalog("create_namespace", ns.join("."), e)),
+            if let Err(e) = self.catalog.create_namespace(ns, HashMap::new()).await {
+                // Another process may have created it between our check and our create (the SQL
+                // catalog then reports a key violation, not "already exists"): look again.
+                let now = self.catalog.namespace_exists(ns).await.unwrap_or(false);
+                if !now {
+                    return Err(StorageError::catalog("create_namespace", ns.join("."), e));
+                }
             }
         }
         for kind in TableKind::all() {
@@ -193,8 +195,12 @@ impl Warehouse {
             }
             match self.catalog.create_table(ns, self.creation(kind)?).await {
                 Ok(_) => tracing::info!(table = %ident, "created table"),
-                Err(e) if e.kind() == iceberg::ErrorKind::TableAlreadyExists => {}
-                Err(e) => return Err(StorageError::catalog("create_table", &ident, e)),
+                // Created concurrently by another process: fine if it exists now.
+                Err(e) => {
+                    if !self.catalog.table_exists(&ident).await.unwrap_or(false) {
+                        return Err(StorageError::catalog("create_table", &ident, e));
+                    }
+                }
             }
         }
         Ok(())
@@ -417,5 +423,25 @@ mod tests {
         assert!(loc.ends_with(".metadata.json"), "{loc}");
         assert!(!wh.swap_metadata_location(TableKind::Series, "not-the-current-one", "x").await.unwrap());
         assert_eq!(wh.metadata_location(TableKind::Series).await.unwrap(), loc);
+    }
+}
+
+#[cfg(test)]
+mod race_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_opening_a_new_warehouse_at_once_both_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b, c) = tokio::join!(
+                Warehouse::open(WarehouseConfig::new(dir.path())),
+                Warehouse::open(WarehouseConfig::new(dir.path())),
+                Warehouse::open(WarehouseConfig::new(dir.path())),
+            );
+            a.unwrap();
+            b.unwrap();
+            c.unwrap();
+        }
     }
 }

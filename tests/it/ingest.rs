@@ -35,7 +35,12 @@ async fn exactly_once_100k_revisions_and_pyiceberg_agrees() {
 
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
     let wh = open(dir.path()).await;
-    wait_for(Duration::from_secs(240), "100 000 rows committed", || async { total_records(&wh).await >= N as u64 }).await;
+    wait_for(Duration::from_secs(240), "100 000 rows committed", || {
+        ingest.assert_alive();
+        let wh = wh.clone();
+        async move { total_records(&wh).await >= N as u64 }
+    })
+    .await;
     // Ready and healthy while running.
     let (code, body) = ingest.get("/ready").await.expect("HTTP up");
     assert_eq!(code, 200, "{body}");
@@ -54,12 +59,13 @@ async fn exactly_once_100k_revisions_and_pyiceberg_agrees() {
         multiset(produced.iter().map(key_of_revision).collect()),
         "the table holds exactly what was produced"
     );
-    // The positions recorded with the data are the broker's high watermarks.
+    // The positions recorded with the data are the ends of the partitions.
     let store = IcebergStore::new(wh.clone());
     let recorded = store.recorded_offsets(TableKind::DataPoints).await.unwrap();
-    let marks = high_watermarks(broker.bootstrap_servers(), &topics.data);
-    for (p, hw) in &marks {
-        assert_eq!(recorded.get(&(topics.data.clone(), *p)), Some(hw), "partition {p}");
+    let ends = end_offsets(broker.bootstrap_servers(), &topics.data).await;
+    assert_eq!(ends.values().sum::<i64>(), N as i64, "one offset per produced message");
+    for (p, end) in &ends {
+        assert_eq!(recorded.get(&(topics.data.clone(), *p)), Some(end), "partition {p}");
     }
 
     // pyiceberg reads the same number of rows.
@@ -118,7 +124,7 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
     let wh = open(dir.path()).await;
     let dlq_topic = format!("{}.dlq", topics.data);
     // Committed offsets cover the bad messages too: wait for the positions to reach the end.
-    let marks = high_watermarks(broker.bootstrap_servers(), &topics.data);
+    let marks = end_offsets(broker.bootstrap_servers(), &topics.data).await;
     let store = IcebergStore::new(wh.clone());
     wait_for(Duration::from_secs(180), "every message accounted for", || async {
         let recorded = store.recorded_offsets(TableKind::DataPoints).await.unwrap();

@@ -74,6 +74,13 @@ impl Daemon {
         }
     }
 
+    /// Panics with the daemon's log if it exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("daemon exited with {status}; log:\n{}", self.log_text());
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -149,7 +156,7 @@ pub async fn total_records(wh: &Warehouse) -> u64 {
 pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + timeout;
     while !f().await {
@@ -185,6 +192,34 @@ pub fn high_watermarks(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
         .iter()
         .map(|p| (p.id(), c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap().1))
         .collect()
+}
+
+/// The end of every partition of a topic (last offset + 1), found by reading each partition to
+/// its end. (`fetch_watermarks` would be simpler, but tansu 0.6 answers ListOffsets with the base
+/// offset of the last record batch, not the offset after the last record.)
+pub async fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let partitions: Vec<i32> = high_watermarks(bootstrap, topic).keys().copied().collect();
+    let mut out = BTreeMap::new();
+    for p in partitions {
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique("end-offsets"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        c.assign(&tpl).unwrap();
+        let mut end = 0;
+        while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(3), c.recv()).await {
+            end = end.max(m.offset() + 1);
+        }
+        out.insert(p, end);
+    }
+    out
 }
 
 /// Publishes revisions (JSON, keyed by series id).
