@@ -176,20 +176,33 @@ async fn kill_9_five_times_during_200k_loses_and_duplicates_nothing() {
     let topics = topics_on(&broker, 4).await;
     let produced = synthetic::revisions(N, 3);
     produce(broker.bootstrap_servers(), &topics.data, &produced).await;
-    let env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    // Many small commits, so a kill can land between any two of them.
+    env.insert("COMMIT_MAX_ROWS".into(), "4000".into());
     let wh = open(dir.path()).await;
-    let mut rng_state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next_delay = || {
+    let mut rng_state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    let mut random = move |bound: u64| {
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        Duration::from_millis(1_500 + rng_state % 4_000)
+        rng_state % bound
     };
-    for kill in 0..5 {
+    for kill in 0..5u64 {
         let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
-        tokio::time::sleep(next_delay()).await;
+        // Kill at a random moment after this run has made some progress (the first commit comes
+        // after the group join): anywhere in the next 0–400 ms of committing.
+        let target = (kill + 1) * N as u64 / 7 + random(N as u64 / 14);
+        wait_for(Duration::from_secs(120), "progress before the kill", || {
+            ingest.assert_alive();
+            let wh = wh.clone();
+            async move { total_records(&wh).await >= target }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(random(400))).await;
         ingest.kill9();
-        eprintln!("kill {kill}: {} rows committed so far", total_records(&wh).await);
+        let committed = total_records(&wh).await;
+        eprintln!("kill {kill}: {committed} rows committed");
+        assert!(committed < N as u64, "killed mid-run, not after the end");
     }
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
     wait_for(Duration::from_secs(300), "all rows after the restarts", || async { total_records(&wh).await >= N as u64 }).await;
