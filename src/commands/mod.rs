@@ -125,7 +125,11 @@ pub fn init_logging(log: &LogArgs) {
         eprintln!("warning: bad log filter {:?} ({e}); using info", log.filter);
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if log.format == "json" {
         builder.json().init();
     } else {

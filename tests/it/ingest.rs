@@ -224,8 +224,17 @@ async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
     let wh = open(dir.path()).await;
     let mut a = Daemon::spawn(&["ingest"], dir.path(), &env);
     let mut b = Daemon::spawn(&["ingest"], dir.path(), &env);
-    wait_for(Duration::from_secs(120), "some progress", || async { total_records(&wh).await > 0 }).await;
+    wait_for(Duration::from_secs(120), "both replicas own partitions and commit", || {
+        a.assert_alive();
+        b.assert_alive();
+        let both = [&a, &b].iter().all(|d| d.log_text().contains(&format!("assigned topic={}", topics.data)));
+        let wh = wh.clone();
+        async move { both && total_records(&wh).await > 0 }
+    })
+    .await;
     a.kill9();
+    let at_kill = total_records(&wh).await;
+    assert!(at_kill < N as u64, "A was killed mid-run ({at_kill} rows committed)");
     wait_for(Duration::from_secs(300), "the survivor finishes", || async { total_records(&wh).await >= N as u64 }).await;
     assert!(b.terminate(Duration::from_secs(30)).success(), "{}", b.log_text());
     let rows = table_rows(&wh).await;
