@@ -115,8 +115,22 @@ impl LocalBroker {
         Err(last.expect("three attempts"))
     }
 
+    /// Starts tansu on a given port (e.g. to restart a broker where clients expect it).
+    pub async fn start_on_port(port: u16) -> Result<Self> {
+        let bin = tansu_binary().await?;
+        Self::start_on(&bin, port).await
+    }
+
+    /// The port the broker listens on.
+    pub fn port(&self) -> u16 {
+        self.bootstrap.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default()
+    }
+
     async fn start_with(bin: &Path) -> Result<Self> {
-        let port = free_port()?;
+        Self::start_on(bin, free_port()?).await
+    }
+
+    async fn start_on(bin: &Path, port: u16) -> Result<Self> {
         let url = format!("tcp://127.0.0.1:{port}");
         let dir = tempfile::Builder::new().prefix("vintagelake-broker-").tempdir()?;
         let log = dir.path().join("tansu.log");

@@ -232,7 +232,8 @@ impl Ingest {
             .set("group.id", &c.consumer_group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            // Never let the client jump on its own: an out-of-range position is handled below.
+            .set("auto.offset.reset", "error")
             .set("statistics.interval.ms", "5000")
             .set("queued.max.messages.kbytes", "65536")
             .set("session.timeout.ms", "10000")
@@ -313,6 +314,10 @@ impl Ingest {
                 _ = sleep => {}
                 msg = consumer.recv() => match msg {
                     Ok(msg) => self.accept(&msg)?,
+                    Err(e) if is_out_of_range(&e) => {
+                        tracing::warn!(error = %e, "a position is outside the broker's log; repositioning");
+                        self.reposition(Some(&shutdown)).await?;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "consumer error");
                         self.readiness.set("broker", false, e.to_string());
@@ -496,7 +501,7 @@ impl Ingest {
                     metrics::counter!(m::FENCED).increment(1);
                     self.report.fenced += 1;
                     tracing::warn!(error = %e, "fenced: another replica owns a partition; re-reading from the table's positions");
-                    self.reset_to_table_positions().await?;
+                    self.reposition(None).await?;
                     return Err(IngestError::Commit(e));
                 }
                 Err(e) => {
@@ -527,34 +532,76 @@ impl Ingest {
         }
         Ok(())
     }
+}
 
-    /// After being fenced: drop the buffer and start every owned partition at the table's position.
-    async fn reset_to_table_positions(&mut self) -> Result<()> {
-        let mut recorded = HashMap::new();
-        for kind in [TableKind::DataPoints, TableKind::Series] {
-            recorded.extend(self.store.recorded_offsets(kind).await?);
-        }
-        let owned: Vec<PartitionKey> = {
-            let mut state = self.state.lock().expect("state lock");
-            state.clear_buffers();
-            let keys: Vec<PartitionKey> = state.positions.keys().cloned().collect();
-            for k in &keys {
-                state.positions.insert(k.clone(), Position { committed: recorded.get(k).copied(), next: None });
+fn is_out_of_range(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(e.rdkafka_error_code(), Some(C::OffsetOutOfRange | C::AutoOffsetReset))
+}
+
+impl Ingest {
+    /// Puts every owned partition at the table's position (after an out-of-range error or being
+    /// fenced), dropping what was buffered, checked against the broker's log:
+    /// below the log start (retention removed messages the table never got) it starts at the log
+    /// start and says how many were lost; beyond the log end (the broker lost data, or the topic
+    /// was recreated) it waits, not ready, rather than re-read from the beginning and duplicate.
+    async fn reposition(&mut self, shutdown: Option<&CancellationToken>) -> Result<()> {
+        loop {
+            let mut recorded = HashMap::new();
+            for kind in [TableKind::DataPoints, TableKind::Series] {
+                recorded.extend(self.store.recorded_offsets(kind).await?);
             }
-            keys
-        };
-        for (topic, partition) in owned {
-            let offset = recorded.get(&(topic.clone(), partition)).map_or(Offset::Beginning, |o| Offset::Offset(*o));
-            let consumer = self.consumer.clone();
-            let t = topic.clone();
-            let r = tokio::task::spawn_blocking(move || consumer.seek(&t, partition, offset, Duration::from_secs(10)))
-                .await
-                .expect("seek task");
-            if let Err(source) = r {
-                return Err(IngestError::Seek { topic, partition, offset: format!("{offset:?}"), source });
+            let owned: Vec<PartitionKey> = {
+                let mut state = self.state.lock().expect("state lock");
+                state.clear_buffers();
+                let keys: Vec<PartitionKey> = state.positions.keys().cloned().collect();
+                for k in &keys {
+                    state.positions.insert(k.clone(), Position { committed: recorded.get(k).copied(), next: None });
+                }
+                keys
+            };
+            let mut behind = Vec::new();
+            for (topic, partition) in owned {
+                let consumer = self.consumer.clone();
+                let t = topic.clone();
+                let marks = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&t, partition, Duration::from_secs(5)))
+                    .await
+                    .expect("watermark task");
+                let (low, high) = match marks {
+                    Ok(m) => m,
+                    Err(e) => {
+                        behind.push(format!("{topic}[{partition}]: {e}"));
+                        continue;
+                    }
+                };
+                let at = recorded.get(&(topic.clone(), partition)).copied().unwrap_or(low);
+                let target = if at < low {
+                    tracing::error!(%topic, partition, table = at, log_start = low, lost = low - at, "messages expired from Kafka before ingest read them");
+                    low
+                } else if at > high {
+                    behind.push(format!("{topic}[{partition}]: table at {at}, broker log ends at {high}"));
+                    continue;
+                } else {
+                    at
+                };
+                let consumer = self.consumer.clone();
+                let t = topic.clone();
+                tokio::task::spawn_blocking(move || consumer.seek(&t, partition, Offset::Offset(target), Duration::from_secs(10)))
+                    .await
+                    .expect("seek task")
+                    .map_err(|source| IngestError::Seek { topic: topic.clone(), partition, offset: target.to_string(), source })?;
             }
+            if behind.is_empty() {
+                self.readiness.set("broker_log", true, "positions within the broker's log");
+                return Ok(());
+            }
+            self.readiness.set("broker_log", false, behind.join("; "));
+            tracing::warn!(partitions = ?behind, "waiting for the broker's log to reach the table's positions");
+            if shutdown.is_some_and(CancellationToken::is_cancelled) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Ok(())
     }
 }
 
