@@ -24,7 +24,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_rows".into()), &sizes))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), &sizes));
-            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+            match builder.and_then(|b| b.install_recorder()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
@@ -55,7 +55,9 @@ async fn ready(State(s): State<Http>) -> impl IntoResponse {
 async fn metrics(State(s): State<Http>) -> impl IntoResponse {
     match &s.metrics {
         Some(h) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], h.render()),
-        None => (StatusCode::NOT_FOUND, [("content-type", "text/plain; version=0.0.4")], "metrics disabled\n".to_owned()),
+        None => {
+            (StatusCode::NOT_FOUND, [("content-type", "text/plain; version=0.0.4")], "metrics disabled\n".to_owned())
+        }
     }
 }
 

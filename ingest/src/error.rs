@@ -3,15 +3,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("creating the Kafka client: {0}")]
-    Client(#[source] rdkafka::error::KafkaError),
+    Client(#[source] Box<rdkafka::error::KafkaError>),
     #[error("subscribing to {topics}: {source}")]
     Subscribe {
         topics: String,
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
-    #[error("consuming: {0}")]
-    Consume(#[source] rdkafka::error::KafkaError),
     #[error("dead-lettering to {topic}: {reason}")]
     DeadLetter { topic: String, reason: String },
     #[error("committing to the table: {0}")]
@@ -22,7 +20,7 @@ pub enum IngestError {
         partition: i32,
         offset: String,
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("shutdown: buffered data could not be committed within {0:?}; it will be re-read from Kafka on restart")]
     ShutdownTimeout(std::time::Duration),
@@ -35,3 +33,9 @@ pub enum IngestError {
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
+impl IngestError {
+    pub(crate) fn client(e: rdkafka::error::KafkaError) -> Self {
+        IngestError::Client(Box::new(e))
+    }
+}

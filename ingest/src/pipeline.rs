@@ -21,7 +21,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch, stored_series_to_batch};
-use vintagelake_schemas::{DataPointRevision, SeriesMetadata, Timestamp, WireFormat, decode_data_points, decode_series_json};
+use vintagelake_schemas::{
+    DataPointRevision, SeriesMetadata, Timestamp, WireFormat, decode_data_points, decode_series_json,
+};
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::error::StorageError;
@@ -226,7 +228,8 @@ impl Ingest {
             (c.datapoints_topic.clone(), TableKind::DataPoints),
             (c.series_topic.clone(), TableKind::Series),
         ]);
-        let context = Context { store: store.clone(), state: state.clone(), tables, runtime: tokio::runtime::Handle::current() };
+        let context =
+            Context { store: store.clone(), state: state.clone(), tables, runtime: tokio::runtime::Handle::current() };
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &options.bootstrap_servers)
             .set("group.id", &c.consumer_group)
@@ -241,11 +244,11 @@ impl Ingest {
         for (k, v) in &options.kafka_overrides {
             cfg.set(k, v);
         }
-        let consumer: StreamConsumer<Context> = cfg.create_with_context(context).map_err(IngestError::Client)?;
+        let consumer: StreamConsumer<Context> = cfg.create_with_context(context).map_err(IngestError::client)?;
         let topics = [c.datapoints_topic.as_str(), c.series_topic.as_str()];
         consumer
             .subscribe(&topics)
-            .map_err(|source| IngestError::Subscribe { topics: topics.join(","), source })?;
+            .map_err(|source| IngestError::Subscribe { topics: topics.join(","), source: Box::new(source) })?;
         let mut pcfg = ClientConfig::new();
         pcfg.set("bootstrap.servers", &options.bootstrap_servers)
             .set("enable.idempotence", "true")
@@ -253,7 +256,7 @@ impl Ingest {
         for (k, v) in &options.kafka_overrides {
             pcfg.set(k, v);
         }
-        let producer: FutureProducer = pcfg.create().map_err(IngestError::Client)?;
+        let producer: FutureProducer = pcfg.create().map_err(IngestError::client)?;
         let dlq = DeadLetterQueue::new(producer, c.dlq_suffix.clone());
         Ok(Self {
             options,
@@ -325,12 +328,12 @@ impl Ingest {
                     }
                 },
             }
-            if self.commit_due() {
-                if let Err(e) = self.commit().await {
-                    tracing::warn!(error = %e, "commit failed; will retry");
-                    metrics::counter!(m::COMMIT_FAILURES).increment(1);
-                    failing_since = Some(Instant::now());
-                }
+            if self.commit_due()
+                && let Err(e) = self.commit().await
+            {
+                tracing::warn!(error = %e, "commit failed; will retry");
+                metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                failing_since = Some(Instant::now());
             }
         }
         // Shutdown: stop consuming, flush, commit, within a bounded time.
@@ -394,7 +397,7 @@ impl Ingest {
         let seq0 = offset << ROW_BITS;
         let is_series = topic == self.options.config.series_topic;
         let decoded: std::result::Result<Accepted, Rejection> = if is_series {
-            decode_series_json(payload).map(Accepted::Series).map_err(rejection)
+            decode_series_json(payload).map(|m| Accepted::Series(Box::new(m))).map_err(rejection)
         } else {
             decode_data_points(payload).map_err(rejection).and_then(|records| {
                 check_key(msg.key(), payload, &records)?;
@@ -454,7 +457,8 @@ impl Ingest {
                 if pos.committed == Some(next) {
                     continue;
                 }
-                let kind = if key.0 == self.options.config.series_topic { TableKind::Series } else { TableKind::DataPoints };
+                let kind =
+                    if key.0 == self.options.config.series_topic { TableKind::Series } else { TableKind::DataPoints };
                 updates.entry(kind).or_default().push(OffsetUpdate {
                     topic: key.0.clone(),
                     partition: key.1,
@@ -564,9 +568,11 @@ impl Ingest {
             for (topic, partition) in owned {
                 let consumer = self.consumer.clone();
                 let t = topic.clone();
-                let marks = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&t, partition, Duration::from_secs(5)))
-                    .await
-                    .expect("watermark task");
+                let marks = tokio::task::spawn_blocking(move || {
+                    consumer.fetch_watermarks(&t, partition, Duration::from_secs(5))
+                })
+                .await
+                .expect("watermark task");
                 let (low, high) = match marks {
                     Ok(m) => m,
                     Err(e) => {
@@ -586,10 +592,17 @@ impl Ingest {
                 };
                 let consumer = self.consumer.clone();
                 let t = topic.clone();
-                tokio::task::spawn_blocking(move || consumer.seek(&t, partition, Offset::Offset(target), Duration::from_secs(10)))
-                    .await
-                    .expect("seek task")
-                    .map_err(|source| IngestError::Seek { topic: topic.clone(), partition, offset: target.to_string(), source })?;
+                tokio::task::spawn_blocking(move || {
+                    consumer.seek(&t, partition, Offset::Offset(target), Duration::from_secs(10))
+                })
+                .await
+                .expect("seek task")
+                .map_err(|source| IngestError::Seek {
+                    topic: topic.clone(),
+                    partition,
+                    offset: target.to_string(),
+                    source: Box::new(source),
+                })?;
             }
             if behind.is_empty() {
                 self.readiness.set("broker_log", true, "positions within the broker's log");
@@ -607,7 +620,7 @@ impl Ingest {
 
 enum Accepted {
     Points(Vec<DataPointRevision>),
-    Series(SeriesMetadata),
+    Series(Box<SeriesMetadata>),
 }
 
 fn rejection(e: vintagelake_schemas::ValidationError) -> Rejection {
@@ -643,7 +656,8 @@ async fn health_checks(
 ) {
     loop {
         let c = consumer.clone();
-        let broker = tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(3)).map(|_| ())).await;
+        let broker =
+            tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(3)).map(|_| ())).await;
         match broker {
             Ok(Ok(())) => readiness.set("broker", true, "metadata request answered"),
             Ok(Err(e)) => readiness.set("broker", false, e.to_string()),

@@ -26,7 +26,7 @@ pub fn producer(bootstrap: &str) -> Result<FutureProducer> {
         .set("message.timeout.ms", "120000")
         .set("queue.buffering.max.messages", "200000")
         .create()
-        .map_err(IngestError::Client)
+        .map_err(IngestError::client)
 }
 
 /// Publishes messages, keeping a bounded number of deliveries in flight; returns how many were
@@ -51,7 +51,9 @@ pub async fn publish(
                 Err((e, _)) if matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)) => {
                     match in_flight.pop_front() {
                         Some(d) => {
-                            d.await.map_err(|_| fail("delivery cancelled".into()))?.map_err(|(e, _)| fail(e.to_string()))?;
+                            d.await
+                                .map_err(|_| fail("delivery cancelled".into()))?
+                                .map_err(|(e, _)| fail(e.to_string()))?;
                             done += 1;
                             progress(done);
                         }
@@ -65,7 +67,7 @@ pub async fn publish(
             let d = in_flight.pop_front().expect("non-empty");
             d.await.map_err(|_| fail("delivery cancelled".into()))?.map_err(|(e, _)| fail(e.to_string()))?;
             done += 1;
-            if done % 1000 == 0 {
+            if done.is_multiple_of(1000) {
                 progress(done);
             }
         }
@@ -91,7 +93,8 @@ pub fn read_file(path: &Path) -> Result<Vec<DataPointRevision>> {
     let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        let f = std::fs::File::open(path).map_err(|e| IngestError::Input { what: what.clone(), reason: e.to_string() })?;
+        let f =
+            std::fs::File::open(path).map_err(|e| IngestError::Input { what: what.clone(), reason: e.to_string() })?;
         Box::new(std::io::BufReader::new(f))
     };
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
@@ -117,7 +120,8 @@ fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevisio
     let bad = |line: u64, reason: String| IngestError::Input { what: format!("{what} line {line}"), reason };
     let headers = csv.headers().map_err(|e| bad(1, e.to_string()))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(s), Some(d), Some(r), Some(v)) = (col("series_id"), col("date"), col("revision_date"), col("value")) else {
+    let (Some(s), Some(d), Some(r), Some(v)) = (col("series_id"), col("date"), col("revision_date"), col("value"))
+    else {
         return Err(bad(1, "header must name series_id, date, revision_date and value".into()));
     };
     let original = col("is_original_release");
@@ -127,9 +131,10 @@ fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevisio
         let line = record.position().map_or(0, |p| p.line());
         let field = |i: usize| record.get(i).unwrap_or_default();
         let series_id = SeriesId::parse_field(field(s), "series_id").map_err(|e| bad(line, e.to_string()))?;
-        let date = Date::parse_iso(field(d)).ok_or_else(|| bad(line, format!("date {:?} is not YYYY-MM-DD", field(d))))?;
-        let revision_date =
-            Date::parse_iso(field(r)).ok_or_else(|| bad(line, format!("revision_date {:?} is not YYYY-MM-DD", field(r))))?;
+        let date =
+            Date::parse_iso(field(d)).ok_or_else(|| bad(line, format!("date {:?} is not YYYY-MM-DD", field(d))))?;
+        let revision_date = Date::parse_iso(field(r))
+            .ok_or_else(|| bad(line, format!("revision_date {:?} is not YYYY-MM-DD", field(r))))?;
         let value = match field(v) {
             "" | "." => None,
             x => Some(
@@ -175,7 +180,15 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("2024-13-01"), "{e}");
 
         let jsonl = dir.path().join("r.jsonl");
-        std::fs::write(&jsonl, format!("{}\n\n{}\n", String::from_utf8(rows[0].to_json()).unwrap(), String::from_utf8(rows[1].to_json()).unwrap())).unwrap();
+        std::fs::write(
+            &jsonl,
+            format!(
+                "{}\n\n{}\n",
+                String::from_utf8(rows[0].to_json()).unwrap(),
+                String::from_utf8(rows[1].to_json()).unwrap()
+            ),
+        )
+        .unwrap();
         assert_eq!(read_file(&jsonl).unwrap(), rows);
         std::fs::write(&jsonl, "{\"version\":2}\n").unwrap();
         let e = read_file(&jsonl).unwrap_err().to_string();

@@ -119,6 +119,9 @@ mod tests {
             *per_date.entry((r.series_id.clone(), r.date)).or_insert(0) += 1;
         }
         assert!(per_date.values().any(|&c| c >= 3), "several vintages per date");
-        assert!(a.iter().any(|r| r.series_id.as_str().contains(".GDP.")) && a.iter().any(|r| r.series_id.as_str().contains(".CPI.")));
+        assert!(
+            a.iter().any(|r| r.series_id.as_str().contains(".GDP."))
+                && a.iter().any(|r| r.series_id.as_str().contains(".CPI."))
+        );
     }
 }

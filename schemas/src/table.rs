@@ -185,7 +185,9 @@ pub struct StoredDataPoint {
 }
 
 /// Rows in the `data_points` table schema.
-pub fn stored_data_points_to_batch(rows: &[StoredDataPoint]) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+pub fn stored_data_points_to_batch(
+    rows: &[StoredDataPoint],
+) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
     use arrow_array::builder::{Date32Builder, Int64Builder};
 
     let points: Vec<crate::DataPoint> = rows.iter().map(|r| r.point.clone()).collect();
@@ -200,7 +202,9 @@ pub fn stored_data_points_to_batch(rows: &[StoredDataPoint]) -> Result<arrow_arr
 }
 
 /// Series metadata with its arrival order, in the `series` table schema.
-pub fn stored_series_to_batch(rows: &[(crate::EconomicSeries, i64)]) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+pub fn stored_series_to_batch(
+    rows: &[(crate::EconomicSeries, i64)],
+) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
     let series: Vec<crate::EconomicSeries> = rows.iter().map(|(s, _)| s.clone()).collect();
     let seed = crate::arrow::series_to_batch(&series)?;
     let seq = arrow_array::Int64Array::from_iter_values(rows.iter().map(|(_, q)| *q));
@@ -278,7 +282,9 @@ pub fn batch_to_stored_data_points(
 }
 
 /// Casts microsecond timestamp columns to the seed's nanoseconds; other columns unchanged.
-pub fn to_seed_timestamps(batch: &arrow_array::RecordBatch) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+pub fn to_seed_timestamps(
+    batch: &arrow_array::RecordBatch,
+) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{TimestampMicrosecondType, TimestampNanosecondType};
 
@@ -289,8 +295,13 @@ pub fn to_seed_timestamps(batch: &arrow_array::RecordBatch) -> Result<arrow_arra
         match f.data_type() {
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
                 let us = c.as_primitive::<TimestampMicrosecondType>();
-                let ns = us.unary::<_, TimestampNanosecondType>(|v| v.saturating_mul(1_000)).with_timezone_opt(tz.clone());
-                fields.push(Field::new(f.name(), DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()), f.is_nullable()));
+                let ns =
+                    us.unary::<_, TimestampNanosecondType>(|v| v.saturating_mul(1_000)).with_timezone_opt(tz.clone());
+                fields.push(Field::new(
+                    f.name(),
+                    DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+                    f.is_nullable(),
+                ));
                 columns.push(Arc::new(ns) as arrow_array::ArrayRef);
             }
             _ => {

@@ -14,10 +14,9 @@ use crate::config::CommonConfig;
 use crate::observe;
 
 pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode, Error> {
-    let bootstrap = common
-        .kafka_bootstrap_servers
-        .clone()
-        .ok_or_else(|| Error::Usage("`vintagelake ingest` needs KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)".into()))?;
+    let bootstrap = common.kafka_bootstrap_servers.clone().ok_or_else(|| {
+        Error::Usage("`vintagelake ingest` needs KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)".into())
+    })?;
     let metrics = common.metrics_enabled.then(observe::install_metrics).flatten();
     let store = open_store(&common).await?;
     let readiness = Arc::new(Readiness::new());

@@ -165,15 +165,14 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
 }
 
 /// Opens the warehouse the shared settings describe (Iceberg: the only backend built so far).
-pub async fn open_store(common: &CommonConfig) -> Result<std::sync::Arc<vintagelake_storage::store::IcebergStore>, Error> {
+pub async fn open_store(
+    common: &CommonConfig,
+) -> Result<std::sync::Arc<vintagelake_storage::store::IcebergStore>, Error> {
     use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
     use vintagelake_storage::config::StorageType;
     use vintagelake_storage::io::TierSpec;
     if common.storage_type != StorageType::Iceberg {
-        return Err(Error::Usage(format!(
-            "STORAGE_TYPE={} is not available yet; use iceberg",
-            common.storage_type
-        )));
+        return Err(Error::Usage(format!("STORAGE_TYPE={} is not available yet; use iceberg", common.storage_type)));
     }
     let tiers = common.tiers.iter().map(TierSpec::from_config).collect::<Result<Vec<_>, _>>()?;
     let mut config = WarehouseConfig::new(&common.data_dir).with_tiers(tiers);

@@ -65,7 +65,8 @@ fn benches(c: &mut Criterion) {
 
     // A fresh table holding exactly 10^6 rows (one commit) for the scans.
     let dir2 = tempfile::tempdir().unwrap();
-    let scan_store = Arc::new(IcebergStore::new(rt.block_on(Warehouse::open(WarehouseConfig::new(dir2.path()))).unwrap()));
+    let scan_store =
+        Arc::new(IcebergStore::new(rt.block_on(Warehouse::open(WarehouseConfig::new(dir2.path()))).unwrap()));
     let million = dataset(SERIES, DATES, REVISIONS, 0);
     rt.block_on(scan_store.append_points(&million, vec![], "bench")).unwrap();
     drop(million);
@@ -84,9 +85,14 @@ fn benches(c: &mut Criterion) {
     let mut point = c.benchmark_group("scan_one_series_of_1000");
     point.sample_size(20);
     let one = VintageQuery::new(View::Latest).series(["SERIES00500".parse().unwrap()]);
-    point.bench_function("latest", |b| b.to_async(&rt).iter(|| async { scan_store.query(&one).await.unwrap().num_rows() }));
-    let as_of = VintageQuery::new(View::AsOf(Date::from_days_since_epoch(14_000))).series(["SERIES00500".parse().unwrap()]);
-    point.bench_function("as_of", |b| b.to_async(&rt).iter(|| async { scan_store.query(&as_of).await.unwrap().num_rows() }));
+    point.bench_function("latest", |b| {
+        b.to_async(&rt).iter(|| async { scan_store.query(&one).await.unwrap().num_rows() })
+    });
+    let as_of =
+        VintageQuery::new(View::AsOf(Date::from_days_since_epoch(14_000))).series(["SERIES00500".parse().unwrap()]);
+    point.bench_function("as_of", |b| {
+        b.to_async(&rt).iter(|| async { scan_store.query(&as_of).await.unwrap().num_rows() })
+    });
     point.finish();
 }
 

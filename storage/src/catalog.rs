@@ -12,7 +12,10 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_sql::{
+    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalog,
+    SqlCatalogBuilder,
+};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use vintagelake_schemas::arrow::col;
@@ -127,8 +130,10 @@ impl Warehouse {
         }
         for t in &tiers {
             if let crate::io::TierTarget::Local { dir } = &t.target {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StorageError::Tier { tier: t.name.clone(), reason: format!("{}: {e}", dir.display()) })?;
+                std::fs::create_dir_all(dir).map_err(|e| StorageError::Tier {
+                    tier: t.name.clone(),
+                    reason: format!("{}: {e}", dir.display()),
+                })?;
             }
         }
         let hot_tier = tiers[0].name.clone();
@@ -139,7 +144,8 @@ impl Warehouse {
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("catalog.sqlite").display()));
         let dollar_params = url.starts_with("postgres");
         let warehouse_url = format!("file://{}", warehouse_dir.display());
-        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StorageError::OpenCatalog { url: redact(&url), source: e };
+        let open_err =
+            |e: Box<dyn std::error::Error + Send + Sync>| StorageError::OpenCatalog { url: redact(&url), source: e };
 
         let props = HashMap::from([
             (SQL_CATALOG_PROP_URI.to_owned(), url.clone()),
@@ -177,15 +183,17 @@ impl Warehouse {
 
     async fn ensure_tables(&self) -> Result<()> {
         let ns = &self.namespace;
-        let exists = self.catalog.namespace_exists(ns).await.map_err(|e| StorageError::catalog("namespace_exists", ns.join("."), e))?;
-        if !exists {
-            if let Err(e) = self.catalog.create_namespace(ns, HashMap::new()).await {
-                // Another process may have created it between our check and our create (the SQL
-                // catalog then reports a key violation, not "already exists"): look again.
-                let now = self.catalog.namespace_exists(ns).await.unwrap_or(false);
-                if !now {
-                    return Err(StorageError::catalog("create_namespace", ns.join("."), e));
-                }
+        let exists = self
+            .catalog
+            .namespace_exists(ns)
+            .await
+            .map_err(|e| StorageError::catalog("namespace_exists", ns.join("."), e))?;
+        if !exists && let Err(e) = self.catalog.create_namespace(ns, HashMap::new()).await {
+            // Another process may have created it between our check and our create (the SQL
+            // catalog then reports a key violation, not "already exists"): look again.
+            let now = self.catalog.namespace_exists(ns).await.unwrap_or(false);
+            if !now {
+                return Err(StorageError::catalog("create_namespace", ns.join("."), e));
             }
         }
         for kind in TableKind::all() {

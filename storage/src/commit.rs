@@ -185,7 +185,12 @@ fn offset_property(topic: &str, partition: i32) -> String {
 }
 
 /// Commits `request` to the table, retrying on conflicts with other writers.
-pub async fn commit(wh: &Warehouse, kind: TableKind, request: &CommitRequest, policy: &RetryPolicy) -> Result<Committed> {
+pub async fn commit(
+    wh: &Warehouse,
+    kind: TableKind,
+    request: &CommitRequest,
+    policy: &RetryPolicy,
+) -> Result<Committed> {
     request.validate(&wh.ident(kind).to_string())?;
     let (committed, attempts) = publish(wh, kind, policy, &request.origin, request).await?;
     Ok(Committed { attempts, ..committed })
@@ -442,13 +447,8 @@ impl Stager<'_> {
         }
         update_totals(&mut props, meta.current_snapshot().map(|s| s.summary()));
 
-        let list_path = format!(
-            "{}/metadata/snap-{}-{}-{}.avro",
-            meta.location(),
-            self.snapshot_id,
-            attempt,
-            self.commit_id
-        );
+        let list_path =
+            format!("{}/metadata/snap-{}-{}-{}.avro", meta.location(), self.snapshot_id, attempt, self.commit_id);
         self.written.push(list_path.clone());
         let mut list = ManifestListWriter::v2(
             file_io.new_output(&list_path)?.writer().await?,
@@ -473,11 +473,10 @@ impl Stager<'_> {
             .build();
 
         let current = self.table.metadata_location_result()?.to_owned();
-        let mut builder = meta
-            .clone()
-            .into_builder(Some(current.clone()))
-            .add_snapshot(snapshot)?
-            .set_ref(MAIN_BRANCH, SnapshotReference::new(self.snapshot_id, SnapshotRetention::branch(None, None, None)))?;
+        let mut builder = meta.clone().into_builder(Some(current.clone())).add_snapshot(snapshot)?.set_ref(
+            MAIN_BRANCH,
+            SnapshotReference::new(self.snapshot_id, SnapshotRetention::branch(None, None, None)),
+        )?;
         if !request.offsets.is_empty() {
             let recorded: HashMap<String, String> =
                 request.offsets.iter().map(|o| (offset_property(&o.topic, o.partition), o.next.to_string())).collect();

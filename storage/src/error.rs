@@ -18,7 +18,7 @@ pub enum StorageError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("iceberg: {0}")]
-    Iceberg(#[from] iceberg::Error),
+    Iceberg(#[source] Box<iceberg::Error>),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("configuring tier {tier}: {reason}")]
@@ -42,7 +42,7 @@ pub enum StorageError {
     ReadFile {
         path: String,
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     #[error("invalid data: {0}")]
     InvalidData(String),
@@ -56,8 +56,18 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+impl From<iceberg::Error> for StorageError {
+    fn from(e: iceberg::Error) -> Self {
+        StorageError::Iceberg(Box::new(e))
+    }
+}
+
 impl StorageError {
-    pub(crate) fn catalog(op: &'static str, table: impl ToString, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn catalog(
+        op: &'static str,
+        table: impl ToString,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         StorageError::Catalog { op, table: table.to_string(), source: Box::new(e) }
     }
 }

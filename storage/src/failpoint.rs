@@ -11,7 +11,9 @@ pub const ENV: &str = "VINTAGELAKE_FAILPOINTS";
 pub fn hit(name: &str) {
     static ARMED: OnceLock<Vec<String>> = OnceLock::new();
     let armed = ARMED.get_or_init(|| {
-        std::env::var(ENV).map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+        std::env::var(ENV)
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
     });
     if armed.iter().any(|a| a == name) {
         eprintln!("fail point {name} reached: aborting");

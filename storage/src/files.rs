@@ -81,10 +81,10 @@ pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::arr
         .new_input(path)?
         .read()
         .await
-        .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source })?;
+        .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source: Box::new(source) })?;
     let corrupt = |e: String| StorageError::ReadFile {
         path: path.to_owned(),
-        source: iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}")),
+        source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}"))),
     };
     // Decoding is CPU work: keep it off the async worker threads.
     let decoded = tokio::task::spawn_blocking(move || -> Result<Vec<arrow::array::RecordBatch>, String> {
@@ -100,12 +100,14 @@ pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::arr
 }
 
 /// Reads several data files with bounded concurrency, keeping their order.
-pub async fn read_data_files(wh: &Warehouse, paths: &[String], concurrency: usize) -> Result<Vec<arrow::array::RecordBatch>> {
+pub async fn read_data_files(
+    wh: &Warehouse,
+    paths: &[String],
+    concurrency: usize,
+) -> Result<Vec<arrow::array::RecordBatch>> {
     // Futures built by an iterator (not a stream closure) keep the result `Send` for spawned tasks.
     let reads: Vec<_> = paths.iter().map(|p| read_data_file(wh, p)).collect();
-    let per_file: Vec<Vec<arrow::array::RecordBatch>> = stream::iter(reads)
-        .buffered(concurrency.max(1))
-        .try_collect()
-        .await?;
+    let per_file: Vec<Vec<arrow::array::RecordBatch>> =
+        stream::iter(reads).buffered(concurrency.max(1)).try_collect().await?;
     Ok(per_file.into_iter().flatten().collect())
 }

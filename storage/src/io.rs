@@ -133,7 +133,8 @@ impl TierRouter {
                 }
                 let region = region.clone().or_else(|| std::env::var("AWS_REGION").ok());
                 b = b.with_region(region.unwrap_or_else(|| "us-east-1".into()));
-                let store = b.build().map_err(|e| StorageError::Tier { tier: spec.name.clone(), reason: e.to_string() })?;
+                let store =
+                    b.build().map_err(|e| StorageError::Tier { tier: spec.name.clone(), reason: e.to_string() })?;
                 s3.insert(bucket.clone(), Arc::new(store));
             }
             tiers.push(RoutedTier { base: spec.base_url(), spec: spec.clone() });
@@ -147,10 +148,8 @@ impl TierRouter {
     pub fn resolve(&self, location: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
         if let Some(rest) = location.strip_prefix("s3://").or_else(|| location.strip_prefix("s3a://")) {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            let store = self
-                .s3
-                .get(bucket)
-                .ok_or_else(|| StorageError::UnknownLocation { path: location.to_owned() })?;
+            let store =
+                self.s3.get(bucket).ok_or_else(|| StorageError::UnknownLocation { path: location.to_owned() })?;
             return Ok((store.clone(), parse_key(key, location)?));
         }
         let path = location.strip_prefix("file://").or_else(|| location.strip_prefix("file:")).unwrap_or(location);

@@ -140,7 +140,9 @@ pub fn resolve_snapshot(table: &Table, selector: SnapshotSelector) -> Result<Opt
     let meta = table.metadata();
     match selector {
         SnapshotSelector::Current => Ok(meta.current_snapshot_id()),
-        SnapshotSelector::Id(id) => meta.snapshot_by_id(id).map(|s| Some(s.snapshot_id())).ok_or(StorageError::NoSuchSnapshot(id)),
+        SnapshotSelector::Id(id) => {
+            meta.snapshot_by_id(id).map(|s| Some(s.snapshot_id())).ok_or(StorageError::NoSuchSnapshot(id))
+        }
         SnapshotSelector::AsOfTimestampMs(ts) => meta
             .history()
             .iter()
@@ -247,8 +249,8 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
                 ends.push(end_after(k));
             }
             View::AllRevisions => {
-                for k in 0..group.len() {
-                    selected.push(group[k]);
+                for (k, &r) in group.iter().enumerate() {
+                    selected.push(r);
                     ends.push(end_after(k));
                 }
             }
@@ -259,7 +261,9 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     let seed = to_seed_timestamps(&batch)?;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for f in data_point_schema().fields() {
-        let c = seed.column_by_name(f.name()).ok_or_else(|| StorageError::InvalidData(format!("scan lacks {}", f.name())))?;
+        let c = seed
+            .column_by_name(f.name())
+            .ok_or_else(|| StorageError::InvalidData(format!("scan lacks {}", f.name())))?;
         columns.push(take(c.as_ref(), &indices, None)?);
     }
     columns.push(take(revision_col.as_ref(), &indices, None)?);

@@ -107,27 +107,22 @@ struct RemoveSnapshots {
 
 impl Change for RemoveSnapshots {
     type Output = Vec<i64>;
-    fn stage<'a>(
-        &'a self,
-        wh: &'a Warehouse,
-        table: &'a Table,
-        _attempt: u32,
-    ) -> impl Future<Output = Result<Staged<Vec<i64>>>> + Send + 'a {
-        async move {
-            let ids = snapshots_to_expire(table, &self.policy)?;
-            let current = table.metadata_location_result()?.to_owned();
-            let meta = table.metadata().clone().into_builder(Some(current.clone())).remove_snapshots(&ids).build()?.metadata;
-            let location = MetadataLocation::from_str(&current)?.with_next_version().with_new_metadata(&meta);
-            meta.write_to(wh.file_io(), &location).await?;
-            Ok(Staged { metadata_location: location.to_string(), written: vec![location.to_string()], value: ids })
-        }
+    async fn stage(&self, wh: &Warehouse, table: &Table, _attempt: u32) -> Result<Staged<Vec<i64>>> {
+        let ids = snapshots_to_expire(table, &self.policy)?;
+        let current = table.metadata_location_result()?.to_owned();
+        let meta =
+            table.metadata().clone().into_builder(Some(current.clone())).remove_snapshots(&ids).build()?.metadata;
+        let location = MetadataLocation::from_str(&current)?.with_next_version().with_new_metadata(&meta);
+        meta.write_to(wh.file_io(), &location).await?;
+        Ok(Staged { metadata_location: location.to_string(), written: vec![location.to_string()], value: ids })
     }
 }
 
 /// Every file a snapshot references: its manifest list, manifests and data files (live or
 /// marked deleted in it).
 async fn snapshot_files(table: &Table, snapshot_id: i64) -> Result<HashSet<String>> {
-    let snapshot = table.metadata().snapshot_by_id(snapshot_id).cloned().ok_or(StorageError::NoSuchSnapshot(snapshot_id))?;
+    let snapshot =
+        table.metadata().snapshot_by_id(snapshot_id).cloned().ok_or(StorageError::NoSuchSnapshot(snapshot_id))?;
     let mut files = HashSet::from([snapshot.manifest_list().to_owned()]);
     let list = table.manifest_list_reader(&snapshot).load().await?;
     for mf in list.entries() {

@@ -141,7 +141,12 @@ impl IcebergStore {
     }
 
     /// Appends data points (with their vintage bookkeeping) in one commit.
-    pub async fn append_points(&self, rows: &[StoredDataPoint], offsets: Vec<OffsetUpdate>, origin: &str) -> Result<Committed> {
+    pub async fn append_points(
+        &self,
+        rows: &[StoredDataPoint],
+        offsets: Vec<OffsetUpdate>,
+        origin: &str,
+    ) -> Result<Committed> {
         let batch = stored_data_points_to_batch(rows)?;
         self.append(TableKind::DataPoints, &[batch], offsets, origin).await
     }
@@ -221,7 +226,12 @@ impl FinancialDataStorage for IcebergStore {
         self.append_points(&rows, Vec::new(), "api").await.map(|_| ())
     }
 
-    async fn read_data_points(&self, series_id: &SeriesId, start: Option<Date>, end: Option<Date>) -> Result<Vec<DataPoint>> {
+    async fn read_data_points(
+        &self,
+        series_id: &SeriesId,
+        start: Option<Date>,
+        end: Option<Date>,
+    ) -> Result<Vec<DataPoint>> {
         let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start, end);
         revisions(&self.query(&q).await?)
     }
@@ -278,7 +288,12 @@ impl FinancialDataStorage for InMemoryStorage {
         Ok(())
     }
 
-    async fn read_data_points(&self, series_id: &SeriesId, start: Option<Date>, end: Option<Date>) -> Result<Vec<DataPoint>> {
+    async fn read_data_points(
+        &self,
+        series_id: &SeriesId,
+        start: Option<Date>,
+        end: Option<Date>,
+    ) -> Result<Vec<DataPoint>> {
         let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start, end);
         revisions(&self.query(&q).await?)
     }

@@ -157,7 +157,8 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
     for o in page.get("Contents", []):
         print(o["Key"])
 "#;
-        let out = run_python(&pyiceberg_python()?, script, &[&self.endpoint, &self.bucket, S3_TEST_KEY, S3_TEST_SECRET])?;
+        let out =
+            run_python(&pyiceberg_python()?, script, &[&self.endpoint, &self.bucket, S3_TEST_KEY, S3_TEST_SECRET])?;
         Ok(out.lines().map(str::to_owned).collect())
     }
 }

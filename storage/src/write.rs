@@ -2,7 +2,6 @@
 //! (`month(realtime_end)`, null = current), rolled at the table's target size. Files are written
 //! under fresh unique names and never overwritten; they join the table only through a commit.
 
-use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::Date32Type;
@@ -16,6 +15,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::collections::BTreeMap;
 use vintagelake_schemas::Date;
 use vintagelake_schemas::arrow::col;
 
@@ -77,11 +77,8 @@ pub async fn write_data_files(
 
     let tier = tier.unwrap_or(wh.hot_tier());
     let location = DefaultLocationGenerator::with_data_location(wh.data_location(kind, tier)?);
-    let names = DefaultFileNameGenerator::new(
-        format!("{}", uuid::Uuid::now_v7().simple()),
-        None,
-        DataFileFormat::Parquet,
-    );
+    let names =
+        DefaultFileNameGenerator::new(format!("{}", uuid::Uuid::now_v7().simple()), None, DataFileFormat::Parquet);
     let target = table
         .metadata()
         .properties()
@@ -122,7 +119,9 @@ fn writer_properties() -> WriterProperties {
 
 fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) -> Result<()> {
     let got = batch.schema();
-    let names = |s: &arrow::datatypes::Schema| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
+    let names = |s: &arrow::datatypes::Schema| {
+        s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>()
+    };
     if names(expected) != names(&got) {
         return Err(StorageError::InvalidData(format!(
             "rows do not have the table's columns: expected {:?}, got {:?}",

@@ -33,7 +33,8 @@ async fn exactly_once_100k_revisions_and_pyiceberg_agrees() {
     let produced = synthetic::revisions(N, 1);
     produce(broker.bootstrap_servers(), &topics.data, &produced).await;
 
-    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
+    let mut ingest =
+        Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
     let wh = open(dir.path()).await;
     wait_for(Duration::from_secs(240), "100 000 rows committed", || {
         ingest.assert_alive();
@@ -46,7 +47,11 @@ async fn exactly_once_100k_revisions_and_pyiceberg_agrees() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(ingest.get("/health").await.unwrap().0, 200);
     let (_, metrics) = ingest.get("/metrics").await.unwrap();
-    for name in ["vintagelake_ingest_records_consumed_total", "vintagelake_ingest_records_committed_total", "vintagelake_ingest_commit_duration_seconds_bucket"] {
+    for name in [
+        "vintagelake_ingest_records_consumed_total",
+        "vintagelake_ingest_records_committed_total",
+        "vintagelake_ingest_commit_duration_seconds_bucket",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     let status = ingest.terminate(Duration::from_secs(30));
@@ -84,16 +89,39 @@ print(len(t.scan().to_arrow()))
 /// What the validator must say about each kind of bad message.
 fn malformed(i: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
     let key = b"GDPC1".to_vec();
-    let good = |date: &str| format!(r#"{{"version":1,"series_id":"GDPC1","date":"{date}","revision_date":"2024-04-25","value":1}}"#);
+    let good = |date: &str| {
+        format!(r#"{{"version":1,"series_id":"GDPC1","date":"{date}","revision_date":"2024-04-25","value":1}}"#)
+    };
     match i % 8 {
         0 => (key, good("2024-13-01").into_bytes(), "bad_date"),
-        1 => (key, br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":"high"}"#.to_vec(), "not_a_number"),
-        2 => (key, br#"{"version":2,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#.to_vec(), "unknown_version"),
-        3 => (key, br#"{"version":1,"series_id":"GDPC1","revision_date":"2024-04-25","value":1}"#.to_vec(), "missing_field"),
+        1 => (
+            key,
+            br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":"high"}"#
+                .to_vec(),
+            "not_a_number",
+        ),
+        2 => (
+            key,
+            br#"{"version":2,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#.to_vec(),
+            "unknown_version",
+        ),
+        3 => (
+            key,
+            br#"{"version":1,"series_id":"GDPC1","revision_date":"2024-04-25","value":1}"#.to_vec(),
+            "missing_field",
+        ),
         4 => (key, b"{\"version\":1,\"series_id\":\"GDP\xff\"}".to_vec(), "invalid_utf8"),
         5 => (key, b"{not json".to_vec(), "malformed_json"),
         6 => (b"UNRATE".to_vec(), good("2024-01-01").into_bytes(), "key_mismatch"),
-        _ => (key, format!(r#"{{"version":1,"series_id":"{}","date":"2024-01-01","revision_date":"2024-04-25","value":1}}"#, "X".repeat(200)).into_bytes(), "id_too_long"),
+        _ => (
+            key,
+            format!(
+                r#"{{"version":1,"series_id":"{}","date":"2024-01-01","revision_date":"2024-04-25","value":1}}"#,
+                "X".repeat(200)
+            )
+            .into_bytes(),
+            "id_too_long",
+        ),
     }
 }
 
@@ -120,7 +148,8 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
     let p = vintagelake_ingest::produce::producer(broker.bootstrap_servers()).unwrap();
     vintagelake_ingest::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
 
-    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
+    let mut ingest =
+        Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
     let wh = open(dir.path()).await;
     let dlq_topic = format!("{}.dlq", topics.data);
     // Committed offsets cover the bad messages too: wait for the positions to reach the end.
@@ -149,7 +178,11 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("DLQ records").unwrap();
         let headers = m.headers().expect("headers");
         let get = |name: &str| {
-            headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         let code = get("vintagelake.error.code").expect("reason header");
         assert_eq!(get("vintagelake.source.topic").as_deref(), Some(topics.data.as_str()));
@@ -162,8 +195,14 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
     let expected: BTreeMap<String, usize> = expected_reasons.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
     assert_eq!(reasons, expected, "one DLQ record per bad message, with the right reason");
     for (reason, n) in &expected {
-        let line = format!("vintagelake_ingest_records_dead_lettered_total{{reason=\"{reason}\",topic=\"{}\"}} {n}", topics.data);
-        let alt = format!("vintagelake_ingest_records_dead_lettered_total{{topic=\"{}\",reason=\"{reason}\"}} {n}", topics.data);
+        let line = format!(
+            "vintagelake_ingest_records_dead_lettered_total{{reason=\"{reason}\",topic=\"{}\"}} {n}",
+            topics.data
+        );
+        let alt = format!(
+            "vintagelake_ingest_records_dead_lettered_total{{topic=\"{}\",reason=\"{reason}\"}} {n}",
+            topics.data
+        );
         assert!(metrics.contains(&line) || metrics.contains(&alt), "metric for {reason} = {n} missing:\n{metrics}");
     }
 }
@@ -205,11 +244,17 @@ async fn kill_9_five_times_during_200k_loses_and_duplicates_nothing() {
         assert!(committed < N as u64, "killed mid-run, not after the end");
     }
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
-    wait_for(Duration::from_secs(300), "all rows after the restarts", || async { total_records(&wh).await >= N as u64 }).await;
+    wait_for(Duration::from_secs(300), "all rows after the restarts", || async {
+        total_records(&wh).await >= N as u64
+    })
+    .await;
     assert!(ingest.terminate(Duration::from_secs(30)).success());
     let rows = table_rows(&wh).await;
     assert_eq!(rows.len(), N, "no loss, no duplicate");
-    assert_eq!(multiset(rows.iter().map(key_of_row).collect()), multiset(produced.iter().map(key_of_revision).collect()));
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(produced.iter().map(key_of_revision).collect())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -235,11 +280,15 @@ async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
     a.kill9();
     let at_kill = total_records(&wh).await;
     assert!(at_kill < N as u64, "A was killed mid-run ({at_kill} rows committed)");
-    wait_for(Duration::from_secs(300), "the survivor finishes", || async { total_records(&wh).await >= N as u64 }).await;
+    wait_for(Duration::from_secs(300), "the survivor finishes", || async { total_records(&wh).await >= N as u64 })
+        .await;
     assert!(b.terminate(Duration::from_secs(30)).success(), "{}", b.log_text());
     let rows = table_rows(&wh).await;
     assert_eq!(rows.len(), N, "no loss, no duplicate");
-    assert_eq!(multiset(rows.iter().map(key_of_row).collect()), multiset(produced.iter().map(key_of_revision).collect()));
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(produced.iter().map(key_of_revision).collect())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -300,6 +349,9 @@ async fn broker_down_30s_then_back_ingest_recovers_exactly() {
     let rows = table_rows(&wh).await;
     assert!(at_stop < N as u64, "the outage happened mid-run");
     assert_eq!(rows.len(), N, "no loss, no duplicate across the outage");
-    assert_eq!(multiset(rows.iter().map(key_of_row).collect()), multiset(produced.iter().map(key_of_revision).collect()));
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(produced.iter().map(key_of_revision).collect())
+    );
     drop(broker);
 }

@@ -89,7 +89,9 @@ impl Daemon {
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).into_owned();
@@ -169,12 +171,22 @@ where
 pub type Key = (String, i32, i32, Option<u64>);
 
 pub fn key_of_revision(r: &DataPointRevision) -> Key {
-    (r.series_id.as_str().to_owned(), r.date.days_since_epoch(), r.revision_date.days_since_epoch(), r.value.map(f64::to_bits))
+    (
+        r.series_id.as_str().to_owned(),
+        r.date.days_since_epoch(),
+        r.revision_date.days_since_epoch(),
+        r.value.map(f64::to_bits),
+    )
 }
 
 pub fn key_of_row(r: &StoredDataPoint) -> Key {
     let p = &r.point;
-    (p.series_id.as_str().to_owned(), p.date.days_since_epoch(), p.revision_date.days_since_epoch(), p.value.map(f64::to_bits))
+    (
+        p.series_id.as_str().to_owned(),
+        p.date.days_since_epoch(),
+        p.revision_date.days_since_epoch(),
+        p.value.map(f64::to_bits),
+    )
 }
 
 /// Multiset of keys (sorted list).

@@ -26,37 +26,53 @@ struct Outcome {
 }
 
 async fn writer(store: Arc<IcebergStore>, writer: usize) -> Outcome {
-    let mut out = Outcome { appended_ids: vec![], removed_files: vec![], rewrites: 0, rewrites_lost_race: 0, conflicts_retried: 0 };
+    let mut out = Outcome {
+        appended_ids: vec![],
+        removed_files: vec![],
+        rewrites: 0,
+        rewrites_lost_race: 0,
+        conflicts_retried: 0,
+    };
     let wh = store.warehouse().clone();
     for i in 0..COMMITS_PER_WRITER {
         // Rewrite: merge up to 6 live files into one; if the other writer rewrote one of them
         // first, ours is refused (never committed) and we plan again from the new state.
-        while i % 10 == 9 {
-            let table = wh.load(TableKind::DataPoints).await.unwrap();
-            let files = live_files(&wh, &table, None).await.unwrap();
-            let pick: Vec<String> = files.iter().rev().take(6).map(|f| f.path.clone()).collect();
-            if pick.len() < 2 {
-                break;
-            }
-            let rows = match read_data_files(&wh, &pick, 4).await {
-                Ok(r) => r,
-                // The other writer removed one of them and orphan cleanup is not running here, so
-                // the file still exists; reading can only fail if something is badly wrong.
-                Err(e) => panic!("reading live files failed: {e}"),
-            };
-            match store.rewrite(TableKind::DataPoints, pick.clone(), &rows, CommitKind::Replace, "compaction", BTreeMap::new()).await {
-                Ok(c) => {
-                    out.rewrites += 1;
-                    out.conflicts_retried += c.attempts - 1;
-                    out.removed_files.extend(pick);
+        if i % 10 == 9 {
+            loop {
+                let table = wh.load(TableKind::DataPoints).await.unwrap();
+                let files = live_files(&wh, &table, None).await.unwrap();
+                let pick: Vec<String> = files.iter().rev().take(6).map(|f| f.path.clone()).collect();
+                if pick.len() < 2 {
                     break;
                 }
-                // The other writer rewrote one of these files first: ours must not commit.
-                Err(StorageError::FileNotLive { .. }) => out.rewrites_lost_race += 1,
-                Err(e) => panic!("rewrite failed: {e}"),
+                let rows = match read_data_files(&wh, &pick, 4).await {
+                    Ok(r) => r,
+                    // The other writer removed one of them and orphan cleanup is not running here, so
+                    // the file still exists; reading can only fail if something is badly wrong.
+                    Err(e) => panic!("reading live files failed: {e}"),
+                };
+                match store
+                    .rewrite(
+                        TableKind::DataPoints,
+                        pick.clone(),
+                        &rows,
+                        CommitKind::Replace,
+                        "compaction",
+                        BTreeMap::new(),
+                    )
+                    .await
+                {
+                    Ok(c) => {
+                        out.rewrites += 1;
+                        out.conflicts_retried += c.attempts - 1;
+                        out.removed_files.extend(pick);
+                        break;
+                    }
+                    // The other writer rewrote one of these files first: ours must not commit.
+                    Err(StorageError::FileNotLive { .. }) => out.rewrites_lost_race += 1,
+                    Err(e) => panic!("rewrite failed: {e}"),
+                }
             }
-        }
-        if i % 10 == 9 {
             continue;
         }
         let seq = (writer * 1_000_000 + i * 10) as i64;
@@ -103,7 +119,8 @@ async fn two_writers_500_commits_lose_nothing() {
     // No file both removed and live.
     let removed: HashSet<&String> = ra.removed_files.iter().chain(&rb.removed_files).collect();
     assert!(paths.iter().all(|p| !removed.contains(p)), "a removed file is still live");
-    let total: u64 = table.metadata().current_snapshot().unwrap().summary().additional_properties["total-records"].parse().unwrap();
+    let total: u64 =
+        table.metadata().current_snapshot().unwrap().summary().additional_properties["total-records"].parse().unwrap();
     assert_eq!(total as usize, expected.len(), "summary totals track every commit");
     let view_rows = b.query(&VintageQuery::new(View::Latest)).await.unwrap().num_rows();
     assert_eq!(view_rows, expected.len());

@@ -93,10 +93,7 @@ pub async fn write_fixture(store: &dyn FinancialDataStorage) {
         store.write_data_points(&gdp, &vintage).await.expect("write vintage");
     }
     let unrate: SeriesId = "UNRATE".parse().unwrap();
-    store
-        .write_data_points(&unrate, &[point("UNRATE", "2023-01-01", "2023-02-03", Some(3.4), true)])
-        .await
-        .unwrap();
+    store.write_data_points(&unrate, &[point("UNRATE", "2023-01-01", "2023-02-03", Some(3.4), true)]).await.unwrap();
 }
 
 pub fn expected_latest() -> Vec<Row> {

@@ -47,7 +47,10 @@ async fn a_crash_before_the_catalog_swap_loses_nothing() {
     // The table is where it was, and readable.
     let after = wh.load(TableKind::DataPoints).await.unwrap();
     assert_eq!(after.metadata().current_snapshot_id(), snapshot_before);
-    assert_eq!(rows(&store.query(&VintageQuery::new(View::Latest).series(["GDPC1".parse().unwrap()])).await.unwrap()), expected_latest());
+    assert_eq!(
+        rows(&store.query(&VintageQuery::new(View::Latest).series(["GDPC1".parse().unwrap()])).await.unwrap()),
+        expected_latest()
+    );
 
     // What the dead writer left: its data file, manifest, manifest list and metadata file.
     let orphans = find_orphans(&wh, TableKind::DataPoints, Duration::ZERO).await.unwrap();
@@ -63,7 +66,10 @@ async fn a_crash_before_the_catalog_swap_loses_nothing() {
         assert!(!std::path::Path::new(o.path.trim_start_matches("file://")).exists(), "{} still there", o.path);
     }
     assert!(find_orphans(&wh, TableKind::DataPoints, Duration::ZERO).await.unwrap().is_empty());
-    assert_eq!(rows(&store.query(&VintageQuery::new(View::AllRevisions).series(["GDPC1".parse().unwrap()])).await.unwrap()), expected_all_revisions());
+    assert_eq!(
+        rows(&store.query(&VintageQuery::new(View::AllRevisions).series(["GDPC1".parse().unwrap()])).await.unwrap()),
+        expected_all_revisions()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,20 +93,30 @@ async fn expiry_keeps_the_last_n_and_time_travel_to_what_remains() {
     assert_eq!(store.query(&q).await.unwrap().num_rows(), 3);
 
     // Nothing is old enough yet.
-    let none = expire_snapshots(&wh, TableKind::DataPoints, ExpirePolicy { older_than_ms: 0, retain_last: 1 }).await.unwrap();
+    let none =
+        expire_snapshots(&wh, TableKind::DataPoints, ExpirePolicy { older_than_ms: 0, retain_last: 1 }).await.unwrap();
     assert!(none.expired.is_empty());
     // Keep the last 2.
     let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
-    let report = expire_snapshots(&wh, TableKind::DataPoints, ExpirePolicy { older_than_ms: far_future, retain_last: 2 }).await.unwrap();
+    let report =
+        expire_snapshots(&wh, TableKind::DataPoints, ExpirePolicy { older_than_ms: far_future, retain_last: 2 })
+            .await
+            .unwrap();
     assert_eq!(report.expired.len(), 4);
     // Only manifest lists (and manifests) go: every data file is still live in the current snapshot.
     assert!(report.files_deleted >= 4, "{report:?}");
     let table = wh.load(TableKind::DataPoints).await.unwrap();
     let left = list_snapshots(&table).unwrap();
-    assert_eq!(left.iter().map(|s| s.snapshot_id).collect::<Vec<_>>(), snaps[4..].iter().map(|s| s.snapshot_id).collect::<Vec<_>>());
+    assert_eq!(
+        left.iter().map(|s| s.snapshot_id).collect::<Vec<_>>(),
+        snaps[4..].iter().map(|s| s.snapshot_id).collect::<Vec<_>>()
+    );
     let q = VintageQuery::new(View::AllRevisions).at_snapshot(SnapshotSelector::Id(second));
     assert!(store.query(&q).await.is_err(), "an expired snapshot cannot be read");
     // Current data unaffected, nothing left behind.
-    assert_eq!(rows(&store.query(&VintageQuery::new(View::Latest).series(["GDPC1".parse().unwrap()])).await.unwrap()), expected_latest());
+    assert_eq!(
+        rows(&store.query(&VintageQuery::new(View::Latest).series(["GDPC1".parse().unwrap()])).await.unwrap()),
+        expected_latest()
+    );
     assert!(find_orphans(&wh, TableKind::DataPoints, Duration::ZERO).await.unwrap().is_empty());
 }

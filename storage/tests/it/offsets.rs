@@ -69,7 +69,10 @@ async fn writers_of_different_partitions_both_commit_through_conflicts() {
         let mut expected = None;
         for i in 0..30i64 {
             let next = (i + 1) * 10;
-            store.append_points(&rows(1, partition as i64 * 1000 + i), vec![offset(partition, expected, next)], "ingest").await.unwrap();
+            store
+                .append_points(&rows(1, partition as i64 * 1000 + i), vec![offset(partition, expected, next)], "ingest")
+                .await
+                .unwrap();
             expected = Some(next);
         }
         store

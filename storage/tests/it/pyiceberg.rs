@@ -52,13 +52,21 @@ async fn pyiceberg_reads_our_appends_deletes_and_rewrites() {
         }
     }
     assert!(!unrate.is_empty(), "the UNRATE write has a file of its own");
-    commit(&wh, TableKind::DataPoints, &CommitRequest::new(CommitKind::Delete, vec![], vec![unrate.clone()], "retention"), &RetryPolicy::default())
-        .await
-        .unwrap();
+    commit(
+        &wh,
+        TableKind::DataPoints,
+        &CommitRequest::new(CommitKind::Delete, vec![], vec![unrate.clone()], "retention"),
+        &RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
     // Rewrite commit: merge the remaining five files into one.
     let rest: Vec<String> = files.iter().map(|f| f.path.clone()).filter(|p| p != &unrate).collect();
     let rows = read_data_files(&wh, &rest, 4).await.unwrap();
-    store.rewrite(TableKind::DataPoints, rest, &rows, CommitKind::Replace, "compaction", BTreeMap::new()).await.unwrap();
+    store
+        .rewrite(TableKind::DataPoints, rest, &rows, CommitKind::Replace, "compaction", BTreeMap::new())
+        .await
+        .unwrap();
     // And an append on top.
     let gdp: vintagelake_schemas::SeriesId = "GDPC1".parse().unwrap();
     use vintagelake_storage::store::FinancialDataStorage;
@@ -70,8 +78,17 @@ async fn pyiceberg_reads_our_appends_deletes_and_rewrites() {
     let mut snapshots: Vec<_> = table.metadata().snapshots().cloned().collect();
     snapshots.sort_by_key(|s| s.sequence_number());
     for s in &snapshots {
-        let batches: Vec<arrow::array::RecordBatch> =
-            table.scan().snapshot_id(s.snapshot_id()).build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+        let batches: Vec<arrow::array::RecordBatch> = table
+            .scan()
+            .snapshot_id(s.snapshot_id())
+            .build()
+            .unwrap()
+            .to_arrow()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         ours.push(format!("{} {} {}", s.snapshot_id(), s.summary().operation.as_str(), n));
     }
@@ -103,9 +120,11 @@ print(json.dumps(out))
 "#;
     let catalog = dir.path().join("catalog.sqlite");
     let warehouse_dir = dir.path().join("warehouse");
-    let out = run_python(&python, script, &[catalog.to_str().unwrap(), warehouse_dir.to_str().unwrap()]).expect("pyiceberg reads");
+    let out = run_python(&python, script, &[catalog.to_str().unwrap(), warehouse_dir.to_str().unwrap()])
+        .expect("pyiceberg reads");
     let theirs: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let their_snaps: Vec<String> = theirs["snapshots"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let their_snaps: Vec<String> =
+        theirs["snapshots"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     assert_eq!(their_snaps, ours, "every snapshot: same operation, same row count at time travel");
     let ops: Vec<&str> = ours.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
     assert_eq!(ops, ["append", "append", "append", "append", "append", "append", "delete", "replace", "append"]);
@@ -122,13 +141,19 @@ print(json.dumps(out))
     let count = |q: VintageQuery| {
         let table = table.clone();
         async move {
-            vintagelake_storage::scan::scan_rows(&table, &q, 4).await.unwrap().iter().map(|b| b.num_rows()).sum::<usize>()
+            vintagelake_storage::scan::scan_rows(&table, &q, 4)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
         }
     };
     use vintagelake_storage::scan::{View, VintageQuery};
     let ours_gdp = count(VintageQuery::new(View::AllRevisions).series([gdp.clone()])).await;
     assert_eq!(theirs["gdp_rows"], ours_gdp);
-    let ours_dated = count(VintageQuery::new(View::AllRevisions).between(Some(d("2023-04-01")), Some(d("2023-07-01")))).await;
+    let ours_dated =
+        count(VintageQuery::new(View::AllRevisions).between(Some(d("2023-04-01")), Some(d("2023-07-01")))).await;
     assert_eq!(theirs["dated_rows"], ours_dated);
     assert_eq!(ours_dated, 7, "2023-04-01: 4 stored rows (incl. the duplicate), 2023-07-01: 3");
 }

@@ -16,7 +16,9 @@ use crate::fixture::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
-    let s3 = std::sync::Arc::new(tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"));
+    let s3 = std::sync::Arc::new(
+        tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let tiers = vec![
         TierSpec::local("hot", dir.path().join("hot")),
@@ -36,7 +38,11 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
     let store = IcebergStore::new(wh.clone());
 
     // One revision in the hot tier (the default for new files) …
-    let hot = StoredDataPoint { point: point("GDPC1", "2024-01-01", "2024-04-25", Some(1.0), true), realtime_end: None, ingest_seq: 1 };
+    let hot = StoredDataPoint {
+        point: point("GDPC1", "2024-01-01", "2024-04-25", Some(1.0), true),
+        realtime_end: None,
+        ingest_seq: 1,
+    };
     store.append_points(std::slice::from_ref(&hot), vec![], "test").await.unwrap();
     // … and an older, superseded one written straight to the archive tier.
     let old = StoredDataPoint {
@@ -46,7 +52,8 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
     };
     let table = wh.load(TableKind::DataPoints).await.unwrap();
     let batch = stored_data_points_to_batch(&[old]).unwrap();
-    let files = write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&TierName::new("archive"))).await.unwrap();
+    let files =
+        write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&TierName::new("archive"))).await.unwrap();
     assert!(files[0].file_path().starts_with("s3://econ-archive/vintagelake/"), "{}", files[0].file_path());
     commit(&wh, TableKind::DataPoints, &CommitRequest::append(files, "test"), &RetryPolicy::default()).await.unwrap();
 

@@ -30,7 +30,8 @@ async fn check_views(store: &dyn FinancialDataStorage, label: &str) {
         "{label}: all_revisions"
     );
     // Date range filter.
-    let ranged = VintageQuery::new(View::Latest).series([gdp.clone()]).between(Some(d("2023-01-01")), Some(d("2023-04-01")));
+    let ranged =
+        VintageQuery::new(View::Latest).series([gdp.clone()]).between(Some(d("2023-01-01")), Some(d("2023-04-01")));
     assert_eq!(rows(&store.query(&ranged).await.unwrap()), expected_latest()[1..3].to_vec(), "{label}: range");
     // Every series, latest.
     let all = rows(&store.query(&VintageQuery::new(View::Latest)).await.unwrap());
