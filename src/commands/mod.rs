@@ -1,8 +1,10 @@
 //! Subcommands of the `vintagelake` binary.
 
 mod admin;
+mod get;
 mod ingest;
 mod produce;
+mod query;
 
 use std::process::ExitCode;
 
@@ -72,17 +74,13 @@ pub enum Command {
     Query {
         #[command(flatten)]
         common: CommonConfig,
+        #[command(flatten)]
+        query: vintagelake_query::QueryConfig,
     },
     /// Publish a CSV or JSON-lines file of revisions (or a synthetic stream) to Kafka.
     Produce(produce::ProduceArgs),
-    /// Fetch a series over Arrow Flight and print it as a table, CSV or Parquet.
-    Get {
-        /// Series id.
-        series: String,
-        /// Flight endpoint.
-        #[arg(long, env = "FLIGHT_URL", default_value = "http://127.0.0.1:8080")]
-        flight_url: String,
-    },
+    /// Fetch series over Arrow Flight and print them as a table, CSV or Parquet.
+    Get(get::GetArgs),
     /// Administration: validate messages, inspect snapshots, files, tiers and the audit trail.
     Admin {
         #[command(subcommand)]
@@ -154,12 +152,9 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
             let _common = common.resolve(sub)?;
             Err(Error::NotAvailable("tier"))
         }
-        Command::Query { common } => {
-            let _common = common.resolve(sub)?;
-            Err(Error::NotAvailable("query"))
-        }
+        Command::Query { common, query: config } => query::run(common.resolve(sub)?, config).await,
         Command::Produce(args) => produce::run(args).await,
-        Command::Get { .. } => Err(Error::NotAvailable("get")),
+        Command::Get(args) => get::run(args).await,
         Command::Admin { command } => admin::run(command, sub).await,
     }
 }

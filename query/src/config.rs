@@ -1,0 +1,53 @@
+//! Query service settings (the port is the shared `FLIGHT_SERVER_PORT`).
+
+use std::path::PathBuf;
+
+/// Authentication and transport of the Flight service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryConfig {
+    /// Address the Flight service listens on.
+    #[arg(long, env = "FLIGHT_HOST", default_value = "0.0.0.0")]
+    pub flight_host: std::net::IpAddr,
+
+    /// Accepted bearer tokens, comma-separated. No tokens and no users: no authentication.
+    #[arg(long, env = "FLIGHT_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub flight_tokens: Vec<String>,
+
+    /// File with one accepted bearer token per line (added to FLIGHT_TOKENS).
+    #[arg(long, env = "FLIGHT_TOKENS_FILE")]
+    pub flight_tokens_file: Option<PathBuf>,
+
+    /// `user:password` pairs for the basic → bearer handshake, comma-separated.
+    #[arg(long, env = "FLIGHT_USERS", value_delimiter = ',', hide_env_values = true)]
+    pub flight_users: Vec<String>,
+
+    /// PEM certificate chain: serve Flight over TLS (needs FLIGHT_TLS_KEY).
+    #[arg(long, env = "FLIGHT_TLS_CERT", requires = "flight_tls_key")]
+    pub flight_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for FLIGHT_TLS_CERT.
+    #[arg(long, env = "FLIGHT_TLS_KEY", requires = "flight_tls_cert")]
+    pub flight_tls_key: Option<PathBuf>,
+}
+
+impl QueryConfig {
+    /// Tokens from the flag/env and the file; users split at the first `:`.
+    pub fn credentials(&self) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+        let mut tokens: Vec<String> = self.flight_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        if let Some(path) = &self.flight_tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("FLIGHT_TOKENS_FILE {}: {e}", path.display()))?;
+            tokens.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
+        }
+        let users = self
+            .flight_users
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| {
+                u.split_once(':')
+                    .map(|(a, b)| (a.trim().to_owned(), b.to_owned()))
+                    .ok_or_else(|| "FLIGHT_USERS: each entry must be user:password".to_owned())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((tokens, users))
+    }
+}

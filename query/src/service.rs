@@ -1,0 +1,328 @@
+//! The Arrow Flight service: tickets in, vintage views out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket, flight_descriptor::DescriptorType,
+};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::scan::{self, View, VintageQuery, chunk, resolve_snapshot, view_schema};
+use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
+
+use crate::auth::Auth;
+use crate::cache::ResultCache;
+use crate::error::{QueryError, Result};
+use crate::metrics as m;
+use crate::ticket::{TicketV1, parse_ticket};
+
+/// Actions offered by `do_action`.
+pub const ACTIONS: &[(&str, &str)] = &[
+    ("health", "Service and table status: {\"status\":\"ok\",\"snapshot_id\":…}"),
+    ("list_vintages", "Distinct revision dates of a series. Body: {\"series\":\"GDPC1\"}"),
+    ("explain", "How a ticket would be read: files in the table, files the scan plans. Body: a ticket"),
+    ("refresh", "Drop cached results"),
+    ("audit", "The lifecycle audit trail"),
+];
+
+/// The service state shared by every request.
+#[derive(Debug)]
+pub struct VintageFlightService {
+    store: Arc<IcebergStore>,
+    auth: Arc<Auth>,
+    cache: ResultCache,
+    batch_size: usize,
+}
+
+impl VintageFlightService {
+    pub fn new(store: Arc<IcebergStore>, auth: Arc<Auth>, cache_bytes: usize, batch_size: usize) -> Self {
+        Self { store, auth, cache: ResultCache::new(cache_bytes), batch_size: batch_size.max(1) }
+    }
+
+    fn authorize<T>(&self, rpc: &'static str, request: &Request<T>) -> Result<(), Status> {
+        self.auth.check(request.metadata()).map_err(|d| {
+            metrics::counter!(m::AUTH_FAILURES, "rpc" => rpc).increment(1);
+            QueryError::Unauthenticated(d.0).into_status()
+        })
+    }
+
+    /// Runs a query (or takes it from the cache): the resolved rows and the snapshot they came from.
+    pub async fn execute(&self, ticket: &[u8]) -> Result<(RecordBatch, Option<i64>)> {
+        let query = parse_ticket(ticket).map_err(QueryError::BadTicket)?;
+        let table = self.store.warehouse().load(TableKind::DataPoints).await?;
+        let snapshot = resolve_snapshot(&table, query.snapshot)?;
+        let key = snapshot.map(|s| (s, canonical(ticket)));
+        if let Some(k) = &key
+            && let Some(hit) = self.cache.get(k)
+        {
+            metrics::counter!(m::CACHE_HITS).increment(1);
+            return Ok((hit, snapshot));
+        }
+        metrics::counter!(m::CACHE_MISSES).increment(1);
+        let pinned = query.clone().at_snapshot(match snapshot {
+            Some(id) => scan::SnapshotSelector::Id(id),
+            None => scan::SnapshotSelector::Current,
+        });
+        let batch = scan::query_table(&table, &pinned, 8).await?;
+        if let Some(k) = key {
+            self.cache.put(k, batch.clone());
+        }
+        Ok((batch, snapshot))
+    }
+
+    async fn flight_info(&self, ticket: Vec<u8>) -> Result<FlightInfo> {
+        let (batch, _) = self.execute(&ticket).await?;
+        Ok(FlightInfo::new()
+            .try_with_schema(&view_schema())?
+            .with_descriptor(FlightDescriptor::new_cmd(ticket.clone()))
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+            .with_total_records(batch.num_rows() as i64)
+            .with_total_bytes(batch.get_array_memory_size() as i64)
+            .with_ordered(true))
+    }
+
+    async fn action(&self, action: Action) -> Result<Vec<u8>> {
+        let json = |v: serde_json::Value| v.to_string().into_bytes();
+        match action.r#type.as_str() {
+            "health" => {
+                let table = self.store.warehouse().load(TableKind::DataPoints).await?;
+                Ok(json(serde_json::json!({
+                    "status": "ok",
+                    "snapshot_id": table.metadata().current_snapshot_id(),
+                    "cache_entries": self.cache.len(),
+                    "cache_bytes": self.cache.bytes(),
+                })))
+            }
+            "list_vintages" => {
+                #[derive(serde::Deserialize)]
+                struct Body {
+                    series: String,
+                }
+                let body: Body = serde_json::from_slice(&action.body)
+                    .map_err(|e| QueryError::BadTicket(format!("list_vintages body: {e}")))?;
+                let series = body.series.parse().map_err(|e| QueryError::BadTicket(format!("list_vintages: {e}")))?;
+                let q = VintageQuery::new(View::AllRevisions).series([series]);
+                let rows = self.store.query(&q).await?;
+                let starts = rows
+                    .column_by_name(vintagelake_schemas::arrow::col::REALTIME_START)
+                    .expect("view schema")
+                    .as_any()
+                    .downcast_ref::<arrow::array::Date32Array>()
+                    .expect("Date32");
+                let mut dates: Vec<i32> = starts.values().to_vec();
+                dates.sort_unstable();
+                dates.dedup();
+                let dates: Vec<String> =
+                    dates.into_iter().map(|d| vintagelake_schemas::Date::from_days_since_epoch(d).to_string()).collect();
+                Ok(json(serde_json::json!({ "series": body.series, "vintages": dates })))
+            }
+            "explain" => {
+                let query = parse_ticket(&action.body).map_err(QueryError::BadTicket)?;
+                let table = self.store.warehouse().load(TableKind::DataPoints).await?;
+                let Some(snapshot) = resolve_snapshot(&table, query.snapshot)? else {
+                    return Ok(json(serde_json::json!({ "snapshot_id": null, "files_total": 0, "files_planned": 0 })));
+                };
+                let total = vintagelake_storage::files::live_files(self.store.warehouse(), &table, Some(snapshot)).await?.len();
+                let mut builder = table.scan().snapshot_id(snapshot);
+                if let Some(p) = query.predicate() {
+                    builder = builder.with_filter(p);
+                }
+                let planned: Vec<_> = builder
+                    .build()
+                    .map_err(vintagelake_storage::error::StorageError::from)?
+                    .plan_files()
+                    .await
+                    .map_err(vintagelake_storage::error::StorageError::from)?
+                    .try_collect()
+                    .await
+                    .map_err(vintagelake_storage::error::StorageError::from)?;
+                Ok(json(serde_json::json!({
+                    "snapshot_id": snapshot,
+                    "files_total": total,
+                    "files_planned": planned.len(),
+                    "predicate": query.predicate().map(|p| p.to_string()),
+                })))
+            }
+            "refresh" => {
+                self.cache.clear();
+                Ok(json(serde_json::json!({ "refreshed": true })))
+            }
+            "audit" => Err(QueryError::Unimplemented("the audit action (the tierer writes the audit trail)")),
+            other => Err(QueryError::UnknownAction(other.to_owned())),
+        }
+    }
+}
+
+/// Canonical form of a ticket, so equivalent JSON shares cache entries.
+fn canonical(ticket: &[u8]) -> String {
+    serde_json::from_slice::<TicketV1>(ticket).map(|t| String::from_utf8(t.to_bytes()).expect("utf-8")).unwrap_or_default()
+}
+
+fn ticket_of(descriptor: &FlightDescriptor) -> Result<Vec<u8>> {
+    match descriptor.r#type() {
+        DescriptorType::Cmd => Ok(descriptor.cmd.to_vec()),
+        // PATH ["series", "<id>"] = the latest values of one series.
+        DescriptorType::Path => match descriptor.path.as_slice() {
+            [kind, id] if kind == "series" => {
+                let series = id.parse().map_err(|e| QueryError::BadTicket(format!("path: {e}")))?;
+                Ok(TicketV1::for_series(&series, View::Latest).to_bytes())
+            }
+            _ => Err(QueryError::BadTicket("path descriptors are [\"series\", \"<id>\"]".into())),
+        },
+        DescriptorType::Unknown => Err(QueryError::BadTicket("descriptor has no type".into())),
+    }
+}
+
+fn observe<T>(rpc: &'static str, view: &str, started: Instant, result: &Result<T, Status>) {
+    let status = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!(m::REQUESTS, "rpc" => rpc, "view" => view.to_owned(), "status" => status).increment(1);
+    metrics::histogram!(m::REQUEST_DURATION, "rpc" => rpc, "view" => view.to_owned()).record(started.elapsed().as_secs_f64());
+}
+
+fn view_label(ticket: &[u8]) -> String {
+    parse_ticket(ticket).map(|q| q.view.name().to_owned()).unwrap_or_else(|_| "invalid".into())
+}
+
+type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl FlightService for VintageFlightService {
+    type HandshakeStream = Stream<HandshakeResponse>;
+    type ListFlightsStream = Stream<FlightInfo>;
+    type DoGetStream = Stream<FlightData>;
+    type DoPutStream = Stream<PutResult>;
+    type DoExchangeStream = Stream<FlightData>;
+    type DoActionStream = Stream<arrow_flight::Result>;
+    type ListActionsStream = Stream<ActionType>;
+
+    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        let token = self.auth.login(request.metadata()).map_err(|d| {
+            metrics::counter!(m::AUTH_FAILURES, "rpc" => "handshake").increment(1);
+            QueryError::Unauthenticated(d.0).into_status()
+        })?;
+        let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into_bytes().into() };
+        let mut response = Response::new(Box::pin(stream::iter([Ok(reply)])) as Self::HandshakeStream);
+        if !token.is_empty() {
+            let value = format!("Bearer {token}").parse().map_err(|_| Status::internal("token is not ASCII"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let started = Instant::now();
+        self.authorize("list_flights", &request)?;
+        let filter = String::from_utf8_lossy(&request.get_ref().expression).to_lowercase();
+        let result = async {
+            let series = self.store.latest_series().await?;
+            let schema = view_schema();
+            let mut infos = Vec::new();
+            for s in series {
+                if !filter.is_empty() && !s.id.as_str().to_lowercase().contains(&filter) && !s.title.to_lowercase().contains(&filter) {
+                    continue;
+                }
+                let ticket = TicketV1::for_series(&s.id, View::Latest).to_bytes();
+                let meta = serde_json::json!({
+                    "id": s.id.as_str(), "title": s.title, "units": s.units, "frequency": s.frequency,
+                    "seasonal_adjustment": s.seasonal_adjustment, "source_id": s.source_id,
+                    "external_id": s.external_id, "is_active": s.is_active,
+                });
+                infos.push(Ok(FlightInfo::new()
+                    .try_with_schema(&schema)?
+                    .with_descriptor(FlightDescriptor::new_cmd(ticket.clone()))
+                    .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+                    .with_app_metadata(meta.to_string().into_bytes())));
+            }
+            Ok::<_, QueryError>(infos)
+        }
+        .await
+        .map_err(QueryError::into_status);
+        observe("list_flights", "", started, &result);
+        Ok(Response::new(Box::pin(stream::iter(result?))))
+    }
+
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let started = Instant::now();
+        self.authorize("get_flight_info", &request)?;
+        let result = async {
+            let ticket = ticket_of(request.get_ref())?;
+            self.flight_info(ticket).await
+        }
+        .await
+        .map_err(QueryError::into_status);
+        observe("get_flight_info", "", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        self.authorize("poll_flight_info", &request)?;
+        let info = self.flight_info(ticket_of(request.get_ref()).map_err(QueryError::into_status)?).await.map_err(QueryError::into_status)?;
+        Ok(Response::new(PollInfo::new().with_info(info)))
+    }
+
+    async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        self.authorize("get_schema", &request)?;
+        let ticket = ticket_of(request.get_ref()).map_err(QueryError::into_status)?;
+        parse_ticket(&ticket).map_err(|e| QueryError::BadTicket(e).into_status())?;
+        let options = IpcWriteOptions::default();
+        let schema: SchemaResult = SchemaAsIpc::new(&view_schema(), &options)
+            .try_into()
+            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        Ok(Response::new(schema))
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let started = Instant::now();
+        self.authorize("do_get", &request)?;
+        let ticket = request.get_ref().ticket.to_vec();
+        let view = view_label(&ticket);
+        let result = self.execute(&ticket).await.map_err(QueryError::into_status);
+        observe("do_get", &view, started, &result);
+        let (batch, _) = result?;
+        metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
+        metrics::counter!(m::BYTES_STREAMED, "view" => view).increment(batch.get_array_memory_size() as u64);
+        // Every batch is streamed (the schema first, even for an empty answer).
+        let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> =
+            stream::iter(chunk(&batch, self.batch_size).into_iter().map(Ok)).boxed();
+        let encoded = FlightDataEncoderBuilder::new()
+            .with_schema(view_schema())
+            .build(batches)
+            .map_err(|e| Status::internal(format!("encoding: {e}")));
+        Ok(Response::new(Box::pin(encoded)))
+    }
+
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        self.authorize("do_put", &request)?;
+        Err(QueryError::Unimplemented("do_put (data enters through Kafka)").into_status())
+    }
+
+    async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.authorize("do_exchange", &request)?;
+        Err(QueryError::Unimplemented("do_exchange").into_status())
+    }
+
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let started = Instant::now();
+        self.authorize("do_action", &request)?;
+        let action = request.into_inner();
+        let kind = action.r#type.clone();
+        let result = self.action(action).await.map_err(QueryError::into_status);
+        observe("do_action", &kind, started, &result);
+        let body = result?;
+        Ok(Response::new(Box::pin(stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))
+    }
+
+    async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.authorize("list_actions", &request)?;
+        let actions = ACTIONS.iter().map(|(t, d)| Ok(ActionType { r#type: (*t).to_owned(), description: (*d).to_owned() }));
+        Ok(Response::new(Box::pin(stream::iter(actions.collect::<Vec<_>>()))))
+    }
+}
