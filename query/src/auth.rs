@@ -52,7 +52,11 @@ impl Auth {
             .ok_or(Denied("authorization is not a bearer token"))?;
         // Compare against every known token without stopping early.
         let issued = self.issued.lock().expect("auth lock");
-        let ok = self.tokens.iter().chain(issued.iter()).fold(false, |acc, t| acc | constant_time_eq(t.as_bytes(), token.as_bytes()));
+        let ok = self
+            .tokens
+            .iter()
+            .chain(issued.iter())
+            .fold(false, |acc, t| acc | constant_time_eq(t.as_bytes(), token.as_bytes()));
         if ok { Ok(()) } else { Err(Denied("invalid bearer token")) }
     }
 
@@ -78,7 +82,8 @@ impl Auth {
         let text = String::from_utf8(decoded).map_err(|_| Denied("basic credentials are not UTF-8"))?;
         let (user, password) = text.split_once(':').ok_or(Denied("basic credentials lack ':'"))?;
         let ok = self.users.iter().fold(false, |acc, (u, p)| {
-            acc | (constant_time_eq(u.as_bytes(), user.as_bytes()) & constant_time_eq(p.as_bytes(), password.as_bytes()))
+            acc | (constant_time_eq(u.as_bytes(), user.as_bytes())
+                & constant_time_eq(p.as_bytes(), password.as_bytes()))
         });
         if !ok {
             return Err(Denied("unknown user or wrong password"));
@@ -113,6 +118,8 @@ mod tests {
         assert_eq!(token.len(), 64);
         assert!(auth.check(&md(&format!("Bearer {token}"))).is_ok());
         assert!(Auth::default().check(&MetadataMap::new()).is_ok(), "open when nothing is configured");
-        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
+        );
     }
 }

@@ -33,10 +33,14 @@ pub struct QueryConfig {
 impl QueryConfig {
     /// Tokens from the flag/env and the file; users split at the first `:`.
     pub fn credentials(&self) -> Result<(Vec<String>, Vec<(String, String)>), String> {
-        let mut tokens: Vec<String> = self.flight_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        let mut tokens: Vec<String> =
+            self.flight_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
         if let Some(path) = &self.flight_tokens_file {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("FLIGHT_TOKENS_FILE {}: {e}", path.display()))?;
-            tokens.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("FLIGHT_TOKENS_FILE {}: {e}", path.display()))?;
+            tokens.extend(
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned),
+            );
         }
         let users = self
             .flight_users

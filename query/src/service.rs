@@ -120,8 +120,10 @@ impl VintageFlightService {
                 let mut dates: Vec<i32> = starts.values().to_vec();
                 dates.sort_unstable();
                 dates.dedup();
-                let dates: Vec<String> =
-                    dates.into_iter().map(|d| vintagelake_schemas::Date::from_days_since_epoch(d).to_string()).collect();
+                let dates: Vec<String> = dates
+                    .into_iter()
+                    .map(|d| vintagelake_schemas::Date::from_days_since_epoch(d).to_string())
+                    .collect();
                 Ok(json(serde_json::json!({ "series": body.series, "vintages": dates })))
             }
             "explain" => {
@@ -130,7 +132,8 @@ impl VintageFlightService {
                 let Some(snapshot) = resolve_snapshot(&table, query.snapshot)? else {
                     return Ok(json(serde_json::json!({ "snapshot_id": null, "files_total": 0, "files_planned": 0 })));
                 };
-                let total = vintagelake_storage::files::live_files(self.store.warehouse(), &table, Some(snapshot)).await?.len();
+                let total =
+                    vintagelake_storage::files::live_files(self.store.warehouse(), &table, Some(snapshot)).await?.len();
                 let mut builder = table.scan().snapshot_id(snapshot);
                 if let Some(p) = query.predicate() {
                     builder = builder.with_filter(p);
@@ -163,7 +166,9 @@ impl VintageFlightService {
 
 /// Canonical form of a ticket, so equivalent JSON shares cache entries.
 fn canonical(ticket: &[u8]) -> String {
-    serde_json::from_slice::<TicketV1>(ticket).map(|t| String::from_utf8(t.to_bytes()).expect("utf-8")).unwrap_or_default()
+    serde_json::from_slice::<TicketV1>(ticket)
+        .map(|t| String::from_utf8(t.to_bytes()).expect("utf-8"))
+        .unwrap_or_default()
 }
 
 fn ticket_of(descriptor: &FlightDescriptor) -> Result<Vec<u8>> {
@@ -184,7 +189,8 @@ fn ticket_of(descriptor: &FlightDescriptor) -> Result<Vec<u8>> {
 fn observe<T>(rpc: &'static str, view: &str, started: Instant, result: &Result<T, Status>) {
     let status = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!(m::REQUESTS, "rpc" => rpc, "view" => view.to_owned(), "status" => status).increment(1);
-    metrics::histogram!(m::REQUEST_DURATION, "rpc" => rpc, "view" => view.to_owned()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::REQUEST_DURATION, "rpc" => rpc, "view" => view.to_owned())
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn view_label(ticket: &[u8]) -> String {
@@ -203,7 +209,10 @@ impl FlightService for VintageFlightService {
     type DoActionStream = Stream<arrow_flight::Result>;
     type ListActionsStream = Stream<ActionType>;
 
-    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         let token = self.auth.login(request.metadata()).map_err(|d| {
             metrics::counter!(m::AUTH_FAILURES, "rpc" => "handshake").increment(1);
             QueryError::Unauthenticated(d.0).into_status()
@@ -226,7 +235,10 @@ impl FlightService for VintageFlightService {
             let schema = view_schema();
             let mut infos = Vec::new();
             for s in series {
-                if !filter.is_empty() && !s.id.as_str().to_lowercase().contains(&filter) && !s.title.to_lowercase().contains(&filter) {
+                if !filter.is_empty()
+                    && !s.id.as_str().to_lowercase().contains(&filter)
+                    && !s.title.to_lowercase().contains(&filter)
+                {
                     continue;
                 }
                 let ticket = TicketV1::for_series(&s.id, View::Latest).to_bytes();
@@ -264,7 +276,10 @@ impl FlightService for VintageFlightService {
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
         self.authorize("poll_flight_info", &request)?;
-        let info = self.flight_info(ticket_of(request.get_ref()).map_err(QueryError::into_status)?).await.map_err(QueryError::into_status)?;
+        let info = self
+            .flight_info(ticket_of(request.get_ref()).map_err(QueryError::into_status)?)
+            .await
+            .map_err(QueryError::into_status)?;
         Ok(Response::new(PollInfo::new().with_info(info)))
     }
 
@@ -304,7 +319,10 @@ impl FlightService for VintageFlightService {
         Err(QueryError::Unimplemented("do_put (data enters through Kafka)").into_status())
     }
 
-    async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
         self.authorize("do_exchange", &request)?;
         Err(QueryError::Unimplemented("do_exchange").into_status())
     }
@@ -322,7 +340,8 @@ impl FlightService for VintageFlightService {
 
     async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
         self.authorize("list_actions", &request)?;
-        let actions = ACTIONS.iter().map(|(t, d)| Ok(ActionType { r#type: (*t).to_owned(), description: (*d).to_owned() }));
+        let actions =
+            ACTIONS.iter().map(|(t, d)| Ok(ActionType { r#type: (*t).to_owned(), description: (*d).to_owned() }));
         Ok(Response::new(Box::pin(stream::iter(actions.collect::<Vec<_>>()))))
     }
 }

@@ -73,7 +73,9 @@ pub fn parse_ticket(bytes: &[u8]) -> Result<VintageQuery, String> {
     }
     let date = |field: &str, v: &Option<String>| -> Result<Option<Date>, String> {
         v.as_deref()
-            .map(|s| Date::parse_iso(s).ok_or_else(|| format!("ticket field `{field}`: {s:?} is not a YYYY-MM-DD date")))
+            .map(|s| {
+                Date::parse_iso(s).ok_or_else(|| format!("ticket field `{field}`: {s:?} is not a YYYY-MM-DD date"))
+            })
             .transpose()
     };
     let view = match t.view.as_str() {
@@ -81,7 +83,11 @@ pub fn parse_ticket(bytes: &[u8]) -> Result<VintageQuery, String> {
         "first_release" => View::FirstRelease,
         "all_revisions" => View::AllRevisions,
         "as_of" => View::AsOf(date("as_of", &t.as_of)?.ok_or("ticket field `as_of`: required by view as_of")?),
-        other => return Err(format!("ticket field `view`: unknown view {other:?} (latest, as_of, first_release, all_revisions)")),
+        other => {
+            return Err(format!(
+                "ticket field `view`: unknown view {other:?} (latest, as_of, first_release, all_revisions)"
+            ));
+        }
     };
     if t.as_of.is_some() && !matches!(view, View::AsOf(_)) {
         return Err("ticket field `as_of`: only meaningful with view as_of".into());
@@ -119,7 +125,10 @@ mod tests {
 
     #[test]
     fn tickets_parse_and_reject_precisely() {
-        let q = parse_ticket(br#"{"version":1,"view":"as_of","as_of":"2020-05-01","series":["GDPC1"],"start":"2019-01-01"}"#).unwrap();
+        let q = parse_ticket(
+            br#"{"version":1,"view":"as_of","as_of":"2020-05-01","series":["GDPC1"],"start":"2019-01-01"}"#,
+        )
+        .unwrap();
         assert_eq!(q.view, View::AsOf(Date::parse_iso("2020-05-01").unwrap()));
         assert_eq!(q.series.len(), 1);
         assert_eq!(q.start, Date::parse_iso("2019-01-01"));
@@ -131,7 +140,10 @@ mod tests {
         assert!(err(r#"{"version":1,"view":"latest","series":["a b"]}"#).contains("series"));
         assert!(err(r#"{"version":1,"view":"latest","colour":"red"}"#).contains("unknown field"));
         assert!(err(r#"{"version":1,"view":"latest","start":"2021-01-01","end":"2020-01-01"}"#).contains("after"));
-        assert!(err(r#"{"version":1,"view":"latest","snapshot_id":1,"as_of_time":"2024-01-01T00:00:00Z"}"#).contains("not both"));
+        assert!(
+            err(r#"{"version":1,"view":"latest","snapshot_id":1,"as_of_time":"2024-01-01T00:00:00Z"}"#)
+                .contains("not both")
+        );
         let t = TicketV1::for_series(&"GDPC1".parse().unwrap(), View::AsOf(Date::parse_iso("2020-05-01").unwrap()));
         assert_eq!(parse_ticket(&t.to_bytes()).unwrap().view, View::AsOf(Date::parse_iso("2020-05-01").unwrap()));
     }

@@ -87,7 +87,7 @@ pub async fn fetch(args: &GetArgs, ticket: Vec<u8>) -> Result<Vec<RecordBatch>, 
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| flight_err(e.to_string()))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| flight_err(e.to_string()))?;
+    let channel = endpoint.connect().await.map_err(|e| flight_err(error_chain(&e)))?;
     let mut client = FlightClient::new(channel);
     if let Some(t) = &args.token {
         client.add_header("authorization", &format!("Bearer {t}")).map_err(|e| flight_err(e.to_string()))?;
@@ -102,7 +102,9 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
     let batches = fetch(&args, ticket.to_bytes()).await?;
     let schema = vintagelake_storage::scan::view_schema();
     let mut out: Box<dyn std::io::Write + Send> = match &args.out {
-        Some(p) => Box::new(std::fs::File::create(p).map_err(|source| Error::Read { what: p.display().to_string(), source })?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).map_err(|source| Error::Read { what: p.display().to_string(), source })?)
+        }
         None if args.format == "parquet" => return Err(Error::Usage("--format parquet needs --out FILE".into())),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
@@ -115,7 +117,8 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
             }
         }
         "parquet" => {
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| write_err(e.to_string()))?;
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| write_err(e.to_string()))?;
             for b in &batches {
                 w.write(b).map_err(|e| write_err(e.to_string()))?;
             }
@@ -130,4 +133,16 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     eprintln!("{rows} rows");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes on one line (transport errors hide the useful part in the chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

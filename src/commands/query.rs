@@ -36,7 +36,12 @@ pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, 
     let http = observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
         .await
         .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
-    let checks = tokio::spawn(catalog_checks(store.clone(), readiness.clone(), common.health_check_interval, shutdown.child_token()));
+    let checks = tokio::spawn(catalog_checks(
+        store.clone(),
+        readiness.clone(),
+        common.health_check_interval,
+        shutdown.child_token(),
+    ));
     let service = VintageFlightService::new(
         store,
         Arc::new(Auth::new(tokens, users)),
@@ -58,7 +63,12 @@ pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, 
 }
 
 /// `/ready` for readers: the catalog answers.
-pub async fn catalog_checks(store: Arc<IcebergStore>, readiness: Arc<Readiness>, interval: Duration, stop: CancellationToken) {
+pub async fn catalog_checks(
+    store: Arc<IcebergStore>,
+    readiness: Arc<Readiness>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     loop {
         match store.warehouse().metadata_location(TableKind::DataPoints).await {
             Ok(_) => readiness.set("catalog", true, "catalog answered"),

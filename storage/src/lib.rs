@@ -11,5 +11,6 @@ pub mod io;
 pub mod scan;
 pub mod snapshots;
 pub mod store;
+pub mod testing;
 pub mod tools;
 pub mod write;

@@ -86,9 +86,16 @@ impl Daemon {
     }
 
     /// GET an HTTP endpoint of the daemon: (status, body).
-    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+    pub fn get(&self, path: &str) -> impl Future<Output = Option<(u16, String)>> + use<> {
+        http_get(self.http_port, path.to_owned())
+    }
+}
+
+/// GET `http://127.0.0.1:port/path`: (status, body).
+pub async fn http_get(port: u16, path: String) -> Option<(u16, String)> {
+    {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
             .await
             .ok()?;

@@ -1,0 +1,160 @@
+//! Test fixtures shared by this crate's and other crates' tests: the hand-computed vintage
+//! fixture (a series with 4 vintages, a correction, a missing value, a date first published late,
+//! an exact duplicate), its expected answers for every view, and view rows as comparable tuples.
+
+use std::sync::Arc;
+
+use crate::catalog::{Warehouse, WarehouseConfig};
+use crate::store::FinancialDataStorage;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Float64Type};
+use vintagelake_schemas::model::derived_data_point_id;
+use vintagelake_schemas::{DataPoint, Date, SeriesId, Timestamp};
+
+pub async fn warehouse(dir: &std::path::Path) -> Arc<Warehouse> {
+    Warehouse::open(WarehouseConfig::new(dir)).await.expect("open warehouse")
+}
+
+pub fn d(s: &str) -> Date {
+    Date::parse_iso(s).unwrap_or_else(|| panic!("bad date {s}"))
+}
+
+pub fn point(series: &str, date: &str, revision: &str, value: Option<f64>, original: bool) -> DataPoint {
+    let series_id: SeriesId = series.parse().unwrap();
+    let (date, revision_date) = (d(date), d(revision));
+    DataPoint {
+        id: derived_data_point_id(&series_id, date, revision_date),
+        series_id,
+        date,
+        value,
+        revision_date,
+        is_original_release: original,
+        created_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
+        updated_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
+    }
+}
+
+/// A view row: (series, date, value, realtime_start, realtime_end).
+pub type Row = (String, String, Option<f64>, String, String);
+
+pub fn rows(batch: &RecordBatch) -> Vec<Row> {
+    let s = batch.column_by_name("series_id").unwrap().as_string::<i32>();
+    let date = batch.column_by_name("date").unwrap().as_primitive::<Date32Type>();
+    let v = batch.column_by_name("value").unwrap().as_primitive::<Float64Type>();
+    let start = batch.column_by_name("realtime_start").unwrap().as_primitive::<Date32Type>();
+    let end = batch.column_by_name("realtime_end").unwrap().as_primitive::<Date32Type>();
+    let day = |x: i32| Date::from_days_since_epoch(x).to_string();
+    (0..batch.num_rows())
+        .map(|i| {
+            (
+                s.value(i).to_owned(),
+                day(date.value(i)),
+                v.is_valid(i).then(|| v.value(i)),
+                day(start.value(i)),
+                day(end.value(i)),
+            )
+        })
+        .collect()
+}
+
+pub fn row(series: &str, date: &str, value: Option<f64>, start: &str, end: &str) -> Row {
+    (series.into(), date.into(), value, start.into(), end.into())
+}
+
+pub const OPEN: &str = "9999-12-31";
+
+/// The fixture, one vintage per write, in publication order:
+/// a series with 4 vintages, a correction, a value published as missing, a date first published
+/// late, an exact duplicate, and a second series to filter out.
+pub async fn write_fixture(store: &dyn FinancialDataStorage) {
+    let gdp: SeriesId = "GDPC1".parse().unwrap();
+    let v1 = vec![point("GDPC1", "2023-01-01", "2023-04-27", Some(100.0), true)];
+    let v2 = vec![
+        point("GDPC1", "2023-01-01", "2023-07-27", Some(101.0), false),
+        point("GDPC1", "2023-04-01", "2023-07-27", Some(200.0), true),
+        // Exact duplicate of the row above: idempotent.
+        point("GDPC1", "2023-04-01", "2023-07-27", Some(200.0), true),
+    ];
+    let v3 = vec![
+        // First published late: 2022-Q4 appears only in the third vintage.
+        point("GDPC1", "2022-10-01", "2023-10-26", Some(50.0), true),
+        point("GDPC1", "2023-01-01", "2023-10-26", Some(101.5), false),
+        point("GDPC1", "2023-04-01", "2023-10-26", Some(201.0), false),
+        point("GDPC1", "2023-07-01", "2023-10-26", Some(300.0), true),
+    ];
+    // Correction of the 2023-Q3 first release (same key, later arrival wins).
+    let correction = vec![point("GDPC1", "2023-07-01", "2023-10-26", Some(299.0), true)];
+    let v4 = vec![
+        point("GDPC1", "2023-01-01", "2024-01-25", Some(101.5), false),
+        // Published as missing.
+        point("GDPC1", "2023-04-01", "2024-01-25", None, false),
+        point("GDPC1", "2023-07-01", "2024-01-25", Some(301.0), false),
+        point("GDPC1", "2023-10-01", "2024-01-25", Some(400.0), true),
+    ];
+    for vintage in [v1, v2, v3, correction, v4] {
+        store.write_data_points(&gdp, &vintage).await.expect("write vintage");
+    }
+    let unrate: SeriesId = "UNRATE".parse().unwrap();
+    store.write_data_points(&unrate, &[point("UNRATE", "2023-01-01", "2023-02-03", Some(3.4), true)]).await.unwrap();
+}
+
+pub fn expected_latest() -> Vec<Row> {
+    vec![
+        row("GDPC1", "2022-10-01", Some(50.0), "2023-10-26", OPEN),
+        row("GDPC1", "2023-01-01", Some(101.5), "2024-01-25", OPEN),
+        row("GDPC1", "2023-04-01", None, "2024-01-25", OPEN),
+        row("GDPC1", "2023-07-01", Some(301.0), "2024-01-25", OPEN),
+        row("GDPC1", "2023-10-01", Some(400.0), "2024-01-25", OPEN),
+    ]
+}
+
+/// (vintage date, expected rows)
+pub fn expected_as_of() -> Vec<(&'static str, Vec<Row>)> {
+    vec![
+        ("2023-04-26", vec![]),
+        ("2023-04-27", vec![row("GDPC1", "2023-01-01", Some(100.0), "2023-04-27", OPEN)]),
+        (
+            "2023-09-01",
+            vec![
+                row("GDPC1", "2023-01-01", Some(101.0), "2023-07-27", OPEN),
+                row("GDPC1", "2023-04-01", Some(200.0), "2023-07-27", OPEN),
+            ],
+        ),
+        (
+            "2023-10-26",
+            vec![
+                row("GDPC1", "2022-10-01", Some(50.0), "2023-10-26", OPEN),
+                row("GDPC1", "2023-01-01", Some(101.5), "2023-10-26", OPEN),
+                row("GDPC1", "2023-04-01", Some(201.0), "2023-10-26", OPEN),
+                row("GDPC1", "2023-07-01", Some(299.0), "2023-10-26", OPEN),
+            ],
+        ),
+        ("2024-06-01", expected_latest()),
+    ]
+}
+
+pub fn expected_first_release() -> Vec<Row> {
+    vec![
+        row("GDPC1", "2022-10-01", Some(50.0), "2023-10-26", OPEN),
+        row("GDPC1", "2023-01-01", Some(100.0), "2023-04-27", "2023-07-26"),
+        row("GDPC1", "2023-04-01", Some(200.0), "2023-07-27", "2023-10-25"),
+        row("GDPC1", "2023-07-01", Some(299.0), "2023-10-26", "2024-01-24"),
+        row("GDPC1", "2023-10-01", Some(400.0), "2024-01-25", OPEN),
+    ]
+}
+
+pub fn expected_all_revisions() -> Vec<Row> {
+    vec![
+        row("GDPC1", "2022-10-01", Some(50.0), "2023-10-26", OPEN),
+        row("GDPC1", "2023-01-01", Some(100.0), "2023-04-27", "2023-07-26"),
+        row("GDPC1", "2023-01-01", Some(101.0), "2023-07-27", "2023-10-25"),
+        row("GDPC1", "2023-01-01", Some(101.5), "2023-10-26", "2024-01-24"),
+        row("GDPC1", "2023-01-01", Some(101.5), "2024-01-25", OPEN),
+        row("GDPC1", "2023-04-01", Some(200.0), "2023-07-27", "2023-10-25"),
+        row("GDPC1", "2023-04-01", Some(201.0), "2023-10-26", "2024-01-24"),
+        row("GDPC1", "2023-04-01", None, "2024-01-25", OPEN),
+        row("GDPC1", "2023-07-01", Some(299.0), "2023-10-26", "2024-01-24"),
+        row("GDPC1", "2023-07-01", Some(301.0), "2024-01-25", OPEN),
+        row("GDPC1", "2023-10-01", Some(400.0), "2024-01-25", OPEN),
+    ]
+}

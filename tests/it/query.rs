@@ -1,0 +1,393 @@
+//! The Flight service end to end: `vintagelake query` as a child process, pyarrow.flight (a client
+//! nobody here wrote) and arrow-flight's client over TCP.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vintagelake_schemas::{EconomicSeries, SeriesId, Timestamp};
+use vintagelake_storage::catalog::Warehouse;
+use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
+use vintagelake_storage::testing::*;
+use vintagelake_storage::tools::{pyiceberg_python, run_python};
+
+use crate::support::*;
+
+fn series(id: &str, title: &str) -> EconomicSeries {
+    EconomicSeries {
+        id: id.parse::<SeriesId>().unwrap(),
+        source_id: "fred".into(),
+        external_id: id.into(),
+        title: title.into(),
+        description: None,
+        units: Some("Billions".into()),
+        frequency: "Quarterly".into(),
+        seasonal_adjustment: None,
+        start_date: None,
+        end_date: None,
+        is_active: true,
+        created_at: Timestamp::from_nanos(0),
+        updated_at: Timestamp::from_nanos(0),
+    }
+}
+
+async fn fixture(dir: &std::path::Path) -> Arc<Warehouse> {
+    let wh = open(dir).await;
+    let store = IcebergStore::new(wh.clone());
+    write_fixture(&store).await;
+    store.write_series(&series("GDPC1", "Real Gross Domestic Product")).await.unwrap();
+    store.write_series(&series("UNRATE", "Unemployment Rate")).await.unwrap();
+    wh
+}
+
+fn query_daemon(dir: &std::path::Path, extra: &[(&str, &str)]) -> (Daemon, u16) {
+    let port = free_port();
+    let mut env = BTreeMap::from([
+        ("DATA_DIR".to_owned(), dir.display().to_string()),
+        ("FLIGHT_SERVER_PORT".to_owned(), port.to_string()),
+        ("FLIGHT_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("HEALTH_CHECK_INTERVAL".to_owned(), "1s".to_owned()),
+    ]);
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    (Daemon::spawn(&["query"], dir, &env), port)
+}
+
+async fn wait_ready(d: &mut Daemon) {
+    wait_for(Duration::from_secs(60), "query service ready", || {
+        d.assert_alive();
+        let get = d.get("/ready");
+        async move { get.await.is_some_and(|(c, _)| c == 200) }
+    })
+    .await;
+}
+
+async fn python() -> std::path::PathBuf {
+    tokio::task::spawn_blocking(pyiceberg_python).await.unwrap().expect("python environment")
+}
+
+/// (series, date, value, realtime_start, realtime_end) rows from the script's JSON.
+fn json_rows(v: &serde_json::Value) -> Vec<Row> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let r = r.as_array().unwrap();
+            let s = |i: usize| r[i].as_str().unwrap().to_owned();
+            (s(0), s(1), r[2].as_f64(), s(3), s(4))
+        })
+        .collect()
+}
+
+const PYARROW_CLIENT: &str = r#"
+import sys, json
+import pyarrow.flight as fl
+port, token, warehouse = sys.argv[1], sys.argv[2], sys.argv[3]
+opts = fl.FlightCallOptions(headers=[(b"authorization", ("Bearer " + token).encode())]) if token else fl.FlightCallOptions()
+c = fl.connect(f"grpc://127.0.0.1:{port}")
+def rows(t):
+    d = t.to_pydict()
+    return [[d["series_id"][i], d["date"][i].isoformat(), d["value"][i], d["realtime_start"][i].isoformat(), d["realtime_end"][i].isoformat()] for i in range(t.num_rows)]
+out = {"flights": [], "views": {}}
+for f in c.list_flights(options=opts):
+    out["flights"].append({"ticket": json.loads(f.endpoints[0].ticket.ticket), "meta": json.loads(f.app_metadata)})
+tickets = {
+    "latest": {"version": 1, "view": "latest", "series": ["GDPC1"]},
+    "first_release": {"version": 1, "view": "first_release", "series": ["GDPC1"]},
+    "all_revisions": {"version": 1, "view": "all_revisions", "series": ["GDPC1"]},
+}
+for d in ["2023-04-26", "2023-04-27", "2023-09-01", "2023-10-26", "2024-06-01"]:
+    tickets["as_of " + d] = {"version": 1, "view": "as_of", "as_of": d, "series": ["GDPC1"]}
+for name, t in tickets.items():
+    info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(t)), options=opts)
+    table = c.do_get(info.endpoints[0].ticket, options=opts).read_all()
+    out["views"][name] = {"total_records": info.total_records, "rows": rows(table)}
+schema = c.get_schema(fl.FlightDescriptor.for_command(json.dumps(tickets["latest"])), options=opts).schema
+out["schema"] = schema.names
+
+# The same questions through pyiceberg + pandas, straight from the table.
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("vintagelake", uri="sqlite:///" + warehouse + "/catalog.sqlite", warehouse="file://" + warehouse + "/warehouse")
+df = cat.load_table("econ.data_points").scan(row_filter="series_id == 'GDPC1'").to_pandas()
+df = df.sort_values(["series_id", "date", "revision_date", "ingest_seq"]).drop_duplicates(["series_id", "date", "revision_date"], keep="last")
+def answer(frame):
+    last = frame.groupby(["series_id", "date"]).tail(1).sort_values(["series_id", "date"])
+    return [[r.series_id, r.date.isoformat(), None if r.value != r.value else r.value] for r in last.itertuples()]
+import datetime
+out["pandas_latest"] = answer(df)
+out["pandas_as_of_2023-10-26"] = answer(df[df.revision_date <= datetime.date(2023, 10, 26)])
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pyarrow_flight_reads_every_view_and_pandas_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path()).await;
+    let (mut q, port) = query_daemon(dir.path(), &[]);
+    wait_ready(&mut q).await;
+    let python = python().await;
+    let out = run_python(&python, PYARROW_CLIENT, &[&port.to_string(), "", dir.path().to_str().unwrap()])
+        .expect("pyarrow client");
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+
+    let flights = out["flights"].as_array().unwrap();
+    let ids: Vec<&str> = flights.iter().map(|f| f["meta"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["GDPC1", "UNRATE"]);
+    assert_eq!(flights[0]["meta"]["title"], "Real Gross Domestic Product");
+    assert_eq!(flights[0]["ticket"]["series"][0], "GDPC1");
+
+    let view = |name: &str| json_rows(&out["views"][name]["rows"]);
+    assert_eq!(view("latest"), expected_latest());
+    assert_eq!(view("first_release"), expected_first_release());
+    assert_eq!(view("all_revisions"), expected_all_revisions());
+    for (date, expected) in expected_as_of() {
+        assert_eq!(view(&format!("as_of {date}")), expected, "as_of {date}");
+    }
+    assert_eq!(out["views"]["latest"]["total_records"], 5);
+    assert_eq!(out["schema"].as_array().unwrap().len(), 10);
+
+    // pandas over pyiceberg's scan gives the same values.
+    let pandas = |key: &str| -> Vec<(String, String, Option<f64>)> {
+        out[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[2].as_f64()))
+            .collect()
+    };
+    let ours =
+        |rows: Vec<Row>| -> Vec<(String, String, Option<f64>)> { rows.into_iter().map(|r| (r.0, r.1, r.2)).collect() };
+    assert_eq!(pandas("pandas_latest"), ours(expected_latest()));
+    assert_eq!(pandas("pandas_as_of_2023-10-26"), ours(expected_as_of()[3].1.clone()));
+    assert!(q.terminate(Duration::from_secs(20)).success());
+}
+
+const AUTH_PROBE: &str = r#"
+import sys, json
+import pyarrow.flight as fl
+url, token, user, password = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+kw = {"tls_root_certs": open(sys.argv[5], "rb").read()} if len(sys.argv) > 5 else {}
+c = fl.connect(url, **kw)
+ticket = json.dumps({"version": 1, "view": "latest", "series": ["GDPC1"]}).encode()
+calls = {
+    "list_flights": lambda o: list(c.list_flights(options=o)),
+    "get_flight_info": lambda o: c.get_flight_info(fl.FlightDescriptor.for_command(ticket), options=o),
+    "get_schema": lambda o: c.get_schema(fl.FlightDescriptor.for_command(ticket), options=o),
+    "do_get": lambda o: c.do_get(fl.Ticket(ticket), options=o).read_all(),
+    "do_action": lambda o: list(c.do_action(fl.Action("health", b""), options=o)),
+    "list_actions": lambda o: list(c.list_actions(options=o)),
+}
+def probe(opts):
+    res = {}
+    for name, call in calls.items():
+        try:
+            call(opts); res[name] = "ok"
+        except fl.FlightUnauthenticatedError:
+            res[name] = "unauthenticated"
+        except Exception as e:
+            # pyarrow's get_schema raises a plain OSError for gRPC UNAUTHENTICATED; the status is
+            # in its message.
+            unauth = "Flight returned unauthenticated error" in str(e)
+            res[name] = "unauthenticated" if unauth else type(e).__name__ + ": " + str(e)
+    return res
+bearer = lambda t: fl.FlightCallOptions(headers=[(b"authorization", b"Bearer " + t.encode())])
+out = {"none": probe(fl.FlightCallOptions()), "wrong": probe(bearer("not-the-token")), "valid": probe(bearer(token))}
+header = c.authenticate_basic_token(user.encode(), password.encode())
+out["basic"] = probe(fl.FlightCallOptions(headers=[header]))
+try:
+    c.authenticate_basic_token(user.encode(), b"wrong-password"); out["bad_basic"] = "accepted"
+except fl.FlightUnauthenticatedError:
+    out["bad_basic"] = "unauthenticated"
+print(json.dumps(out))
+"#;
+
+fn assert_auth(out: &serde_json::Value) {
+    for case in ["none", "wrong"] {
+        for (rpc, result) in out[case].as_object().unwrap() {
+            assert_eq!(result, "unauthenticated", "{case} token, {rpc}");
+        }
+    }
+    for case in ["valid", "basic"] {
+        for (rpc, result) in out[case].as_object().unwrap() {
+            assert_eq!(result, "ok", "{case} token, {rpc}");
+        }
+    }
+    assert_eq!(out["bad_basic"], "unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_rpc_needs_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path()).await;
+    let (mut q, port) = query_daemon(dir.path(), &[("FLIGHT_TOKENS", "tok-123"), ("FLIGHT_USERS", "ana:pw")]);
+    wait_ready(&mut q).await;
+    let python = python().await;
+    let url = format!("grpc://127.0.0.1:{port}");
+    let out = run_python(&python, AUTH_PROBE, &[&url, "tok-123", "ana", "pw"]).expect("auth probe");
+    assert_auth(&serde_json::from_str(out.trim()).unwrap());
+    let (_, metrics) = q.get("/metrics").await.unwrap();
+    assert!(metrics.contains("vintagelake_query_auth_failures_total"), "auth failures are counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_round_trip_with_a_generated_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path()).await;
+    // A test CA and a server certificate it signs (rustls refuses a CA used as the server's own).
+    let p = |name: &str| dir.path().join(name);
+    let (ca, ca_key, cert, key, csr, ext) =
+        (p("ca.pem"), p("ca.key"), p("cert.pem"), p("key.pem"), p("leaf.csr"), p("ext.cnf"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let s = |x: &'static str| std::ffi::OsStr::new(x);
+    openssl(&[
+        s("req"),
+        s("-x509"),
+        s("-newkey"),
+        s("rsa:2048"),
+        s("-nodes"),
+        s("-days"),
+        s("2"),
+        s("-subj"),
+        s("/CN=vintagelake test CA"),
+        s("-keyout"),
+        ca_key.as_os_str(),
+        s("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&[
+        s("req"),
+        s("-newkey"),
+        s("rsa:2048"),
+        s("-nodes"),
+        s("-subj"),
+        s("/CN=localhost"),
+        s("-keyout"),
+        key.as_os_str(),
+        s("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(&[
+        s("x509"),
+        s("-req"),
+        s("-in"),
+        csr.as_os_str(),
+        s("-CA"),
+        ca.as_os_str(),
+        s("-CAkey"),
+        ca_key.as_os_str(),
+        s("-CAcreateserial"),
+        s("-days"),
+        s("2"),
+        s("-extfile"),
+        ext.as_os_str(),
+        s("-out"),
+        cert.as_os_str(),
+    ]);
+    let (mut q, port) = query_daemon(
+        dir.path(),
+        &[
+            ("FLIGHT_TLS_CERT", cert.to_str().unwrap()),
+            ("FLIGHT_TLS_KEY", key.to_str().unwrap()),
+            ("FLIGHT_TOKENS", "tok-123"),
+            ("FLIGHT_USERS", "ana:pw"),
+        ],
+    );
+    wait_ready(&mut q).await;
+    let python = python().await;
+    let url = format!("grpc+tls://127.0.0.1:{port}");
+    let out =
+        run_python(&python, AUTH_PROBE, &[&url, "tok-123", "ana", "pw", ca.to_str().unwrap()]).expect("TLS probe");
+    assert_auth(&serde_json::from_str(out.trim()).unwrap());
+
+    // Our own client over TLS too.
+    let get = std::process::Command::new(env!("CARGO_BIN_EXE_vintagelake"))
+        .args(["get", "GDPC1", "--format", "csv", "--flight-url", &format!("https://127.0.0.1:{port}")])
+        .args(["--token", "tok-123", "--tls-ca", ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    let csv = String::from_utf8(get.stdout).unwrap();
+    assert_eq!(csv.lines().count(), 1 + expected_latest().len(), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().contains("2022-10-01"));
+    // Plain text to a TLS port fails.
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_vintagelake"))
+        .args(["get", "GDPC1", "--flight-url", &format!("http://127.0.0.1:{port}"), "--token", "tok-123"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_reads_during_rewrites_stay_consistent() {
+    use arrow_flight::{FlightClient, Ticket};
+    use futures::TryStreamExt;
+    use vintagelake_query::ticket::TicketV1;
+    use vintagelake_storage::catalog::TableKind;
+    use vintagelake_storage::commit::CommitKind;
+    use vintagelake_storage::files::{live_files, read_data_files};
+    use vintagelake_storage::scan::View;
+
+    let dir = tempfile::tempdir().unwrap();
+    let wh = fixture(dir.path()).await;
+    let (mut q, port) = query_daemon(dir.path(), &[("CACHE_SIZE_MB", "0")]);
+    wait_ready(&mut q).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+
+    // A writer merges and re-splits the table's files over and over while the readers run.
+    let store = Arc::new(IcebergStore::new(wh.clone()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rewriter = {
+        let (store, stop, wh) = (store.clone(), stop.clone(), wh.clone());
+        tokio::spawn(async move {
+            let mut rewrites = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let table = wh.load(TableKind::DataPoints).await.unwrap();
+                let paths: Vec<String> =
+                    live_files(&wh, &table, None).await.unwrap().into_iter().map(|f| f.path).collect();
+                let rows = read_data_files(&wh, &paths, 4).await.unwrap();
+                store
+                    .rewrite(TableKind::DataPoints, paths, &rows, CommitKind::Replace, "compaction", BTreeMap::new())
+                    .await
+                    .unwrap();
+                rewrites += 1;
+            }
+            rewrites
+        })
+    };
+    let tickets: Vec<(Vec<u8>, Vec<Row>)> = vec![
+        (TicketV1::for_series(&"GDPC1".parse().unwrap(), View::Latest).to_bytes(), expected_latest()),
+        (TicketV1::for_series(&"GDPC1".parse().unwrap(), View::AllRevisions).to_bytes(), expected_all_revisions()),
+        (TicketV1::for_series(&"GDPC1".parse().unwrap(), View::FirstRelease).to_bytes(), expected_first_release()),
+    ];
+    let tickets = Arc::new(tickets);
+    let mut readers = tokio::task::JoinSet::new();
+    for i in 0..1_000 {
+        let (channel, tickets) = (channel.clone(), tickets.clone());
+        readers.spawn(async move {
+            let (ticket, expected) = &tickets[i % tickets.len()];
+            let mut client = FlightClient::new(channel);
+            let batches: Vec<arrow::array::RecordBatch> =
+                client.do_get(Ticket::new(ticket.clone())).await?.try_collect().await?;
+            let got: Vec<Row> = batches.iter().flat_map(rows).collect();
+            Ok::<bool, arrow_flight::error::FlightError>(&got == expected)
+        });
+    }
+    let mut consistent = 0;
+    while let Some(r) = readers.join_next().await {
+        assert!(
+            r.unwrap().expect("no reader error (no missing file, no mixed snapshot)"),
+            "a reader saw an inconsistent answer"
+        );
+        consistent += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rewrites = rewriter.await.unwrap();
+    assert_eq!(consistent, 1_000);
+    assert!(rewrites >= 2, "the table was rewritten while reading ({rewrites} rewrites)");
+}
