@@ -51,6 +51,11 @@ pub struct GetArgs {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// The ticket `vintagelake get` sends for these options.
+pub fn ticket_of(args: &GetArgs) -> TicketV1 {
+    args.ticket()
+}
+
 impl GetArgs {
     fn ticket(&self) -> TicketV1 {
         let view = if self.as_of.is_some() {

@@ -5,6 +5,7 @@ mod get;
 mod ingest;
 mod produce;
 mod query;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -42,12 +43,26 @@ pub struct LogArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every daemon in one process (ingest, compactor, tierer, query): the laptop setup.
+    /// Run every daemon in one process (ingest and query today): the laptop setup. Without
+    /// KAFKA_BOOTSTRAP_SERVERS it starts a local broker itself.
     Serve {
         #[command(flatten)]
         common: CommonConfig,
         #[command(flatten)]
         ingest: IngestConfig,
+        #[command(flatten)]
+        query: vintagelake_query::QueryConfig,
+    },
+    /// `serve`, then publish a synthetic revision dataset and show an answer fetched over Flight.
+    Demo {
+        #[command(flatten)]
+        common: CommonConfig,
+        #[command(flatten)]
+        ingest: IngestConfig,
+        #[command(flatten)]
+        query: vintagelake_query::QueryConfig,
+        #[command(flatten)]
+        demo: serve::DemoArgs,
     },
     /// Consume revisions from Kafka and commit them to Iceberg, exactly once.
     Ingest {
@@ -139,10 +154,8 @@ pub fn init_logging(log: &LogArgs) {
 pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error> {
     let sub = matches.subcommand().map(|(_, m)| m).expect("clap requires a subcommand");
     match cli.command {
-        Command::Serve { common, .. } => {
-            let _common = common.resolve(sub)?;
-            Err(Error::NotAvailable("serve"))
-        }
+        Command::Serve { common, ingest: i, query: q } => serve::run(common.resolve(sub)?, i, q, None).await,
+        Command::Demo { common, ingest: i, query: q, demo } => serve::run(common.resolve(sub)?, i, q, Some(demo)).await,
         Command::Ingest { common, ingest: config } => ingest::run(common.resolve(sub)?, config).await,
         Command::Compact { common, .. } => {
             let _common = common.resolve(sub)?;

@@ -1,0 +1,208 @@
+//! `vintagelake serve` (every daemon in one process) and `vintagelake demo` (serve, publish a
+//! synthetic revision dataset, and show an answer fetched over Flight).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Float64Type};
+use tokio_util::sync::CancellationToken;
+use vintagelake_ingest::broker::{Broker, LocalBroker, create_topics};
+use vintagelake_ingest::{Ingest, IngestConfig, IngestOptions};
+use vintagelake_query::auth::Auth;
+use vintagelake_query::{QueryConfig, VintageFlightService};
+use vintagelake_schemas::Date;
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::health::Readiness;
+
+use super::{Error, open_store};
+use crate::config::CommonConfig;
+use crate::observe;
+
+/// Options of `vintagelake demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Synthetic revisions to publish.
+    #[arg(long, default_value_t = 20_000)]
+    pub revisions: usize,
+    /// Exit after showing the result instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+}
+
+pub async fn run(common: CommonConfig, ingest: IngestConfig, query: QueryConfig, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
+    let metrics = common.metrics_enabled.then(observe::install_metrics).flatten();
+    let store = open_store(&common).await?;
+    let readiness = Arc::new(Readiness::new());
+    let shutdown = CancellationToken::new();
+    observe::cancel_on_signals(shutdown.clone());
+
+    // Ordered start: storage (above), broker, HTTP, Flight, then ingest.
+    let broker = match &common.kafka_bootstrap_servers {
+        Some(b) => Broker::external(b).await.map_err(Error::Broker)?,
+        None => {
+            eprintln!("no KAFKA_BOOTSTRAP_SERVERS: starting a local Kafka-protocol broker (tansu, in memory)…");
+            Broker::local(LocalBroker::start().await.map_err(Error::Broker)?)
+        }
+    };
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let http = observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
+        .await
+        .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
+    let (tokens, users) = query.credentials().map_err(Error::Usage)?;
+    let service = VintageFlightService::new(
+        store.clone(),
+        Arc::new(Auth::new(tokens.clone(), users)),
+        (common.cache_size_mb as usize).saturating_mul(1 << 20),
+        common.batch_size as usize,
+    );
+    let flight_addr = SocketAddr::new(query.flight_host, common.flight_server_port);
+    let flight_stop = CancellationToken::new();
+    let tls = match (&query.flight_tls_cert, &query.flight_tls_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).map_err(|source| Error::Read { what: c.display().to_string(), source })?,
+            std::fs::read(k).map_err(|source| Error::Read { what: k.display().to_string(), source })?,
+        )),
+        _ => None,
+    };
+    let flight = vintagelake_query::serve(flight_addr, service, tls.clone(), flight_stop.clone()).await.map_err(Error::Usage)?;
+    readiness.set("flight", true, format!("listening on {flight_addr}"));
+    let topics = [
+        ingest.datapoints_topic.clone(),
+        ingest.series_topic.clone(),
+        format!("{}{}", ingest.datapoints_topic, ingest.dlq_suffix),
+        format!("{}{}", ingest.series_topic, ingest.dlq_suffix),
+    ];
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
+    let ingest_stop = CancellationToken::new();
+    let options = IngestOptions {
+        config: ingest.clone(),
+        bootstrap_servers: bootstrap.clone(),
+        health_check_interval: common.health_check_interval,
+        kafka_overrides: BTreeMap::new(),
+    };
+    let ingest_task = tokio::spawn(Ingest::new(options, store.clone(), readiness.clone())?.run(ingest_stop.clone()));
+    tracing::info!("compaction and tiering are not part of this version yet; ingest and query are running");
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let flight_url = format!("{scheme}://127.0.0.1:{}", common.flight_server_port);
+    let http_url = format!("http://127.0.0.1:{}", common.http_port);
+    let mut exit_now = false;
+    if let Some(demo) = demo {
+        show_demo(&demo, &bootstrap, &ingest, &store, &flight_url, tokens.first().cloned()).await?;
+        exit_now = demo.exit;
+    }
+    eprintln!();
+    eprintln!("vintagelake is running on {}:", common.data_dir.display());
+    eprintln!("  Kafka      {bootstrap}   (topics {} and {})", ingest.datapoints_topic, ingest.series_topic);
+    eprintln!("  Flight     {flight_url}   (vintagelake get SERIES --flight-url {flight_url})");
+    eprintln!("  health     {http_url}/health   ready {http_url}/ready   metrics {http_url}/metrics");
+    if !exit_now {
+        eprintln!("  stop with Ctrl-C (or SIGTERM): ingest commits what it buffered, then the rest stops.");
+        shutdown.cancelled().await;
+    }
+
+    // Ordered stop: ingest first (flush and commit), then Flight, then HTTP.
+    ingest_stop.cancel();
+    let report = ingest_task.await.map_err(|e| Error::Usage(format!("ingest task: {e}")))??;
+    tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");
+    flight_stop.cancel();
+    let _ = flight.await;
+    shutdown.cancel();
+    let _ = http.await;
+    drop(broker);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes a synthetic dataset, waits until ingest committed it, and prints one series' latest
+/// values next to its values as of an earlier vintage, fetched over Flight.
+async fn show_demo(
+    demo: &DemoArgs,
+    bootstrap: &str,
+    ingest: &IngestConfig,
+    store: &Arc<vintagelake_storage::store::IcebergStore>,
+    flight_url: &str,
+    token: Option<String>,
+) -> Result<(), Error> {
+    use vintagelake_ingest::produce::{message, producer, publish};
+    use vintagelake_ingest::synthetic;
+
+    let revisions = synthetic::revisions(demo.revisions, 2024);
+    eprintln!("publishing {} synthetic revisions to {}…", revisions.len(), ingest.datapoints_topic);
+    let p = producer(bootstrap)?;
+    publish(&p, &ingest.datapoints_topic, revisions.iter().map(message), |_| {}).await?;
+    let wanted = revisions.len() as u64;
+    let started = std::time::Instant::now();
+    loop {
+        let table = store.warehouse().load(TableKind::DataPoints).await?;
+        let total: u64 = table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-records").and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        if total >= wanted {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(Error::Usage(format!("ingest committed only {total} of {wanted} rows within 5 minutes")));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("ingest committed {wanted} revisions in {:.1?}", started.elapsed());
+
+    // A quarterly series, its last 8 dates: latest vs. as known at an earlier vintage.
+    let series = revisions.iter().find(|r| r.series_id.as_str().contains(".GDP.")).expect("a quarterly series").series_id.clone();
+    let mine: Vec<_> = revisions.iter().filter(|r| r.series_id == series).collect();
+    let dates: BTreeSet<Date> = mine.iter().map(|r| r.date).collect();
+    let last: Vec<Date> = dates.iter().rev().take(8).rev().copied().collect();
+    let vintage = mine.iter().filter(|r| r.date == last[last.len() / 2]).map(|r| r.revision_date).min().expect("revisions");
+    let fetch = |as_of: Option<Date>| {
+        let args = super::get::GetArgs {
+            series: vec![series.as_str().to_owned()],
+            as_of: as_of.map(|d| d.to_string()),
+            first_release: false,
+            all_revisions: false,
+            start: Some(last[0].to_string()),
+            end: None,
+            snapshot_id: None,
+            format: "table".into(),
+            out: None,
+            flight_url: flight_url.to_owned(),
+            token: token.clone(),
+            tls_ca: None,
+        };
+        async move {
+            let ticket = super::get::ticket_of(&args).to_bytes();
+            super::get::fetch(&args, ticket).await
+        }
+    };
+    let values = |batches: Vec<arrow::array::RecordBatch>| -> BTreeMap<Date, Option<f64>> {
+        let mut out = BTreeMap::new();
+        for b in &batches {
+            let d = b.column_by_name("date").expect("date").as_primitive::<Date32Type>();
+            let v = b.column_by_name("value").expect("value").as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                out.insert(Date::from_days_since_epoch(d.value(i)), v.is_valid(i).then(|| v.value(i)));
+            }
+        }
+        out
+    };
+    let latest = values(fetch(None).await?);
+    let then = values(fetch(Some(vintage)).await?);
+    let show = |v: Option<&Option<f64>>| match v {
+        None => "(not yet published)".to_owned(),
+        Some(None) => "(published as missing)".to_owned(),
+        Some(Some(x)) => format!("{x:.3}"),
+    };
+    println!();
+    println!("{series}: latest values vs. as known on {vintage} (fetched over Arrow Flight)");
+    println!("{:<12} {:>24} {:>24}", "date", "latest", format!("as of {vintage}"));
+    for d in &last {
+        println!("{:<12} {:>24} {:>24}", d.to_string(), show(latest.get(d)), show(then.get(d)));
+    }
+    Ok(())
+}
