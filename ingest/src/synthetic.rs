@@ -15,9 +15,10 @@ pub struct SyntheticSeries {
     pub units: &'static str,
 }
 
-/// The series used for `n` revisions: about one series per 2 000 revisions, 4 to 200 series.
+/// The series used for `n` revisions: about one series per 400 revisions (so dates stay within
+/// 1990 to the 2020s), 4 to 5 000 series.
 pub fn series_for(n: usize) -> Vec<SyntheticSeries> {
-    let count = (n / 2_000).clamp(4, 200);
+    let count = (n / 400).clamp(4, 5_000);
     (0..count)
         .map(|i| {
             let quarterly = i % 2 == 0;

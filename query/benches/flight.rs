@@ -36,7 +36,8 @@ async fn serve(store: Arc<IcebergStore>, cache_mb: usize) -> (u16, CancellationT
 }
 
 async fn client(port: u16) -> FlightClient {
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let ch =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
     FlightClient::new(ch)
 }
 
@@ -45,7 +46,9 @@ async fn get(c: &mut FlightClient, ticket: &[u8]) -> (usize, usize) {
     let stream = c.inner_mut().do_get(Ticket::new(ticket.to_vec())).await.unwrap().into_inner();
     let data: Vec<arrow_flight::FlightData> = stream.try_collect().await.unwrap();
     let wire = data.iter().map(|d| d.data_header.len() + d.data_body.len()).sum();
-    let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(data.into_iter().map(Ok)));
+    let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(
+        data.into_iter().map(Ok),
+    ));
     let batches: Vec<arrow::array::RecordBatch> = decoded.try_collect().await.unwrap();
     (batches.iter().map(|b| b.num_rows()).sum(), wire)
 }

@@ -30,9 +30,16 @@ pub struct QueryConfig {
     pub flight_tls_key: Option<PathBuf>,
 }
 
+/// Accepted bearer tokens and `(user, password)` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub tokens: Vec<String>,
+    pub users: Vec<(String, String)>,
+}
+
 impl QueryConfig {
     /// Tokens from the flag/env and the file; users split at the first `:`.
-    pub fn credentials(&self) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    pub fn credentials(&self) -> Result<Credentials, String> {
         let mut tokens: Vec<String> =
             self.flight_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
         if let Some(path) = &self.flight_tokens_file {
@@ -52,6 +59,6 @@ impl QueryConfig {
                     .ok_or_else(|| "FLIGHT_USERS: each entry must be user:password".to_owned())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((tokens, users))
+        Ok(Credentials { tokens, users })
     }
 }

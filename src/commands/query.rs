@@ -18,7 +18,7 @@ use crate::observe;
 
 pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, Error> {
     let metrics = common.metrics_enabled.then(observe::install_metrics).flatten();
-    let (tokens, users) = config.credentials().map_err(Error::Usage)?;
+    let vintagelake_query::config::Credentials { tokens, users } = config.credentials().map_err(Error::Usage)?;
     let tls = match (&config.flight_tls_cert, &config.flight_tls_key) {
         (Some(cert), Some(key)) => Some((
             std::fs::read(cert).map_err(|source| Error::Read { what: cert.display().to_string(), source })?,

@@ -33,7 +33,12 @@ pub struct DemoArgs {
     pub exit: bool,
 }
 
-pub async fn run(common: CommonConfig, ingest: IngestConfig, query: QueryConfig, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
+pub async fn run(
+    common: CommonConfig,
+    ingest: IngestConfig,
+    query: QueryConfig,
+    demo: Option<DemoArgs>,
+) -> Result<ExitCode, Error> {
     let metrics = common.metrics_enabled.then(observe::install_metrics).flatten();
     let store = open_store(&common).await?;
     let readiness = Arc::new(Readiness::new());
@@ -52,7 +57,7 @@ pub async fn run(common: CommonConfig, ingest: IngestConfig, query: QueryConfig,
     let http = observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
         .await
         .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
-    let (tokens, users) = query.credentials().map_err(Error::Usage)?;
+    let vintagelake_query::config::Credentials { tokens, users } = query.credentials().map_err(Error::Usage)?;
     let service = VintageFlightService::new(
         store.clone(),
         Arc::new(Auth::new(tokens.clone(), users)),
@@ -68,7 +73,8 @@ pub async fn run(common: CommonConfig, ingest: IngestConfig, query: QueryConfig,
         )),
         _ => None,
     };
-    let flight = vintagelake_query::serve(flight_addr, service, tls.clone(), flight_stop.clone()).await.map_err(Error::Usage)?;
+    let flight =
+        vintagelake_query::serve(flight_addr, service, tls.clone(), flight_stop.clone()).await.map_err(Error::Usage)?;
     readiness.set("flight", true, format!("listening on {flight_addr}"));
     let topics = [
         ingest.datapoints_topic.clone(),
@@ -131,19 +137,25 @@ async fn show_demo(
     use vintagelake_ingest::produce::{message, producer, publish};
     use vintagelake_ingest::synthetic;
 
+    let total_records = || async {
+        let table = store.warehouse().load(TableKind::DataPoints).await?;
+        Ok::<u64, Error>(
+            table
+                .metadata()
+                .current_snapshot()
+                .and_then(|s| s.summary().additional_properties.get("total-records").and_then(|v| v.parse().ok()))
+                .unwrap_or(0),
+        )
+    };
+    let before = total_records().await?;
     let revisions = synthetic::revisions(demo.revisions, 2024);
     eprintln!("publishing {} synthetic revisions to {}…", revisions.len(), ingest.datapoints_topic);
     let p = producer(bootstrap)?;
     publish(&p, &ingest.datapoints_topic, revisions.iter().map(message), |_| {}).await?;
-    let wanted = revisions.len() as u64;
+    let wanted = before + revisions.len() as u64;
     let started = std::time::Instant::now();
     loop {
-        let table = store.warehouse().load(TableKind::DataPoints).await?;
-        let total: u64 = table
-            .metadata()
-            .current_snapshot()
-            .and_then(|s| s.summary().additional_properties.get("total-records").and_then(|v| v.parse().ok()))
-            .unwrap_or(0);
+        let total = total_records().await?;
         if total >= wanted {
             break;
         }
@@ -152,14 +164,20 @@ async fn show_demo(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    eprintln!("ingest committed {wanted} revisions in {:.1?}", started.elapsed());
+    eprintln!("ingest committed {} revisions in {:.1?}", revisions.len(), started.elapsed());
 
     // A quarterly series, its last 8 dates: latest vs. as known at an earlier vintage.
-    let series = revisions.iter().find(|r| r.series_id.as_str().contains(".GDP.")).expect("a quarterly series").series_id.clone();
+    let series = revisions
+        .iter()
+        .find(|r| r.series_id.as_str().contains(".GDP."))
+        .expect("a quarterly series")
+        .series_id
+        .clone();
     let mine: Vec<_> = revisions.iter().filter(|r| r.series_id == series).collect();
     let dates: BTreeSet<Date> = mine.iter().map(|r| r.date).collect();
     let last: Vec<Date> = dates.iter().rev().take(8).rev().copied().collect();
-    let vintage = mine.iter().filter(|r| r.date == last[last.len() / 2]).map(|r| r.revision_date).min().expect("revisions");
+    let vintage =
+        mine.iter().filter(|r| r.date == last[last.len() / 2]).map(|r| r.revision_date).min().expect("revisions");
     let fetch = |as_of: Option<Date>| {
         let args = super::get::GetArgs {
             series: vec![series.as_str().to_owned()],

@@ -437,16 +437,19 @@ async fn one_series_of_a_5_million_row_table_reads_few_files() {
 
     let (mut q, port) = query_daemon(dir.path(), &[]);
     wait_ready(&mut q).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
     let mut client = FlightClient::new(channel);
     let ticket = TicketV1::for_series(&"S0517".parse().unwrap(), View::Latest).to_bytes();
-    let explain: Vec<bytes::Bytes> = client.do_action(Action::new("explain", ticket.clone())).await.unwrap().try_collect().await.unwrap();
+    let explain: Vec<bytes::Bytes> =
+        client.do_action(Action::new("explain", ticket.clone())).await.unwrap().try_collect().await.unwrap();
     let explain: serde_json::Value = serde_json::from_slice(&explain[0]).unwrap();
     let (total, planned) = (explain["files_total"].as_u64().unwrap(), explain["files_planned"].as_u64().unwrap());
     eprintln!("5M rows: the scan for one series plans {planned} of {total} data files ({})", explain["predicate"]);
     assert_eq!(total, (SERIES / PER_COMMIT) as u64);
     assert_eq!(planned, 1, "series_id pruning by file statistics");
-    let batches: Vec<arrow::array::RecordBatch> = client.do_get(Ticket::new(ticket)).await.unwrap().try_collect().await.unwrap();
+    let batches: Vec<arrow::array::RecordBatch> =
+        client.do_get(Ticket::new(ticket)).await.unwrap().try_collect().await.unwrap();
     let got = batches.iter().flat_map(rows).collect::<Vec<_>>();
     assert_eq!(got.len(), DATES);
     assert!(got.iter().all(|r| r.0 == "S0517"), "only that series");
