@@ -654,6 +654,12 @@ async fn health_checks(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let catalog = tokio::spawn(vintagelake_storage::health::watch_catalog(
+        store.warehouse().clone(),
+        readiness.clone(),
+        interval,
+        shutdown.clone(),
+    ));
     loop {
         let c = consumer.clone();
         let broker =
@@ -663,13 +669,10 @@ async fn health_checks(
             Ok(Err(e)) => readiness.set("broker", false, e.to_string()),
             Err(e) => readiness.set("broker", false, e.to_string()),
         }
-        match store.warehouse().metadata_location(TableKind::DataPoints).await {
-            Ok(_) => readiness.set("catalog", true, "catalog answered"),
-            Err(e) => readiness.set("catalog", false, e.to_string()),
-        }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
         }
     }
+    let _ = catalog.await;
 }

@@ -12,9 +12,6 @@ use tokio_util::sync::CancellationToken;
 use vintagelake_query::VintageFlightService;
 use vintagelake_query::auth::Auth;
 use vintagelake_query::ticket::TicketV1;
-use vintagelake_schemas::model::derived_data_point_id;
-use vintagelake_schemas::table::StoredDataPoint;
-use vintagelake_schemas::{DataPoint, Date, SeriesId, Timestamp};
 use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
 use vintagelake_storage::scan::View;
 use vintagelake_storage::store::IcebergStore;
@@ -74,30 +71,7 @@ fn main() {
         // 10^6 rows in 10 files of 100 series each (a compacted table): every series has 250
         // dates × 4 revisions = 1 000 points.
         for chunk in 0..10 {
-            let mut rows = Vec::with_capacity(100 * DATES * REVISIONS);
-            for s in chunk * 100..(chunk + 1) * 100 {
-                let id: SeriesId = format!("SERIES{s:05}").parse().unwrap();
-                for d in 0..DATES {
-                    let date = Date::from_days_since_epoch(10_000 + 30 * d as i32);
-                    for r in 0..REVISIONS {
-                        let revision_date = Date::from_days_since_epoch(10_030 + 30 * d as i32 + 30 * r as i32);
-                        rows.push(StoredDataPoint {
-                            point: DataPoint {
-                                id: derived_data_point_id(&id, date, revision_date),
-                                series_id: id.clone(),
-                                date,
-                                value: Some((s * d + r) as f64 * 0.25),
-                                revision_date,
-                                is_original_release: r == 0,
-                                created_at: Timestamp::from_nanos(0),
-                                updated_at: Timestamp::from_nanos(0),
-                            },
-                            realtime_end: None,
-                            ingest_seq: (d * REVISIONS + r) as i64,
-                        });
-                    }
-                }
-            }
+            let rows = vintagelake_storage::testing::grid("SERIES", chunk * 100..(chunk + 1) * 100, DATES, REVISIONS);
             store.append_points(&rows, vec![], "bench").await.unwrap();
         }
         let series_ticket = |i: usize| {

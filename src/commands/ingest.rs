@@ -2,29 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
 use vintagelake_ingest::broker::create_topics;
 use vintagelake_ingest::{Ingest, IngestConfig, IngestOptions};
-use vintagelake_storage::health::Readiness;
 
-use super::{Error, open_store};
+use super::{DaemonBase, Error, start_daemon};
 use crate::config::CommonConfig;
-use crate::observe;
 
 pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode, Error> {
     let bootstrap = common.kafka_bootstrap_servers.clone().ok_or_else(|| {
         Error::Usage("`vintagelake ingest` needs KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)".into())
     })?;
-    let metrics = common.metrics_enabled.then(observe::install_metrics).flatten();
-    let store = open_store(&common).await?;
-    let readiness = Arc::new(Readiness::new());
-    let shutdown = CancellationToken::new();
-    observe::cancel_on_signals(shutdown.clone());
-    let http = observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
-        .await
-        .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
+    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
     if config.create_topics {
         let topics = [
             config.datapoints_topic.clone(),

@@ -192,3 +192,30 @@ pub async fn open_store(
         vintagelake_storage::store::IcebergStore::new(wh).with_concurrency(common.max_concurrent_operations as usize),
     ))
 }
+
+/// What every daemon command sets up first: metrics, the store, readiness, shutdown on
+/// SIGTERM/SIGINT, the HTTP endpoints, and the catalog readiness check.
+pub struct DaemonBase {
+    pub store: std::sync::Arc<vintagelake_storage::store::IcebergStore>,
+    pub readiness: std::sync::Arc<vintagelake_storage::health::Readiness>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub http: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start_daemon(common: &CommonConfig) -> Result<DaemonBase, Error> {
+    let metrics = common.metrics_enabled.then(crate::observe::install_metrics).flatten();
+    let store = open_store(common).await?;
+    let readiness = std::sync::Arc::new(vintagelake_storage::health::Readiness::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::observe::cancel_on_signals(shutdown.clone());
+    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
+        .await
+        .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
+    tokio::spawn(vintagelake_storage::health::watch_catalog(
+        store.warehouse().clone(),
+        readiness.clone(),
+        common.health_check_interval,
+        shutdown.child_token(),
+    ));
+    Ok(DaemonBase { store, readiness, shutdown, http })
+}

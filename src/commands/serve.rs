@@ -16,11 +16,9 @@ use vintagelake_query::auth::Auth;
 use vintagelake_query::{QueryConfig, VintageFlightService};
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::TableKind;
-use vintagelake_storage::health::Readiness;
 
-use super::{Error, open_store};
+use super::{DaemonBase, Error, start_daemon};
 use crate::config::CommonConfig;
-use crate::observe;
 
 /// Options of `vintagelake demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,13 +37,8 @@ pub async fn run(
     query: QueryConfig,
     demo: Option<DemoArgs>,
 ) -> Result<ExitCode, Error> {
-    let metrics = common.metrics_enabled.then(observe::install_metrics).flatten();
-    let store = open_store(&common).await?;
-    let readiness = Arc::new(Readiness::new());
-    let shutdown = CancellationToken::new();
-    observe::cancel_on_signals(shutdown.clone());
-
-    // Ordered start: storage (above), broker, HTTP, Flight, then ingest.
+    // Ordered start: storage and HTTP, broker, Flight, then ingest.
+    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
     let broker = match &common.kafka_bootstrap_servers {
         Some(b) => Broker::external(b).await.map_err(Error::Broker)?,
         None => {
@@ -54,9 +47,6 @@ pub async fn run(
         }
     };
     let bootstrap = broker.bootstrap_servers().to_owned();
-    let http = observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
-        .await
-        .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
     let vintagelake_query::config::Credentials { tokens, users } = query.credentials().map_err(Error::Usage)?;
     let service = VintageFlightService::new(
         store.clone(),

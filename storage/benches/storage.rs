@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use vintagelake_schemas::model::derived_data_point_id;
-use vintagelake_schemas::table::StoredDataPoint;
-use vintagelake_schemas::{DataPoint, Date, SeriesId, Timestamp};
+use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
@@ -16,35 +14,8 @@ const SERIES: usize = 1_000;
 const DATES: usize = 250;
 const REVISIONS: usize = 4;
 
-/// `SERIES × DATES × REVISIONS` rows: every date of every series revised `REVISIONS` times.
-fn dataset(series: usize, dates: usize, revisions: usize, seq0: i64) -> Vec<StoredDataPoint> {
-    let mut rows = Vec::with_capacity(series * dates * revisions);
-    let mut seq = seq0;
-    for s in 0..series {
-        let id: SeriesId = format!("SERIES{s:05}").parse().unwrap();
-        for d in 0..dates {
-            let date = Date::from_days_since_epoch(10_000 + 30 * d as i32);
-            for r in 0..revisions {
-                let revision_date = Date::from_days_since_epoch(10_030 + 30 * d as i32 + 30 * r as i32);
-                seq += 1;
-                rows.push(StoredDataPoint {
-                    point: DataPoint {
-                        id: derived_data_point_id(&id, date, revision_date),
-                        series_id: id.clone(),
-                        date,
-                        value: Some((s * d + r) as f64 * 0.25),
-                        revision_date,
-                        is_original_release: r == 0,
-                        created_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
-                        updated_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
-                    },
-                    realtime_end: None,
-                    ingest_seq: seq,
-                });
-            }
-        }
-    }
-    rows
+fn dataset(series: usize, dates: usize, revisions: usize) -> Vec<vintagelake_storage::store::StoredRow> {
+    vintagelake_storage::testing::grid("SERIES", 0..series, dates, revisions)
 }
 
 fn benches(c: &mut Criterion) {
@@ -55,7 +26,7 @@ fn benches(c: &mut Criterion) {
     let mut appends = c.benchmark_group("append_commit");
     appends.sample_size(30);
     for rows in [1_000usize, 100_000] {
-        let batch = dataset(rows / 10, 10, 1, 0);
+        let batch = dataset(rows / 10, 10, 1);
         appends.throughput(Throughput::Elements(rows as u64));
         appends.bench_with_input(BenchmarkId::from_parameter(rows), &batch, |b, batch| {
             b.to_async(&rt).iter(|| async { store.append_points(batch, vec![], "bench").await.unwrap() });
@@ -67,7 +38,7 @@ fn benches(c: &mut Criterion) {
     let dir2 = tempfile::tempdir().unwrap();
     let scan_store =
         Arc::new(IcebergStore::new(rt.block_on(Warehouse::open(WarehouseConfig::new(dir2.path()))).unwrap()));
-    let million = dataset(SERIES, DATES, REVISIONS, 0);
+    let million = dataset(SERIES, DATES, REVISIONS);
     rt.block_on(scan_store.append_points(&million, vec![], "bench")).unwrap();
     drop(million);
 

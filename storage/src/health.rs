@@ -44,6 +44,25 @@ impl Readiness {
     }
 }
 
+/// Keeps the `catalog` check current: every `interval`, until `stop`, the catalog must answer.
+pub async fn watch_catalog(
+    wh: std::sync::Arc<crate::catalog::Warehouse>,
+    readiness: std::sync::Arc<Readiness>,
+    interval: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match wh.metadata_location(crate::catalog::TableKind::DataPoints).await {
+            Ok(_) => readiness.set("catalog", true, "catalog answered"),
+            Err(e) => readiness.set("catalog", false, e.to_string()),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,21 +123,29 @@ impl IcebergStore {
         offsets: Vec<OffsetUpdate>,
         origin: &str,
     ) -> Result<Committed> {
+        self.write_and_commit(kind, batches, |files| CommitRequest::append(files, origin).with_offsets(offsets)).await
+    }
+
+    /// Writes `rows` to new data files and commits the request built around them; the new files
+    /// are deleted if the commit does not land (nothing references them).
+    async fn write_and_commit(
+        &self,
+        kind: TableKind,
+        rows: &[RecordBatch],
+        request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
+    ) -> Result<Committed> {
         let table = self.wh.load(kind).await?;
-        let files = write_data_files(&self.wh, &table, kind, batches, None).await?;
+        let files = write_data_files(&self.wh, &table, kind, rows, None).await?;
         let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
-        let request = CommitRequest::append(files, origin).with_offsets(offsets);
-        match commit(&self.wh, kind, &request, &self.retry).await {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                for p in &paths {
-                    if let Err(del) = self.wh.file_io().delete(p).await {
-                        tracing::warn!(path = %p, error = %del, "could not remove a data file of a failed commit");
-                    }
+        let result = commit(&self.wh, kind, &request(files), &self.retry).await;
+        if result.is_err() {
+            for p in &paths {
+                if let Err(del) = self.wh.file_io().delete(p).await {
+                    tracing::warn!(path = %p, error = %del, "could not remove a data file of a failed commit");
                 }
-                Err(e)
             }
         }
+        result
     }
 
     /// Appends data points (with their vintage bookkeeping) in one commit.
@@ -161,20 +169,12 @@ impl IcebergStore {
         origin: &str,
         summary: BTreeMap<String, String>,
     ) -> Result<Committed> {
-        let table = self.wh.load(kind).await?;
-        let files = write_data_files(&self.wh, &table, kind, rows, None).await?;
-        let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
-        let mut request = CommitRequest::new(commit_kind, files, remove, origin);
-        request.summary = summary;
-        match commit(&self.wh, kind, &request, &self.retry).await {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                for p in &paths {
-                    let _ = self.wh.file_io().delete(p).await;
-                }
-                Err(e)
-            }
-        }
+        self.write_and_commit(kind, rows, |files| {
+            let mut request = CommitRequest::new(commit_kind, files, remove, origin);
+            request.summary = summary;
+            request
+        })
+        .await
     }
 
     /// The Kafka positions recorded in a table: (topic, partition) → next offset.
@@ -321,6 +321,9 @@ impl FinancialDataStorage for InMemoryStorage {
         resolve(query, &batches)
     }
 }
+
+/// A stored data point (the row type of `data_points`).
+pub type StoredRow = StoredDataPoint;
 
 /// Reads stored rows (table schema) back, e.g. for checks and migrations.
 pub fn stored_rows(batches: &[RecordBatch]) -> Result<Vec<StoredDataPoint>> {

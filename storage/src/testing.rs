@@ -158,3 +158,40 @@ pub fn expected_all_revisions() -> Vec<Row> {
         row("GDPC1", "2023-10-01", Some(400.0), "2024-01-25", OPEN),
     ]
 }
+
+/// A regular table for benchmarks and scale tests: for each series `{prefix}{n:05}` (n in
+/// `series`), `dates` dates 30 days apart, each revised `revisions` times 30 days apart; the first
+/// revision is the original release.
+pub fn grid(
+    prefix: &str,
+    series: std::ops::Range<usize>,
+    dates: usize,
+    revisions: usize,
+) -> Vec<crate::store::StoredRow> {
+    use vintagelake_schemas::table::StoredDataPoint;
+    let mut rows = Vec::with_capacity(series.len() * dates * revisions);
+    for s in series {
+        let id: SeriesId = format!("{prefix}{s:05}").parse().expect("valid id");
+        for d in 0..dates {
+            let date = Date::from_days_since_epoch(10_000 + 30 * d as i32);
+            for r in 0..revisions {
+                let revision_date = Date::from_days_since_epoch(10_030 + 30 * (d + r) as i32);
+                rows.push(StoredDataPoint {
+                    point: DataPoint {
+                        id: derived_data_point_id(&id, date, revision_date),
+                        series_id: id.clone(),
+                        date,
+                        value: Some((s * d + r) as f64 * 0.25),
+                        revision_date,
+                        is_original_release: r == 0,
+                        created_at: Timestamp::from_nanos(0),
+                        updated_at: Timestamp::from_nanos(0),
+                    },
+                    realtime_end: None,
+                    ingest_seq: (d * revisions + r) as i64,
+                });
+            }
+        }
+    }
+    rows
+}
