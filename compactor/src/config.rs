@@ -1,5 +1,7 @@
 //! Compactor settings.
 
+use std::time::Duration;
+
 use vintagelake_storage::config::parse_schedule;
 
 /// When and how the compactor runs.
@@ -12,4 +14,20 @@ pub struct CompactorConfig {
     /// Run once now and exit instead of following the schedule.
     #[arg(long)]
     pub once: bool,
+
+    /// Files smaller than this fraction of the table's target file size are "small" and merged.
+    #[arg(long, env = "SMALL_FILE_FRACTION", default_value_t = 0.5)]
+    pub small_file_fraction: f64,
+
+    /// Snapshots older than this may be expired (e.g. 7d); the newest KEEP_SNAPSHOTS always stay.
+    #[arg(long, env = "SNAPSHOT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub snapshot_retention: Duration,
+
+    /// Always keep at least this many of the newest snapshots.
+    #[arg(long, env = "KEEP_SNAPSHOTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_snapshots: u32,
+
+    /// Files nothing references are deleted once older than this (commits in flight are younger).
+    #[arg(long, env = "ORPHAN_GRACE", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Duration,
 }

@@ -1,6 +1,7 @@
 //! Subcommands of the `vintagelake` binary.
 
 mod admin;
+mod compact;
 mod get;
 mod ingest;
 mod produce;
@@ -157,10 +158,7 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
         Command::Serve { common, ingest: i, query: q } => serve::run(common.resolve(sub)?, i, q, None).await,
         Command::Demo { common, ingest: i, query: q, demo } => serve::run(common.resolve(sub)?, i, q, Some(demo)).await,
         Command::Ingest { common, ingest: config } => ingest::run(common.resolve(sub)?, config).await,
-        Command::Compact { common, .. } => {
-            let _common = common.resolve(sub)?;
-            Err(Error::NotAvailable("compact"))
-        }
+        Command::Compact { common, compactor } => compact::run(common.resolve(sub)?, compactor).await,
         Command::Tier { common, .. } => {
             let _common = common.resolve(sub)?;
             Err(Error::NotAvailable("tier"))

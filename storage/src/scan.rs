@@ -300,3 +300,114 @@ mod tests {
         assert_eq!(sizes, [4, 4, 2]);
     }
 }
+
+/// What [`close_periods`] did with the rows it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CloseStats {
+    pub rows_in: usize,
+    pub rows_out: usize,
+    /// Exact duplicates of a kept row (same key, value and flag): dropped.
+    pub duplicates_dropped: usize,
+    /// Rows a later arrival of the same key corrected: dropped.
+    pub corrections_applied: usize,
+    /// Rows that got a `realtime_end` (a newer revision supersedes them).
+    pub periods_closed: usize,
+}
+
+/// Compaction's rewrite of a set of rows (table schema) that holds every not-yet-closed row of
+/// its keys: per key the last arrival per revision date is kept (exact duplicates and corrected
+/// rows are dropped), and every revision but the newest gets `realtime_end` = the day before the
+/// next revision. Sorted by the table's sort key. Every view answers the same before and after.
+pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> {
+    use arrow::array::{Array, Float64Array};
+    let Some(first) = rows.first() else {
+        return Ok((
+            RecordBatch::new_empty(vintagelake_schemas::table::data_points_table_schema()),
+            CloseStats::default(),
+        ));
+    };
+    let batch = concat_batches(&first.schema(), rows)?;
+    let mut stats = CloseStats { rows_in: batch.num_rows(), ..Default::default() };
+    let column = |name: &str| {
+        batch.column_by_name(name).cloned().ok_or_else(|| StorageError::InvalidData(format!("rows lack {name}")))
+    };
+    let (series_col, date_col, revision_col, seq_col) =
+        (column(col::SERIES_ID)?, column(col::DATE)?, column(col::REVISION_DATE)?, column(col::INGEST_SEQ)?);
+    let end_col = column(col::REALTIME_END)?;
+    let value_col = column(col::VALUE)?;
+    let original_col = column(col::IS_ORIGINAL_RELEASE)?;
+    let sort: Vec<SortColumn> = [&series_col, &date_col, &revision_col, &seq_col]
+        .into_iter()
+        .map(|c| SortColumn { values: c.clone(), options: None })
+        .collect();
+    let order = lexsort_to_indices(&sort, None)?;
+    let series = series_col.as_string::<i32>();
+    let date = date_col.as_primitive::<Date32Type>();
+    let revision = revision_col.as_primitive::<Date32Type>();
+    let stored_end = end_col.as_primitive::<Date32Type>();
+    let value = value_col
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| StorageError::InvalidData("value is not Float64".into()))?;
+    let original = original_col.as_boolean();
+    let same_observation = |a: usize, b: usize| {
+        value.is_valid(a) == value.is_valid(b)
+            && (!value.is_valid(a) || value.value(a).to_bits() == value.value(b).to_bits())
+            && original.value(a) == original.value(b)
+    };
+    let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
+    let mut ends: Vec<Option<i32>> = Vec::with_capacity(batch.num_rows());
+    let mut group: Vec<u32> = Vec::new();
+    let order = order.values();
+    let mut i = 0;
+    while i < order.len() {
+        let head = order[i] as usize;
+        let (s, d) = (series.value(head), date.value(head));
+        group.clear();
+        while i < order.len() {
+            let r = order[i] as usize;
+            if series.value(r) != s || date.value(r) != d {
+                break;
+            }
+            match group.last() {
+                Some(&last) if revision.value(last as usize) == revision.value(r) => {
+                    if same_observation(last as usize, r) {
+                        stats.duplicates_dropped += 1;
+                    } else {
+                        stats.corrections_applied += 1;
+                    }
+                    *group.last_mut().expect("non-empty") = r as u32;
+                }
+                _ => group.push(r as u32),
+            }
+            i += 1;
+        }
+        for (k, &r) in group.iter().enumerate() {
+            keep.push(r);
+            match group.get(k + 1) {
+                Some(&next) => {
+                    ends.push(Some(revision.value(next as usize) - 1));
+                    stats.periods_closed += usize::from(stored_end.is_null(r as usize));
+                }
+                // The newest revision keeps what it had (null while current).
+                None => ends.push(stored_end.is_valid(r as usize).then(|| stored_end.value(r as usize))),
+            }
+        }
+    }
+    stats.rows_out = keep.len();
+    let indices = UInt32Array::from(keep);
+    let schema = batch.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| {
+            if f.name() == col::REALTIME_END {
+                Ok(Arc::new(Date32Array::from(ends.clone())) as ArrayRef)
+            } else {
+                Ok(take(c.as_ref(), &indices, None)?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((RecordBatch::try_new(schema, columns)?, stats))
+}

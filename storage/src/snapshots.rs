@@ -118,17 +118,24 @@ impl Change for RemoveSnapshots {
     }
 }
 
-/// Every file a snapshot references: its manifest list, manifests and data files (live or
-/// marked deleted in it).
-async fn snapshot_files(table: &Table, snapshot_id: i64) -> Result<HashSet<String>> {
-    let snapshot =
-        table.metadata().snapshot_by_id(snapshot_id).cloned().ok_or(StorageError::NoSuchSnapshot(snapshot_id))?;
-    let mut files = HashSet::from([snapshot.manifest_list().to_owned()]);
-    let list = table.manifest_list_reader(&snapshot).load().await?;
-    for mf in list.entries() {
-        files.insert(mf.manifest_path.clone());
-        let manifest = mf.load_manifest(table.file_io()).await?;
-        files.extend(manifest.entries().iter().map(|e| e.file_path().to_owned()));
+/// Every file the given snapshots reference: manifest lists, manifests and data files (live or
+/// marked deleted). Manifests shared by many snapshots are read once.
+async fn snapshots_files(table: &Table, snapshot_ids: Vec<i64>) -> Result<HashSet<String>> {
+    let mut files = HashSet::new();
+    let mut manifests_seen: HashSet<String> = HashSet::new();
+    for snapshot_id in snapshot_ids {
+        let snapshot =
+            table.metadata().snapshot_by_id(snapshot_id).cloned().ok_or(StorageError::NoSuchSnapshot(snapshot_id))?;
+        files.insert(snapshot.manifest_list().to_owned());
+        let list = table.manifest_list_reader(&snapshot).load().await?;
+        for mf in list.entries() {
+            if !manifests_seen.insert(mf.manifest_path.clone()) {
+                continue;
+            }
+            files.insert(mf.manifest_path.clone());
+            let manifest = mf.load_manifest(table.file_io()).await?;
+            files.extend(manifest.entries().iter().map(|e| e.file_path().to_owned()));
+        }
     }
     Ok(files)
 }
@@ -146,16 +153,10 @@ pub async fn expire_snapshots(wh: &Warehouse, kind: TableKind, policy: ExpirePol
     // Files of the expired snapshots, minus anything a retained snapshot (of the table as it is
     // now, including commits that landed meanwhile) still references.
     let after = wh.load(kind).await?;
-    let mut candidates = HashSet::new();
-    for id in &expired {
-        if before.metadata().snapshot_by_id(*id).is_some() {
-            candidates.extend(snapshot_files(&before, *id).await?);
-        }
-    }
-    for s in after.metadata().snapshots() {
-        for f in snapshot_files(&after, s.snapshot_id()).await? {
-            candidates.remove(&f);
-        }
+    let expired_here = expired.iter().copied().filter(|id| before.metadata().snapshot_by_id(*id).is_some());
+    let mut candidates = snapshots_files(&before, expired_here.collect::<Vec<_>>()).await?;
+    for f in snapshots_files(&after, after.metadata().snapshots().map(|s| s.snapshot_id()).collect::<Vec<_>>()).await? {
+        candidates.remove(&f);
     }
     let mut report = ExpireReport { expired: expired.clone(), ..Default::default() };
     for path in candidates {
@@ -186,9 +187,8 @@ pub async fn find_orphans(wh: &Warehouse, kind: TableKind, grace: Duration) -> R
     let mut referenced: HashSet<String> = HashSet::new();
     referenced.insert(normalize(table.metadata_location_result()?));
     referenced.extend(meta.metadata_log().iter().map(|m| normalize(&m.metadata_file)));
-    for s in meta.snapshots() {
-        referenced.extend(snapshot_files(&table, s.snapshot_id()).await?.iter().map(|p| normalize(p)));
-    }
+    let all: Vec<i64> = meta.snapshots().map(|s| s.snapshot_id()).collect();
+    referenced.extend(snapshots_files(&table, all).await?.iter().map(|p| normalize(p)));
     let mut prefixes = vec![format!("{}/metadata/", meta.location()), format!("{}/data/", meta.location())];
     for tier in wh.router().tiers() {
         prefixes.push(format!("{}/", wh.data_location(kind, &tier.name)?));

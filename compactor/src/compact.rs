@@ -1,0 +1,204 @@
+//! One compaction run: merge small files, close real-time periods (superseded revisions move out
+//! of the current partition), drop exact duplicates and corrected rows, commit with a single
+//! replace, then expire snapshots and remove orphan files.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::commit::CommitKind;
+use vintagelake_storage::error::StorageError;
+use vintagelake_storage::files::{LiveFile, live_files, read_data_files};
+use vintagelake_storage::scan::{CloseStats, close_periods};
+use vintagelake_storage::snapshots::{ExpirePolicy, expire_snapshots, remove_orphans};
+use vintagelake_storage::store::IcebergStore;
+
+use crate::metrics as m;
+
+/// What a run may do.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    pub small_file_fraction: f64,
+    pub snapshot_retention: Duration,
+    pub keep_snapshots: usize,
+    pub orphan_grace: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            small_file_fraction: 0.5,
+            snapshot_retention: Duration::from_secs(7 * 86_400),
+            keep_snapshots: 100,
+            orphan_grace: Duration::from_secs(86_400),
+            concurrency: 8,
+        }
+    }
+}
+
+/// What a run did (logged, counted, and kept in the snapshot summary).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompactionReport {
+    pub snapshot_id: Option<i64>,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: CloseStats,
+    pub commit_attempts: u32,
+    pub snapshots_expired: usize,
+    pub orphans_removed: usize,
+    /// Small files per partition before the run.
+    pub small_files: BTreeMap<String, usize>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("row accounting does not add up ({0}); nothing was committed")]
+    Accounting(String),
+    #[error("cancelled before committing; nothing was committed")]
+    Cancelled,
+}
+
+/// Compacts the `data_points` table once.
+pub async fn compact_once(
+    store: &IcebergStore,
+    options: &CompactOptions,
+    cancel: &CancellationToken,
+) -> Result<CompactionReport, CompactError> {
+    let started = Instant::now();
+    let wh = store.warehouse().clone();
+    let table = wh.load(TableKind::DataPoints).await?;
+    let target = table
+        .metadata()
+        .properties()
+        .get(vintagelake_storage::catalog::PROP_TARGET_FILE_SIZE)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(wh.target_file_size());
+    let small = (target as f64 * options.small_file_fraction) as u64;
+    let files = live_files(&wh, &table, None).await?;
+    let mut by_partition: BTreeMap<Option<i32>, Vec<&LiveFile>> = BTreeMap::new();
+    for f in &files {
+        by_partition.entry(f.realtime_end_month).or_default().push(f);
+    }
+    let mut report = CompactionReport::default();
+    let mut current: Vec<&LiveFile> = Vec::new();
+    let mut closed: Vec<&LiveFile> = Vec::new();
+    for (month, group) in &by_partition {
+        let smalls: Vec<&LiveFile> = group.iter().copied().filter(|f| f.size_bytes < small).collect();
+        let label = group[0].partition.clone();
+        metrics::gauge!(m::SMALL_FILES, "partition" => label.clone()).set(smalls.len() as f64);
+        report.small_files.insert(label, smalls.len());
+        // A lone current file written by compaction has nothing left to close or merge.
+        let from_compaction = |f: &LiveFile| {
+            f.added_snapshot_id
+                .and_then(|id| table.metadata().snapshot_by_id(id))
+                .and_then(|s| {
+                    s.summary().additional_properties.get(vintagelake_storage::commit::SUMMARY_OPERATION).cloned()
+                })
+                .is_some_and(|origin| origin == "compaction")
+        };
+        match month {
+            // The current partition is read whole: closing a period needs every open revision of a key.
+            None if group.len() >= 2 || !from_compaction(group[0]) => current.extend(group.iter().copied()),
+            None => {}
+            // Closed rows never change: merging their small files is enough.
+            Some(_) if smalls.len() >= 2 => closed.extend(smalls),
+            Some(_) => {}
+        }
+    }
+
+    if !current.is_empty() || !closed.is_empty() {
+        let paths = |fs: &[&LiveFile]| fs.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+        let (current_paths, closed_paths) = (paths(&current), paths(&closed));
+        let records_in: u64 = current.iter().chain(&closed).map(|f| f.records).sum();
+        report.files_in = current.len() + closed.len();
+        report.bytes_in = current.iter().chain(&closed).map(|f| f.size_bytes).sum();
+        tracing::info!(files = report.files_in, rows = records_in, "compacting");
+        let current_rows = read_data_files(&wh, &current_paths, options.concurrency).await?;
+        let closed_rows = read_data_files(&wh, &closed_paths, options.concurrency).await?;
+        let (rewritten, mut stats) = close_periods(&current_rows)?;
+        let closed_count: usize = closed_rows.iter().map(|b| b.num_rows()).sum();
+        stats.rows_in += closed_count;
+        stats.rows_out += closed_count;
+        report.rows = stats;
+        // Rows in = rows out + rows dropped, and the files held what the manifests say.
+        let read: usize = current_rows.iter().chain(&closed_rows).map(|b| b.num_rows()).sum();
+        let out = rewritten.num_rows() + closed_count;
+        if read as u64 != records_in
+            || stats.rows_in != stats.rows_out + stats.duplicates_dropped + stats.corrections_applied
+            || out != stats.rows_out
+        {
+            metrics::counter!(m::ACCOUNTING_FAILURES).increment(1);
+            return Err(CompactError::Accounting(format!(
+                "manifests say {records_in} rows, files held {read}; in {} = out {} + duplicates {} + corrections {}; wrote {out}",
+                stats.rows_in, stats.rows_out, stats.duplicates_dropped, stats.corrections_applied
+            )));
+        }
+        tracing::info!(
+            rows_in = stats.rows_in,
+            rows_out = stats.rows_out,
+            duplicates = stats.duplicates_dropped,
+            corrections = stats.corrections_applied,
+            periods_closed = stats.periods_closed,
+            "row accounting adds up"
+        );
+        if cancel.is_cancelled() {
+            return Err(CompactError::Cancelled);
+        }
+        let mut all_rows = vec![rewritten];
+        all_rows.extend(closed_rows);
+        let summary = BTreeMap::from([
+            ("vintagelake.compaction.rows-in".to_owned(), stats.rows_in.to_string()),
+            ("vintagelake.compaction.rows-out".to_owned(), stats.rows_out.to_string()),
+            ("vintagelake.compaction.duplicates-dropped".to_owned(), stats.duplicates_dropped.to_string()),
+            ("vintagelake.compaction.corrections-applied".to_owned(), stats.corrections_applied.to_string()),
+            ("vintagelake.compaction.periods-closed".to_owned(), stats.periods_closed.to_string()),
+        ]);
+        let mut remove = current_paths;
+        remove.extend(closed_paths);
+        let committed =
+            store.rewrite(TableKind::DataPoints, remove, &all_rows, CommitKind::Replace, "compaction", summary).await?;
+        report.snapshot_id = Some(committed.snapshot_id);
+        report.files_out = committed.added_files;
+        report.commit_attempts = committed.attempts;
+        metrics::counter!(m::CONFLICTS).increment(u64::from(committed.attempts - 1));
+        let after = wh.load(TableKind::DataPoints).await?;
+        report.bytes_out = live_files(&wh, &after, None)
+            .await?
+            .iter()
+            .filter(|f| f.added_snapshot_id == Some(committed.snapshot_id))
+            .map(|f| f.size_bytes)
+            .sum();
+    }
+
+    let older_than_ms = chrono::Utc::now().timestamp_millis() - options.snapshot_retention.as_millis() as i64;
+    let expired = expire_snapshots(
+        &wh,
+        TableKind::DataPoints,
+        ExpirePolicy { older_than_ms, retain_last: options.keep_snapshots },
+    )
+    .await?;
+    report.snapshots_expired = expired.expired.len();
+    report.orphans_removed = remove_orphans(&wh, TableKind::DataPoints, options.orphan_grace).await?.len();
+    report.seconds = started.elapsed().as_secs_f64();
+
+    metrics::counter!(m::RUNS, "outcome" => "ok").increment(1);
+    metrics::counter!(m::FILES_IN).increment(report.files_in as u64);
+    metrics::counter!(m::FILES_OUT).increment(report.files_out as u64);
+    metrics::counter!(m::BYTES_IN).increment(report.bytes_in);
+    metrics::counter!(m::BYTES_OUT).increment(report.bytes_out);
+    metrics::counter!(m::ROWS_DEDUPLICATED)
+        .increment((report.rows.duplicates_dropped + report.rows.corrections_applied) as u64);
+    metrics::counter!(m::PERIODS_CLOSED).increment(report.rows.periods_closed as u64);
+    metrics::counter!(m::SNAPSHOTS_EXPIRED).increment(report.snapshots_expired as u64);
+    metrics::counter!(m::ORPHANS_REMOVED).increment(report.orphans_removed as u64);
+    metrics::histogram!(m::DURATION).record(report.seconds);
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "compaction run finished");
+    Ok(report)
+}

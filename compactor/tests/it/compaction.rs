@@ -1,0 +1,174 @@
+//! Compaction keeps every answer, shrinks the file count, closes periods, and coexists with a
+//! writer committing all the time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use tokio_util::sync::CancellationToken;
+use vintagelake_compactor::{CompactOptions, compact_once};
+use vintagelake_schemas::Date;
+use vintagelake_schemas::table::StoredDataPoint;
+use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
+use vintagelake_storage::commit::OffsetUpdate;
+use vintagelake_storage::files::live_files;
+use vintagelake_storage::scan::{View, VintageQuery};
+use vintagelake_storage::store::{FinancialDataStorage, IcebergStore, InMemoryStorage};
+use vintagelake_storage::testing::grid;
+
+/// Revisions with corrections and exact duplicates, in publication order, with arrival order.
+fn stream(series: usize, dates: usize, revisions: usize) -> Vec<StoredDataPoint> {
+    let mut rows = grid("C", 0..series, dates, revisions);
+    let mut extra = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if i % 37 == 0 {
+            // A correction of the same vintage.
+            let mut c = r.clone();
+            c.point.value = c.point.value.map(|v| v + 0.5);
+            extra.push(c);
+        } else if i % 53 == 0 {
+            // An exact duplicate.
+            extra.push(r.clone());
+        }
+    }
+    rows.extend(extra);
+    rows.sort_by_key(|r| (r.point.revision_date, r.point.series_id.clone(), r.point.date));
+    for (seq, r) in rows.iter_mut().enumerate() {
+        r.ingest_seq = seq as i64;
+    }
+    rows
+}
+
+fn views() -> Vec<VintageQuery> {
+    let mut v = vec![
+        VintageQuery::new(View::Latest),
+        VintageQuery::new(View::FirstRelease),
+        VintageQuery::new(View::AllRevisions),
+    ];
+    for d in [10_100, 10_500, 11_000] {
+        v.push(VintageQuery::new(View::AsOf(Date::from_days_since_epoch(d))));
+    }
+    v
+}
+
+async fn answers(store: &dyn FinancialDataStorage) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for q in views() {
+        out.push(store.query(&q).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_small_files_become_few_and_every_answer_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path())).await.unwrap();
+    let store = IcebergStore::new(wh.clone());
+    let rows = stream(40, 50, 4);
+    // Exactly 2 000 small commits (as ingest makes them under a steady trickle).
+    for i in 0..2_000 {
+        let chunk = &rows[i * rows.len() / 2_000..(i + 1) * rows.len() / 2_000];
+        store.append_points(chunk, vec![], "ingest").await.unwrap();
+    }
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let before_files = live_files(&wh, &table, None).await.unwrap();
+    assert_eq!(before_files.len(), 2_000, "one small file per commit");
+    let before = answers(&store).await;
+
+    let report = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
+    eprintln!("compaction: {}", serde_json::to_string(&report).unwrap());
+    assert_eq!(report.files_in, before_files.len());
+    assert_eq!(report.rows.rows_in, rows.len());
+    assert_eq!(
+        report.rows.rows_in,
+        report.rows.rows_out + report.rows.duplicates_dropped + report.rows.corrections_applied
+    );
+    assert!(report.rows.duplicates_dropped > 0 && report.rows.corrections_applied > 0);
+    assert_eq!(report.rows.periods_closed, 40 * 50 * 3, "every superseded revision got its realtime_end");
+
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let after_files = live_files(&wh, &table, None).await.unwrap();
+    let bytes: u64 = after_files.iter().map(|f| f.size_bytes).sum();
+    let partitions: std::collections::BTreeSet<_> = after_files.iter().map(|f| f.realtime_end_month).collect();
+    let bound = bytes.div_ceil(wh.target_file_size()) as usize + partitions.len();
+    assert!(after_files.len() <= bound, "{} files > {bound}", after_files.len());
+    assert_eq!(answers(&store).await, before, "every view answers the same after compaction");
+
+    // The layout: only the newest revision of each key is left in the current partition.
+    let current: u64 = after_files.iter().filter(|f| f.realtime_end_month.is_none()).map(|f| f.records).sum();
+    assert_eq!(current, 40 * 50);
+    // A second run finds nothing to do.
+    let again = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
+    assert_eq!(again.files_in, 0);
+
+    // pyiceberg reads the compacted table: as many rows as we wrote out, the same current rows.
+    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let script = r#"
+import sys
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlite", warehouse="file://" + sys.argv[1] + "/warehouse")
+t = cat.load_table("econ.data_points")
+print(len(t.scan().to_arrow()), len(t.scan(row_filter="realtime_end is null").to_arrow()), t.current_snapshot().summary.operation.value)
+"#;
+    let out = vintagelake_storage::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap();
+    assert_eq!(out.trim(), format!("{} {} replace", report.rows.rows_out, 40 * 50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compaction_while_a_writer_commits_continuously_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path())).await.unwrap();
+    let store = Arc::new(IcebergStore::new(wh.clone()));
+    let oracle = Arc::new(InMemoryStorage::new());
+    let rows = Arc::new(stream(30, 40, 5));
+    let stop = CancellationToken::new();
+    // The writer: small commits with Kafka offsets, as ingest makes them, for 60 seconds.
+    let writer = {
+        let (store, oracle, rows, stop) = (store.clone(), oracle.clone(), rows.clone(), stop.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut offset = 0usize;
+            let mut commits = 0;
+            while started.elapsed() < Duration::from_secs(60) && offset < rows.len() {
+                let end = (offset + 7).min(rows.len());
+                let batch = &rows[offset..end];
+                let update = OffsetUpdate {
+                    topic: "econ.datapoints".into(),
+                    partition: 0,
+                    expected: (offset > 0).then_some(offset as i64),
+                    next: end as i64,
+                };
+                store.append_points(batch, vec![update], "ingest").await.expect("ingest never loses a commit");
+                oracle.append_points(batch.to_vec()).await;
+                offset = end;
+                commits += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            stop.cancel();
+            (commits, offset)
+        })
+    };
+    let mut runs = 0;
+    let mut compactions = 0;
+    while !stop.is_cancelled() {
+        runs += 1;
+        match compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await {
+            Ok(r) if r.files_in > 0 => compactions += 1,
+            Ok(_) => {}
+            Err(e) => panic!("compaction run {runs} failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (commits, written) = writer.await.unwrap();
+    compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
+    eprintln!("{commits} writer commits, {compactions} compactions that merged files, {runs} runs");
+    assert!(compactions >= 3, "compactions ran during the writes");
+    // Every view equals the in-memory oracle that received the same writes.
+    assert_eq!(answers(store.as_ref()).await, answers(oracle.as_ref()).await);
+    let recorded = store.recorded_offsets(TableKind::DataPoints).await.unwrap();
+    assert_eq!(
+        recorded.get(&("econ.datapoints".to_owned(), 0)),
+        Some(&(written as i64)),
+        "offsets survive compactions"
+    );
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the compactor on real Iceberg tables (and pyiceberg).
+
+mod compaction;
