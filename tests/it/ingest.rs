@@ -217,7 +217,7 @@ async fn kill_9_five_times_during_200k_loses_and_duplicates_nothing() {
     produce(broker.bootstrap_servers(), &topics.data, &produced).await;
     let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
     // Many small commits, so a kill can land between any two of them.
-    env.insert("COMMIT_MAX_ROWS".into(), "4000".into());
+    env.insert("COMMIT_MAX_ROWS".into(), "2000".into());
     let wh = open(dir.path()).await;
     let mut rng_state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     let mut random = move |bound: u64| {
@@ -264,24 +264,41 @@ async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let topics = topics_on(&broker, 4).await;
     let produced = synthetic::revisions(N, 4);
-    produce(broker.bootstrap_servers(), &topics.data, &produced).await;
-    let env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    let (first, second) = produced.split_at(N / 2);
+    let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    env.insert("COMMIT_MAX_ROWS".into(), "2000".into());
     let wh = open(dir.path()).await;
     let mut a = Daemon::spawn(&["ingest"], dir.path(), &env);
     let mut b = Daemon::spawn(&["ingest"], dir.path(), &env);
-    wait_for(Duration::from_secs(120), "both replicas own partitions and commit", || {
+    // Both replicas in the group, each owning partitions, before any data arrives.
+    wait_for(Duration::from_secs(120), "both replicas own partitions", || {
         a.assert_alive();
         b.assert_alive();
         let both = [&a, &b].iter().all(|d| d.log_text().contains(&format!("assigned topic={}", topics.data)));
-        let wh = wh.clone();
-        async move { both && total_records(&wh).await > 0 }
+        async move { both }
     })
     .await;
+    produce(broker.bootstrap_servers(), &topics.data, first).await;
+    wait_for(Duration::from_secs(120), "both replicas commit", || {
+        a.assert_alive();
+        b.assert_alive();
+        let wh = wh.clone();
+        async move { total_records(&wh).await > 0 }
+    })
+    .await;
+    // A dies mid-run: half the input is not even produced yet.
     a.kill9();
-    let at_kill = total_records(&wh).await;
-    assert!(at_kill < N as u64, "A was killed mid-run ({at_kill} rows committed)");
-    wait_for(Duration::from_secs(300), "the survivor finishes", || async { total_records(&wh).await >= N as u64 })
-        .await;
+    produce(broker.bootstrap_servers(), &topics.data, second).await;
+    wait_for(Duration::from_secs(300), "the survivor finishes", || {
+        b.assert_alive();
+        let wh = wh.clone();
+        async move { total_records(&wh).await >= N as u64 }
+    })
+    .await;
+    assert!(
+        b.log_text().matches(&format!("assigned topic={} partition=", topics.data)).count() > 2,
+        "B took over A's partitions"
+    );
     assert!(b.terminate(Duration::from_secs(30)).success(), "{}", b.log_text());
     let rows = table_rows(&wh).await;
     assert_eq!(rows.len(), N, "no loss, no duplicate");
