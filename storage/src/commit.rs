@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use iceberg::MetadataLocation;
@@ -192,8 +193,30 @@ pub async fn commit(
     policy: &RetryPolicy,
 ) -> Result<Committed> {
     request.validate(&wh.ident(kind).to_string())?;
-    let (committed, attempts) = publish(wh, kind, policy, &request.origin, request).await?;
+    let change = CommitChange { request, manifests: ManifestCache::default() };
+    let (committed, attempts) = publish(wh, kind, policy, &request.origin, &change).await?;
     Ok(Committed { attempts, ..committed })
+}
+
+/// Manifests are immutable: a retry after a conflict only needs to read the ones the winning
+/// writer added, which keeps a slow commit (a compaction) from losing every race to fast ones.
+#[derive(Debug, Default)]
+struct ManifestCache(std::sync::Mutex<HashMap<String, Arc<iceberg::spec::Manifest>>>);
+
+impl ManifestCache {
+    async fn load(&self, mf: &ManifestFile, file_io: &iceberg::io::FileIO) -> Result<Arc<iceberg::spec::Manifest>> {
+        if let Some(m) = self.0.lock().expect("manifest cache").get(&mf.manifest_path) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(mf.load_manifest(file_io).await?);
+        self.0.lock().expect("manifest cache").insert(mf.manifest_path.clone(), m.clone());
+        Ok(m)
+    }
+}
+
+struct CommitChange<'r> {
+    request: &'r CommitRequest,
+    manifests: ManifestCache,
 }
 
 /// One kind of metadata change: how to stage it on top of a given table state.
@@ -207,7 +230,7 @@ pub(crate) trait Change: Sync {
     ) -> impl Future<Output = Result<Staged<Self::Output>>> + Send + 'a;
 }
 
-impl Change for CommitRequest {
+impl Change for CommitChange<'_> {
     type Output = Committed;
     fn stage<'a>(
         &'a self,
@@ -215,7 +238,7 @@ impl Change for CommitRequest {
         table: &'a Table,
         attempt: u32,
     ) -> impl Future<Output = Result<Staged<Committed>>> + Send + 'a {
-        stage(wh, table, self, attempt)
+        stage(wh, table, self.request, attempt, &self.manifests)
     }
 }
 
@@ -281,7 +304,13 @@ pub(crate) async fn publish<C: Change>(
 }
 
 /// Builds and writes the new snapshot's files and metadata, without publishing them.
-async fn stage(wh: &Warehouse, table: &Table, request: &CommitRequest, attempt: u32) -> Result<Staged<Committed>> {
+async fn stage(
+    wh: &Warehouse,
+    table: &Table,
+    request: &CommitRequest,
+    attempt: u32,
+    manifests: &ManifestCache,
+) -> Result<Staged<Committed>> {
     let meta = table.metadata();
     let table_name = table.identifier().to_string();
     check_offsets(meta, &request.offsets)?;
@@ -293,6 +322,7 @@ async fn stage(wh: &Warehouse, table: &Table, request: &CommitRequest, attempt: 
         commit_id: uuid::Uuid::now_v7(),
         manifest_count: 0,
         written: Vec::new(),
+        manifests,
     };
     match stager.write(request, attempt, &table_name).await {
         Ok((metadata_location, committed)) => {
@@ -341,6 +371,7 @@ struct Stager<'a> {
     commit_id: uuid::Uuid,
     manifest_count: u32,
     written: Vec<String>,
+    manifests: &'a ManifestCache,
 }
 
 impl Stager<'_> {
@@ -395,7 +426,7 @@ impl Stager<'_> {
                     carried.push(mf.clone());
                     continue;
                 }
-                let manifest = mf.load_manifest(&file_io).await?;
+                let manifest = self.manifests.load(mf, &file_io).await?;
                 let hit = manifest.entries().iter().any(|e| e.is_alive() && to_remove.contains(e.file_path()));
                 if !hit {
                     carried.push(mf.clone());
@@ -504,7 +535,7 @@ impl Stager<'_> {
         let file_io = self.wh.file_io().clone();
         let mut w = self.manifest_writer()?;
         for mf in carried {
-            let manifest = mf.load_manifest(&file_io).await?;
+            let manifest = self.manifests.load(mf, &file_io).await?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let (seq, file_seq) = entry_sequence_numbers(e)?;
                 let snapshot = e.snapshot_id().unwrap_or(mf.added_snapshot_id);
