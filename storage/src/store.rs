@@ -29,12 +29,16 @@ pub trait FinancialDataStorage: Send + Sync {
     async fn write_series(&self, series: &EconomicSeries) -> Result<()>;
     async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>>;
     async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()>;
+    /// Every revision of a series in a date range (the `all_revisions` view as records).
     async fn read_data_points(
         &self,
         series_id: &SeriesId,
         start_date: Option<Date>,
         end_date: Option<Date>,
-    ) -> Result<Vec<DataPoint>>;
+    ) -> Result<Vec<DataPoint>> {
+        let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start_date, end_date);
+        revisions(&self.query(&q).await?)
+    }
     async fn list_series(&self) -> Result<Vec<EconomicSeries>>;
     /// A vintage view (schema: [`crate::scan::view_schema`]).
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch>;
@@ -226,16 +230,6 @@ impl FinancialDataStorage for IcebergStore {
         self.append_points(&rows, Vec::new(), "api").await.map(|_| ())
     }
 
-    async fn read_data_points(
-        &self,
-        series_id: &SeriesId,
-        start: Option<Date>,
-        end: Option<Date>,
-    ) -> Result<Vec<DataPoint>> {
-        let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start, end);
-        revisions(&self.query(&q).await?)
-    }
-
     async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
         self.latest_series().await
     }
@@ -286,16 +280,6 @@ impl FinancialDataStorage for InMemoryStorage {
             .collect();
         self.append_points(rows).await;
         Ok(())
-    }
-
-    async fn read_data_points(
-        &self,
-        series_id: &SeriesId,
-        start: Option<Date>,
-        end: Option<Date>,
-    ) -> Result<Vec<DataPoint>> {
-        let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start, end);
-        revisions(&self.query(&q).await?)
     }
 
     async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
