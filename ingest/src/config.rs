@@ -70,6 +70,18 @@ pub struct IngestConfig {
     pub shutdown_timeout: Duration,
 }
 
+impl IngestConfig {
+    /// Every topic ingest reads or writes: both input topics and their dead-letter topics.
+    pub fn topics(&self) -> [String; 4] {
+        [
+            self.datapoints_topic.clone(),
+            self.series_topic.clone(),
+            format!("{}{}", self.datapoints_topic, self.dlq_suffix),
+            format!("{}{}", self.series_topic, self.dlq_suffix),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

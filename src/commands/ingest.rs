@@ -15,12 +15,7 @@ pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode,
     })?;
     let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
     if config.create_topics {
-        let topics = [
-            config.datapoints_topic.clone(),
-            config.series_topic.clone(),
-            format!("{}{}", config.datapoints_topic, config.dlq_suffix),
-            format!("{}{}", config.series_topic, config.dlq_suffix),
-        ];
+        let topics = config.topics();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         create_topics(&bootstrap, &names, config.topic_partitions).await.map_err(Error::Broker)?;
     }

@@ -66,12 +66,7 @@ pub async fn run(
     let flight =
         vintagelake_query::serve(flight_addr, service, tls.clone(), flight_stop.clone()).await.map_err(Error::Usage)?;
     readiness.set("flight", true, format!("listening on {flight_addr}"));
-    let topics = [
-        ingest.datapoints_topic.clone(),
-        ingest.series_topic.clone(),
-        format!("{}{}", ingest.datapoints_topic, ingest.dlq_suffix),
-        format!("{}{}", ingest.series_topic, ingest.dlq_suffix),
-    ];
+    let topics = ingest.topics();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
     let ingest_stop = CancellationToken::new();
