@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use vintagelake_storage::audit::AuditEntry;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
 use vintagelake_storage::error::StorageError;
@@ -49,7 +50,11 @@ pub struct CompactionReport {
     pub rows: CloseStats,
     pub commit_attempts: u32,
     pub snapshots_expired: usize,
+    #[serde(skip)]
+    pub expired_snapshots: Vec<i64>,
     pub orphans_removed: usize,
+    #[serde(skip)]
+    pub orphan_files: Vec<String>,
     /// Small files per partition before the run.
     pub small_files: BTreeMap<String, usize>,
     pub seconds: f64,
@@ -65,8 +70,61 @@ pub enum CompactError {
     Cancelled,
 }
 
-/// Compacts the `data_points` table once.
+/// Compacts the `data_points` table once and records the run in the audit trail, whatever its
+/// outcome. Cancelling stops it at the next phase boundary (reading, committing, expiring, removing
+/// orphans): a commit is either made whole or not at all.
 pub async fn compact_once(
+    store: &IcebergStore,
+    options: &CompactOptions,
+    cancel: &CancellationToken,
+) -> Result<CompactionReport, CompactError> {
+    let audit = store.warehouse().audit();
+    let table = store.warehouse().ident(TableKind::DataPoints).to_string();
+    match compact_inner(store, options, cancel).await {
+        Ok(report) => {
+            let entry = AuditEntry::new(ACTOR, "compact")
+                .table(&table)
+                .rule("small files, open real-time periods")
+                .counts(report.rows.rows_out as u64, report.bytes_out)
+                .snapshot(report.snapshot_id)
+                .detail(serde_json::to_value(&report).unwrap_or_default());
+            audit.record(&entry);
+            if !report.expired_snapshots.is_empty() {
+                let ids = report.expired_snapshots.iter().map(i64::to_string).collect();
+                audit.record(
+                    &AuditEntry::new(ACTOR, "expire")
+                        .table(&table)
+                        .rule(format!(
+                            "snapshot_retention={}, keep_snapshots={}",
+                            humantime::format_duration(options.snapshot_retention),
+                            options.keep_snapshots
+                        ))
+                        .files(ids),
+                );
+            }
+            if !report.orphan_files.is_empty() {
+                audit.record(
+                    &AuditEntry::new(ACTOR, "remove-orphans")
+                        .table(&table)
+                        .rule(format!("orphan_grace={}", humantime::format_duration(options.orphan_grace)))
+                        .files(report.orphan_files.clone()),
+                );
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let outcome = if matches!(e, CompactError::Cancelled) { "cancelled" } else { "failed" };
+            tracing::warn!(outcome, error = %e, "compaction run did not complete");
+            metrics::counter!(m::RUNS, "outcome" => outcome).increment(1);
+            audit.record(&AuditEntry::new(ACTOR, "compact").table(&table).outcome(format!("{outcome}: {e}")));
+            Err(e)
+        }
+    }
+}
+
+const ACTOR: &str = "compactor";
+
+async fn compact_inner(
     store: &IcebergStore,
     options: &CompactOptions,
     cancel: &CancellationToken,
@@ -120,8 +178,15 @@ pub async fn compact_once(
         report.files_in = current.len() + closed.len();
         report.bytes_in = current.iter().chain(&closed).map(|f| f.size_bytes).sum();
         tracing::info!(files = report.files_in, rows = records_in, "compacting");
-        let current_rows = read_data_files(&wh, &current_paths, options.concurrency).await?;
-        let closed_rows = read_data_files(&wh, &closed_paths, options.concurrency).await?;
+        let (current_rows, closed_rows) = tokio::select! {
+            _ = cancel.cancelled() => return Err(CompactError::Cancelled),
+            read = async {
+                Ok::<_, StorageError>((
+                    read_data_files(&wh, &current_paths, options.concurrency).await?,
+                    read_data_files(&wh, &closed_paths, options.concurrency).await?,
+                ))
+            } => read?,
+        };
         let (rewritten, mut stats) = close_periods(&current_rows)?;
         let closed_count: usize = closed_rows.iter().map(|b| b.num_rows()).sum();
         stats.rows_in += closed_count;
@@ -162,6 +227,7 @@ pub async fn compact_once(
         ]);
         let mut remove = current_paths;
         remove.extend(closed_paths);
+        vintagelake_storage::failpoint::hit("compact-before-commit");
         let committed =
             store.rewrite(TableKind::DataPoints, remove, &all_rows, CommitKind::Replace, "compaction", summary).await?;
         report.snapshot_id = Some(committed.snapshot_id);
@@ -175,6 +241,12 @@ pub async fn compact_once(
             .filter(|f| f.added_snapshot_id == Some(committed.snapshot_id))
             .map(|f| f.size_bytes)
             .sum();
+        vintagelake_storage::failpoint::hit("compact-after-commit");
+    }
+
+    // Maintenance: each step is its own atomic commit or an idempotent cleanup; stop between them.
+    if cancel.is_cancelled() {
+        return Err(CompactError::Cancelled);
     }
 
     let older_than_ms = chrono::Utc::now().timestamp_millis() - options.snapshot_retention.as_millis() as i64;
@@ -185,7 +257,13 @@ pub async fn compact_once(
     )
     .await?;
     report.snapshots_expired = expired.expired.len();
-    report.orphans_removed = remove_orphans(&wh, TableKind::DataPoints, options.orphan_grace).await?.len();
+    report.expired_snapshots = expired.expired;
+    if cancel.is_cancelled() {
+        return Err(CompactError::Cancelled);
+    }
+    let orphans = remove_orphans(&wh, TableKind::DataPoints, options.orphan_grace).await?;
+    report.orphans_removed = orphans.len();
+    report.orphan_files = orphans.into_iter().map(|o| o.path).collect();
     report.seconds = started.elapsed().as_secs_f64();
 
     metrics::counter!(m::RUNS, "outcome" => "ok").increment(1);

@@ -4,16 +4,12 @@ use std::time::Duration;
 
 use vintagelake_storage::config::parse_schedule;
 
-/// When and how the compactor runs.
+/// When and how the compactor runs (shared by `vintagelake compact` and `serve`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompactorConfig {
     /// Cron schedule (seconds field first), e.g. `0 */15 * * * *` for every 15 minutes.
-    #[arg(long = "schedule", env = "COMPACTION_SCHEDULE", default_value = "0 */15 * * * *", value_parser = parse_schedule)]
-    pub schedule: cron::Schedule,
-
-    /// Run once now and exit instead of following the schedule.
-    #[arg(long)]
-    pub once: bool,
+    #[arg(long, env = "COMPACTION_SCHEDULE", default_value = "0 */15 * * * *", value_parser = parse_schedule)]
+    pub compaction_schedule: cron::Schedule,
 
     /// Files smaller than this fraction of the table's target file size are "small" and merged.
     #[arg(long, env = "SMALL_FILE_FRACTION", default_value_t = 0.5)]
@@ -30,4 +26,17 @@ pub struct CompactorConfig {
     /// Files nothing references are deleted once older than this (commits in flight are younger).
     #[arg(long, env = "ORPHAN_GRACE", default_value = "1d", value_parser = humantime::parse_duration)]
     pub orphan_grace: Duration,
+}
+
+impl CompactorConfig {
+    /// What one run may do; `concurrency` bounds parallel file reads and writes.
+    pub fn options(&self, concurrency: usize) -> crate::CompactOptions {
+        crate::CompactOptions {
+            small_file_fraction: self.small_file_fraction,
+            snapshot_retention: self.snapshot_retention,
+            keep_snapshots: self.keep_snapshots as usize,
+            orphan_grace: self.orphan_grace,
+            concurrency,
+        }
+    }
 }

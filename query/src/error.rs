@@ -10,6 +10,8 @@ pub enum QueryError {
     Unauthenticated(&'static str),
     #[error("{0} is not available in this version")]
     Unimplemented(&'static str),
+    #[error("{0}")]
+    Internal(String),
     #[error("unknown action {0:?}")]
     UnknownAction(String),
     #[error(transparent)]
@@ -27,7 +29,7 @@ impl QueryError {
             QueryError::BadTicket(_) | QueryError::UnknownAction(_) => Status::invalid_argument(msg),
             QueryError::Unauthenticated(_) => Status::unauthenticated(msg),
             QueryError::Unimplemented(_) => Status::unimplemented(msg),
-            QueryError::Encode(_) => Status::internal(msg),
+            QueryError::Encode(_) | QueryError::Internal(_) => Status::internal(msg),
             QueryError::Storage(e) => match e {
                 StorageError::NoSuchSnapshot(_) | StorageError::NoSnapshotAtTime(_) => Status::not_found(msg),
                 StorageError::InvalidData(_) => Status::invalid_argument(msg),

@@ -158,7 +158,34 @@ impl VintageFlightService {
                 self.cache.clear();
                 Ok(json(serde_json::json!({ "refreshed": true })))
             }
-            "audit" => Err(QueryError::Unimplemented("the audit action (the tierer writes the audit trail)")),
+            "audit" => {
+                // Body (optional): {"action": "compact", "last": 100}.
+                #[derive(serde::Deserialize, Default)]
+                struct Filter {
+                    action: Option<String>,
+                    last: Option<usize>,
+                }
+                let filter: Filter = if action.body.is_empty() {
+                    Filter::default()
+                } else {
+                    serde_json::from_slice(&action.body)
+                        .map_err(|e| QueryError::BadTicket(format!("audit action body: {e}")))?
+                };
+                let log = self.store.warehouse().audit().clone();
+                let read = tokio::task::spawn_blocking(move || log.read())
+                    .await
+                    .map_err(|e| QueryError::Internal(format!("reading the audit trail: {e}")))?
+                    .map_err(|e| QueryError::Internal(format!("reading the audit trail: {e}")))?;
+                let mut entries: Vec<_> = read
+                    .entries
+                    .into_iter()
+                    .filter(|e| filter.action.as_ref().is_none_or(|a| &e.action == a))
+                    .collect();
+                if let Some(n) = filter.last {
+                    entries.drain(..entries.len().saturating_sub(n));
+                }
+                Ok(json(serde_json::json!({ "entries": entries, "skipped_lines": read.skipped })))
+            }
             other => Err(QueryError::UnknownAction(other.to_owned())),
         }
     }

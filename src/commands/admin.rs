@@ -3,6 +3,9 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vintagelake_storage::audit::AuditLog;
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::config::TierName;
 
 use clap::Subcommand;
 use vintagelake_schemas::{ValidationError, decode_data_points, decode_series_json};
@@ -26,20 +29,73 @@ pub enum AdminCommand {
         #[command(flatten)]
         common: CommonConfig,
     },
-    /// List table snapshots.
-    Snapshots,
-    /// List data files with their tier, partition and size.
-    Files,
-    /// Show bytes and files per storage tier.
-    Tiers,
-    /// Show the lifecycle audit trail.
-    Audit,
+    /// List the data_points table's snapshots (id, time, operation, origin, records).
+    Snapshots {
+        #[command(flatten)]
+        common: CommonConfig,
+    },
+    /// List the data_points table's live data files with their tier, partition, rows and size.
+    Files {
+        #[command(flatten)]
+        common: CommonConfig,
+    },
+    /// Show files, bytes and the oldest data per storage tier.
+    Tiers {
+        #[command(flatten)]
+        common: CommonConfig,
+    },
+    /// Manual tier overrides: pin a series to a tier, unpin it, move one file now.
+    Tier {
+        #[command(subcommand)]
+        command: TierCommand,
+    },
+    /// Show the lifecycle audit trail (compactions, expiries, orphan removals, tier moves, deletions).
+    Audit {
+        #[command(flatten)]
+        common: CommonConfig,
+        /// Only entries of this action (compact, expire, remove-orphans, move, delete, pin, unpin).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only the newest N entries.
+        #[arg(long)]
+        last: Option<usize>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Expire old snapshots now.
     Expire,
     /// Check every data file and manifest for corruption.
     Verify,
     /// Copy a V1 (Parquet) store into Iceberg tables.
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TierCommand {
+    /// Keep every file holding SERIES in TIER (the tierer moves them there on its next run and
+    /// never deletes them while pinned).
+    Pin {
+        series: String,
+        #[arg(long)]
+        tier: TierName,
+        #[command(flatten)]
+        common: CommonConfig,
+    },
+    /// Remove the pin of SERIES: the retention policy applies again.
+    Unpin {
+        series: String,
+        #[command(flatten)]
+        common: CommonConfig,
+    },
+    /// Move one data file to another tier now (copy, verify, commit), audited as `manual`.
+    Move {
+        file: String,
+        #[arg(long)]
+        to: TierName,
+        #[command(flatten)]
+        common: CommonConfig,
+    },
 }
 
 pub async fn run(command: AdminCommand, matches: &clap::ArgMatches) -> Result<ExitCode, Error> {
@@ -81,14 +137,159 @@ pub async fn run(command: AdminCommand, matches: &clap::ArgMatches) -> Result<Ex
             println!("{}", serde_json::to_string_pretty(&json).expect("json values serialise"));
             Ok(ExitCode::SUCCESS)
         }
-        AdminCommand::Snapshots => Err(Error::NotAvailable("admin snapshots")),
-        AdminCommand::Files => Err(Error::NotAvailable("admin files")),
-        AdminCommand::Tiers => Err(Error::NotAvailable("admin tiers")),
-        AdminCommand::Audit => Err(Error::NotAvailable("admin audit")),
+        AdminCommand::Snapshots { common } => snapshots(common.resolve(sub)?).await,
+        AdminCommand::Files { common } => files(common.resolve(sub)?).await,
+        AdminCommand::Tiers { common } => tiers(common.resolve(sub)?).await,
+        AdminCommand::Tier { command } => {
+            let sub = sub.subcommand().map(|(_, m)| m).expect("clap requires a subcommand");
+            tier(command, sub).await
+        }
+        AdminCommand::Audit { common, action, last, json } => audit(common.resolve(sub)?, action, last, json),
         AdminCommand::Expire => Err(Error::NotAvailable("admin expire")),
         AdminCommand::Verify => Err(Error::NotAvailable("admin verify")),
         AdminCommand::Migrate => Err(Error::NotAvailable("admin migrate")),
     }
+}
+
+fn audit(common: CommonConfig, action: Option<String>, last: Option<usize>, json: bool) -> Result<ExitCode, Error> {
+    let log = AuditLog::in_dir(&common.data_dir);
+    let read = log.read().map_err(|source| Error::Read { what: log.path().display().to_string(), source })?;
+    if !read.skipped.is_empty() {
+        eprintln!(
+            "warning: {} has unreadable lines {:?} (a torn write after a crash)",
+            log.path().display(),
+            read.skipped
+        );
+    }
+    let mut entries: Vec<_> =
+        read.entries.into_iter().filter(|e| action.as_ref().is_none_or(|a| &e.action == a)).collect();
+    if let Some(n) = last {
+        entries.drain(..entries.len().saturating_sub(n));
+    }
+    if json {
+        for e in &entries {
+            println!("{}", serde_json::to_string(e).expect("entries serialise"));
+        }
+    } else {
+        println!(
+            "{:<24} {:<9} {:<14} {:<10} {:>10} {:>12} {:>20} {:>6}  rule",
+            "time", "actor", "action", "outcome", "rows", "bytes", "snapshot", "files"
+        );
+        for e in &entries {
+            println!(
+                "{:<24} {:<9} {:<14} {:<10} {:>10} {:>12} {:>20} {:>6}  {}",
+                e.time,
+                e.actor,
+                e.action,
+                e.outcome,
+                e.rows,
+                e.bytes,
+                e.snapshot_id.map(|s| s.to_string()).unwrap_or_default(),
+                e.files.len(),
+                e.rule.as_deref().unwrap_or("")
+            );
+        }
+        eprintln!("{} entries in {}", entries.len(), log.path().display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn snapshots(common: CommonConfig) -> Result<ExitCode, Error> {
+    let store = super::open_store(&common).await?;
+    let table = store.warehouse().load(TableKind::DataPoints).await?;
+    println!("{:>20} {:<24} {:<10} {:<12} {:>12}", "snapshot", "time", "operation", "origin", "records");
+    for s in vintagelake_storage::snapshots::list_snapshots(&table)? {
+        println!(
+            "{:>20} {:<24} {:<10} {:<12} {:>12}",
+            s.snapshot_id,
+            chrono::DateTime::from_timestamp_millis(s.timestamp_ms).map(|t| t.to_rfc3339()).unwrap_or_default(),
+            s.operation,
+            s.origin.as_deref().unwrap_or(""),
+            s.summary.get("total-records").cloned().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn files(common: CommonConfig) -> Result<ExitCode, Error> {
+    let store = super::open_store(&common).await?;
+    let wh = store.warehouse();
+    let table = wh.load(TableKind::DataPoints).await?;
+    let files = vintagelake_storage::files::live_files(wh, &table, None).await?;
+    println!("{:<8} {:<26} {:>10} {:>12}  path", "tier", "partition", "rows", "bytes");
+    for f in &files {
+        println!(
+            "{:<8} {:<26} {:>10} {:>12}  {}",
+            f.tier.as_ref().map(|t| t.as_str()).unwrap_or("?"),
+            f.partition,
+            f.records,
+            f.size_bytes,
+            f.path
+        );
+    }
+    let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
+    eprintln!("{} files, {bytes} bytes", files.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tiers(common: CommonConfig) -> Result<ExitCode, Error> {
+    let store = super::open_store(&common).await?;
+    let wh = store.warehouse();
+    let table = wh.load(TableKind::DataPoints).await?;
+    let files = vintagelake_storage::files::live_files(wh, &table, None).await?;
+    let mut per: std::collections::BTreeMap<String, (usize, u64, u64)> =
+        wh.router().tiers().map(|t| (t.name.as_str().to_owned(), (0, 0, 0))).collect();
+    for f in &files {
+        let e = per.entry(f.tier.as_ref().map_or("unknown", |t| t.as_str()).to_owned()).or_default();
+        e.0 += 1;
+        e.1 += f.records;
+        e.2 += f.size_bytes;
+    }
+    println!("{:<10} {:>8} {:>12} {:>14}  location", "tier", "files", "rows", "bytes");
+    for t in wh.router().tiers() {
+        let (n, rows, bytes) = per[t.name.as_str()];
+        println!("{:<10} {n:>8} {rows:>12} {bytes:>14}  {}", t.name.as_str(), t.base_url());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tier(command: TierCommand, sub: &clap::ArgMatches) -> Result<ExitCode, Error> {
+    use vintagelake_storage::audit::AuditEntry;
+    use vintagelake_tierer::config::PinFile;
+    let (common, series, tier) = match command {
+        TierCommand::Move { file, to, common } => {
+            let common = common.resolve(sub)?;
+            let store = super::open_store(&common).await?;
+            store.warehouse().check_tiers().await?;
+            let report = vintagelake_tierer::run::move_file(&store, &file, &to)
+                .await
+                .map_err(|e| Error::Usage(format!("moving {file}: {e}")))?;
+            println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        TierCommand::Pin { series, tier, common } => (common, series, Some(tier)),
+        TierCommand::Unpin { series, common } => (common, series, None),
+    };
+    let common = common.resolve(sub)?;
+    if let Some(t) = &tier
+        && !common.tiers.is_empty()
+        && !common.tiers.iter().any(|c| &c.name == t)
+    {
+        return Err(Error::Usage(format!("no tier named {t} in the configuration")));
+    }
+    let pins = PinFile::in_dir(&common.data_dir);
+    let now = pins
+        .set(&series, tier.clone())
+        .map_err(|source| Error::Read { what: pins.path().display().to_string(), source })?;
+    let (action, rule) = match &tier {
+        Some(t) => ("pin", format!("manual: {series} pinned to {t}")),
+        None => ("unpin", format!("manual: {series} unpinned")),
+    };
+    AuditLog::in_dir(&common.data_dir)
+        .append(&AuditEntry::new("admin", action).rule(rule).detail(serde_json::json!({ "series": series })))
+        .map_err(|source| Error::Read { what: "the audit trail".into(), source })?;
+    println!("{}", serde_json::to_string_pretty(&now).expect("pins serialise"));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn validate_message(kind: &str, file: Option<PathBuf>) -> Result<ExitCode, Error> {

@@ -2,21 +2,15 @@
 
 use std::process::ExitCode;
 
-use vintagelake_compactor::{CompactOptions, CompactorConfig, compact_once};
+use vintagelake_compactor::{CompactorConfig, compact_once};
 
 use super::{DaemonBase, Error, start_daemon};
 use crate::config::CommonConfig;
 
-pub async fn run(common: CommonConfig, config: CompactorConfig) -> Result<ExitCode, Error> {
+pub async fn run(common: CommonConfig, config: CompactorConfig, once: bool) -> Result<ExitCode, Error> {
     let DaemonBase { store, readiness: _, shutdown, http } = start_daemon(&common).await?;
-    let options = CompactOptions {
-        small_file_fraction: config.small_file_fraction,
-        snapshot_retention: config.snapshot_retention,
-        keep_snapshots: config.keep_snapshots as usize,
-        orphan_grace: config.orphan_grace,
-        concurrency: common.max_concurrent_operations as usize,
-    };
-    let result = if config.once {
+    let options = config.options(common.max_concurrent_operations as usize);
+    let result = if once {
         match compact_once(&store, &options, &shutdown).await {
             Ok(report) => {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
@@ -26,7 +20,7 @@ pub async fn run(common: CommonConfig, config: CompactorConfig) -> Result<ExitCo
             Err(e) => Err(Error::Usage(format!("compaction failed: {e}"))),
         }
     } else {
-        vintagelake_compactor::daemon::run(store, config.schedule, options, shutdown.clone()).await;
+        vintagelake_compactor::daemon::run(store, config.compaction_schedule, options, shutdown.clone()).await;
         Ok(ExitCode::SUCCESS)
     };
     shutdown.cancel();

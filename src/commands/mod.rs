@@ -7,6 +7,7 @@ mod ingest;
 mod produce;
 mod query;
 mod serve;
+mod tier;
 
 use std::process::ExitCode;
 
@@ -44,24 +45,16 @@ pub struct LogArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every daemon in one process (ingest and query today): the laptop setup. Without
+    /// Run every daemon in one process (ingest, compactor, query): the laptop setup. Without
     /// KAFKA_BOOTSTRAP_SERVERS it starts a local broker itself.
     Serve {
         #[command(flatten)]
-        common: CommonConfig,
-        #[command(flatten)]
-        ingest: IngestConfig,
-        #[command(flatten)]
-        query: vintagelake_query::QueryConfig,
+        serve: serve::ServeArgs,
     },
     /// `serve`, then publish a synthetic revision dataset and show an answer fetched over Flight.
     Demo {
         #[command(flatten)]
-        common: CommonConfig,
-        #[command(flatten)]
-        ingest: IngestConfig,
-        #[command(flatten)]
-        query: vintagelake_query::QueryConfig,
+        serve: serve::ServeArgs,
         #[command(flatten)]
         demo: serve::DemoArgs,
     },
@@ -78,6 +71,9 @@ pub enum Command {
         common: CommonConfig,
         #[command(flatten)]
         compactor: CompactorConfig,
+        /// Run once now, print the report as JSON and exit instead of following the schedule.
+        #[arg(long)]
+        once: bool,
     },
     /// Move data between hot/warm/cold/archive tiers and delete what is past retention.
     Tier {
@@ -85,6 +81,12 @@ pub enum Command {
         common: CommonConfig,
         #[command(flatten)]
         tierer: TiererConfig,
+        /// Run once now and exit instead of following the schedule.
+        #[arg(long)]
+        once: bool,
+        /// Print the plan (moves, deletions, bytes, reasons) without changing anything.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Serve Arrow Flight reads: latest, as of a vintage, first release, all revisions.
     Query {
@@ -155,14 +157,11 @@ pub fn init_logging(log: &LogArgs) {
 pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error> {
     let sub = matches.subcommand().map(|(_, m)| m).expect("clap requires a subcommand");
     match cli.command {
-        Command::Serve { common, ingest: i, query: q } => serve::run(common.resolve(sub)?, i, q, None).await,
-        Command::Demo { common, ingest: i, query: q, demo } => serve::run(common.resolve(sub)?, i, q, Some(demo)).await,
+        Command::Serve { serve: args } => serve::run(args.resolve(sub)?, None).await,
+        Command::Demo { serve: args, demo } => serve::run(args.resolve(sub)?, Some(demo)).await,
         Command::Ingest { common, ingest: config } => ingest::run(common.resolve(sub)?, config).await,
-        Command::Compact { common, compactor } => compact::run(common.resolve(sub)?, compactor).await,
-        Command::Tier { common, .. } => {
-            let _common = common.resolve(sub)?;
-            Err(Error::NotAvailable("tier"))
-        }
+        Command::Compact { common, compactor, once } => compact::run(common.resolve(sub)?, compactor, once).await,
+        Command::Tier { common, tierer, once, dry_run } => tier::run(common.resolve(sub)?, tierer, once, dry_run).await,
         Command::Query { common, query: config } => query::run(common.resolve(sub)?, config).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Get(args) => get::run(args).await,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type};
 use tokio_util::sync::CancellationToken;
+use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::broker::{Broker, LocalBroker, create_topics};
 use vintagelake_ingest::{Ingest, IngestConfig, IngestOptions};
 use vintagelake_query::auth::Auth;
@@ -19,6 +20,29 @@ use vintagelake_storage::catalog::TableKind;
 
 use super::{DaemonBase, Error, start_daemon};
 use crate::config::CommonConfig;
+
+/// Everything `serve` (and `demo`) runs: the settings of each daemon, one set of shared ones.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonConfig,
+    #[command(flatten)]
+    pub ingest: IngestConfig,
+    #[command(flatten)]
+    pub query: QueryConfig,
+    #[command(flatten)]
+    pub compactor: CompactorConfig,
+    #[command(flatten)]
+    pub tierer: vintagelake_tierer::TiererConfig,
+}
+
+impl ServeArgs {
+    /// Applies the config file under flags and environment (see [`CommonConfig::resolve`]).
+    pub fn resolve(mut self, matches: &clap::ArgMatches) -> Result<Self, Error> {
+        self.common = self.common.resolve(matches)?;
+        Ok(self)
+    }
+}
 
 /// Options of `vintagelake demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,12 +55,8 @@ pub struct DemoArgs {
     pub exit: bool,
 }
 
-pub async fn run(
-    common: CommonConfig,
-    ingest: IngestConfig,
-    query: QueryConfig,
-    demo: Option<DemoArgs>,
-) -> Result<ExitCode, Error> {
+pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
+    let ServeArgs { common, ingest, query, compactor, tierer } = args;
     // Ordered start: storage and HTTP, broker, Flight, then ingest.
     let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
     let broker = match &common.kafka_bootstrap_servers {
@@ -77,7 +97,20 @@ pub async fn run(
         kafka_overrides: BTreeMap::new(),
     };
     let ingest_task = tokio::spawn(Ingest::new(options, store.clone(), readiness.clone())?.run(ingest_stop.clone()));
-    tracing::info!("compaction and tiering are not part of this version yet; ingest and query are running");
+    let compactor_stop = CancellationToken::new();
+    let compactor_task = tokio::spawn(vintagelake_compactor::daemon::run(
+        store.clone(),
+        compactor.compaction_schedule.clone(),
+        compactor.options(common.max_concurrent_operations as usize),
+        compactor_stop.clone(),
+    ));
+    store.warehouse().check_tiers().await?;
+    let tierer_task = tokio::spawn(vintagelake_tierer::daemon::run(
+        store.clone(),
+        tierer.tiering_schedule.clone(),
+        super::tier::settings(&common, &tierer),
+        compactor_stop.clone(),
+    ));
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let flight_url = format!("{scheme}://127.0.0.1:{}", common.flight_server_port);
@@ -97,7 +130,11 @@ pub async fn run(
         shutdown.cancelled().await;
     }
 
-    // Ordered stop: ingest first (flush and commit), then Flight, then HTTP.
+    // Ordered stop: compactor and tierer (a run in progress aborts before its commit), ingest (flush and
+    // commit), then Flight, then HTTP.
+    compactor_stop.cancel();
+    let _ = compactor_task.await;
+    let _ = tierer_task.await;
     ingest_stop.cancel();
     let report = ingest_task.await.map_err(|e| Error::Usage(format!("ingest task: {e}")))??;
     tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");

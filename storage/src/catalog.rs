@@ -116,6 +116,7 @@ pub struct Warehouse {
     hot_tier: TierName,
     warehouse_url: String,
     target_file_size: u64,
+    audit: crate::audit::AuditLog,
 }
 
 impl Warehouse {
@@ -176,6 +177,7 @@ impl Warehouse {
             hot_tier,
             warehouse_url,
             target_file_size: config.target_file_size,
+            audit: crate::audit::AuditLog::in_dir(&data_dir),
         };
         wh.ensure_tables().await?;
         Ok(Arc::new(wh))
@@ -342,6 +344,26 @@ impl Warehouse {
             }
         }
         out
+    }
+
+    /// Writes and removes a probe file in every tier: a tier whose directory is not writable or whose
+    /// S3 bucket does not answer fails here, naming the tier, before any daemon relies on it.
+    pub async fn check_tiers(&self) -> Result<()> {
+        for spec in self.router.tiers() {
+            let probe = format!("{}/.vintagelake-probe-{}", spec.base_url(), uuid::Uuid::new_v4().simple());
+            let fail = |e: iceberg::Error| StorageError::Tier {
+                tier: spec.name.clone(),
+                reason: format!("{} does not answer: {e}", spec.base_url()),
+            };
+            self.file_io.new_output(&probe)?.write(bytes::Bytes::from_static(b"probe")).await.map_err(fail)?;
+            self.file_io.delete(&probe).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// The lifecycle audit trail of this data directory.
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.audit
     }
 
     pub fn file_io(&self) -> &FileIO {

@@ -165,6 +165,17 @@ impl TierName {
     }
 }
 
+/// A tier name from a command line: letters, digits, `-` and `_`.
+impl std::str::FromStr for TierName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("{s:?} is not a tier name (letters, digits, - and _)"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
 impl fmt::Display for TierName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

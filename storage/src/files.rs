@@ -111,3 +111,77 @@ pub async fn read_data_files(
         stream::iter(reads).buffered(concurrency.max(1)).try_collect().await?;
     Ok(per_file.into_iter().flatten().collect())
 }
+
+/// The same data file at another location: every statistic, partition value and size kept, so a
+/// commit can swap the path without reading the data.
+pub fn relocated(df: &DataFile, new_path: &str) -> Result<DataFile> {
+    let mut b = iceberg::spec::DataFileBuilder::default();
+    b.content(df.content_type())
+        .file_path(new_path.to_owned())
+        .file_format(df.file_format())
+        .partition(df.partition().clone())
+        .record_count(df.record_count())
+        .file_size_in_bytes(df.file_size_in_bytes())
+        .column_sizes(df.column_sizes().clone())
+        .value_counts(df.value_counts().clone())
+        .null_value_counts(df.null_value_counts().clone())
+        .nan_value_counts(df.nan_value_counts().clone())
+        .lower_bounds(df.lower_bounds().clone())
+        .upper_bounds(df.upper_bounds().clone())
+        .key_metadata(df.key_metadata().map(<[u8]>::to_vec))
+        .split_offsets(df.split_offsets().map(<[i64]>::to_vec))
+        .equality_ids(df.equality_ids())
+        .first_row_id(df.first_row_id())
+        .referenced_data_file(df.referenced_data_file())
+        .content_offset(df.content_offset())
+        .content_size_in_bytes(df.content_size_in_bytes());
+    if let Some(order) = df.sort_order_id() {
+        b.sort_order_id(order);
+    }
+    b.build().map_err(|e| StorageError::InvalidData(format!("relocating {}: {e}", df.file_path())))
+}
+
+/// What a verified copy checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub bytes: u64,
+    /// SHA-256 of the content, hex: equal for the source and the copy read back.
+    pub sha256: String,
+}
+
+/// Copies `from` to `to` (any tiers, any media) and verifies the copy by reading it back: same size,
+/// same SHA-256. A copy that does not verify is deleted and reported as an error; the source is never
+/// touched.
+pub async fn copy_verified(wh: &Warehouse, from: &str, to: &str, expected_size: u64) -> Result<Copied> {
+    use sha2::{Digest, Sha256};
+    let read = |path: &str| {
+        let path = path.to_owned();
+        async move {
+            wh.file_io()
+                .new_input(&path)?
+                .read()
+                .await
+                .map_err(|source| StorageError::ReadFile { path: path.clone(), source: Box::new(source) })
+        }
+    };
+    let content = read(from).await?;
+    if content.len() as u64 != expected_size {
+        return Err(StorageError::InvalidData(format!(
+            "{from} holds {} bytes, its manifest says {expected_size}: not copying a damaged file",
+            content.len()
+        )));
+    }
+    let digest = |b: &[u8]| format!("{:x}", Sha256::digest(b));
+    let source_sha = digest(&content);
+    wh.file_io().new_output(to)?.write(content).await?;
+    let back = read(to).await?;
+    let copy_sha = digest(&back);
+    if back.len() as u64 != expected_size || copy_sha != source_sha {
+        let _ = wh.file_io().delete(to).await;
+        return Err(StorageError::InvalidData(format!(
+            "copy of {from} to {to} does not verify: {} bytes sha256 {copy_sha}, expected {expected_size} bytes sha256 {source_sha}",
+            back.len()
+        )));
+    }
+    Ok(Copied { bytes: expected_size, sha256: source_sha })
+}

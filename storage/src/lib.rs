@@ -1,5 +1,6 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
+pub mod audit;
 pub mod catalog;
 pub mod commit;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod files;
 pub mod health;
 pub mod io;
 pub mod scan;
+pub mod schedule;
 pub mod snapshots;
 pub mod store;
 pub mod testing;

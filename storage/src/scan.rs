@@ -201,6 +201,10 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     let revision = revision_col.as_primitive::<Date32Type>();
     let original = column(col::IS_ORIGINAL_RELEASE)?;
     let original = original.as_boolean();
+    // The realtime_end compaction materialised: it still holds when retention has since deleted
+    // the revision that superseded this one.
+    let stored_end = batch.column_by_name(col::REALTIME_END).cloned();
+    let stored_end = stored_end.as_ref().map(|c| c.as_primitive::<Date32Type>());
     let as_of = match query.view {
         View::AsOf(t) => Some(t.days_since_epoch()),
         _ => None,
@@ -235,8 +239,16 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
         if group.is_empty() || !query.keeps(s, d) {
             continue;
         }
+        // The day before the next revision present, or the stored end if that is earlier (the
+        // next revision was deleted past retention); a late intermediate revision wins over a
+        // stored end it now precedes.
         let end_after = |k: usize| -> i32 {
-            group.get(k + 1).map_or(OPEN_END.days_since_epoch(), |&n| revision.value(n as usize) - 1)
+            let next = group.get(k + 1).map_or(OPEN_END.days_since_epoch(), |&n| revision.value(n as usize) - 1);
+            let r = group[k] as usize;
+            match stored_end {
+                Some(e) if arrow::array::Array::is_valid(e, r) => next.min(e.value(r)),
+                _ => next,
+            }
         };
         match query.view {
             View::Latest | View::AsOf(_) => {

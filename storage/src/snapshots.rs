@@ -150,6 +150,7 @@ pub async fn expire_snapshots(wh: &Warehouse, kind: TableKind, policy: ExpirePol
     if expired.is_empty() {
         return Ok(ExpireReport::default());
     }
+    crate::failpoint::hit("expire-before-delete");
     // Files of the expired snapshots, minus anything a retained snapshot (of the table as it is
     // now, including commits that landed meanwhile) still references.
     let after = wh.load(kind).await?;
@@ -225,8 +226,11 @@ pub async fn find_orphans(wh: &Warehouse, kind: TableKind, grace: Duration) -> R
 /// Deletes orphan files older than `grace`; returns what was deleted.
 pub async fn remove_orphans(wh: &Warehouse, kind: TableKind, grace: Duration) -> Result<Vec<OrphanFile>> {
     let orphans = find_orphans(wh, kind, grace).await?;
-    for o in &orphans {
+    for (i, o) in orphans.iter().enumerate() {
         wh.file_io().delete(&o.path).await?;
+        if i == 0 {
+            crate::failpoint::hit("orphans-after-first-delete");
+        }
     }
     if !orphans.is_empty() {
         metrics::counter!("vintagelake_orphans_removed_total", "table" => kind.name()).increment(orphans.len() as u64);

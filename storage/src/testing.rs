@@ -195,3 +195,56 @@ pub fn grid(
     }
     rows
 }
+
+/// [`grid`] as a stream would deliver it: in publication order (revision date, series, date),
+/// with a correction (same vintage, new value) after every 37th revision and an exact duplicate
+/// after every 53rd, `ingest_seq` numbering the arrival order. Compaction and lifecycle tests and
+/// benchmarks use it: the latest, first-release and as-of views of it are well defined.
+pub fn revision_stream(
+    prefix: &str,
+    series: std::ops::Range<usize>,
+    dates: usize,
+    revisions: usize,
+) -> Vec<crate::store::StoredRow> {
+    let mut rows = grid(prefix, series, dates, revisions);
+    let mut extra = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if i % 37 == 0 {
+            let mut c = r.clone();
+            c.point.value = c.point.value.map(|v| v + 0.5);
+            extra.push(c);
+        } else if i % 53 == 0 {
+            extra.push(r.clone());
+        }
+    }
+    rows.extend(extra);
+    rows.sort_by_key(|r| (r.point.revision_date, r.point.series_id.clone(), r.point.date));
+    for (seq, r) in rows.iter_mut().enumerate() {
+        r.ingest_seq = seq as i64;
+    }
+    rows
+}
+
+/// The views compaction and lifecycle tests compare: latest, first release, all revisions, and
+/// three as-of vintages inside [`grid`]'s date range.
+pub fn lifecycle_views() -> Vec<crate::scan::VintageQuery> {
+    use crate::scan::{View, VintageQuery};
+    let mut v = vec![
+        VintageQuery::new(View::Latest),
+        VintageQuery::new(View::FirstRelease),
+        VintageQuery::new(View::AllRevisions),
+    ];
+    for d in [10_100, 10_500, 11_000] {
+        v.push(VintageQuery::new(View::AsOf(Date::from_days_since_epoch(d))));
+    }
+    v
+}
+
+/// Every [`lifecycle_views`] answer of `store`.
+pub async fn lifecycle_answers(store: &dyn FinancialDataStorage) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for q in lifecycle_views() {
+        out.push(store.query(&q).await.expect("view answers"));
+    }
+    out
+}

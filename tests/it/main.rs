@@ -1,6 +1,7 @@
 //! Integration tests of the `vintagelake` binary, run as a user runs it.
 
 mod cli;
+mod compact;
 mod demo;
 mod ingest;
 mod query;

@@ -1,19 +1,107 @@
-//! Tierer settings.
+//! Tierer settings and the operator's pins.
 
-use vintagelake_storage::config::parse_schedule;
+use std::path::{Path, PathBuf};
 
-/// When and how the tierer runs.
+use vintagelake_schemas::Date;
+use vintagelake_storage::config::{TierName, parse_schedule};
+
+use crate::plan::{Pins, Policy};
+
+/// When and how the tierer runs (shared by `vintagelake tier` and `serve`). The policy itself is
+/// the `retention` and `tiers` of the configuration file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TiererConfig {
     /// Cron schedule (seconds field first), e.g. `0 0 * * * *` for hourly.
-    #[arg(long = "schedule", env = "TIERING_SCHEDULE", default_value = "0 0 * * * *", value_parser = parse_schedule)]
-    pub schedule: cron::Schedule,
+    #[arg(long, env = "TIERING_SCHEDULE", default_value = "0 0 * * * *", value_parser = parse_schedule)]
+    pub tiering_schedule: cron::Schedule,
 
-    /// Run once now and exit instead of following the schedule.
-    #[arg(long)]
-    pub once: bool,
+    /// Keep original releases when data passes `delete_after_days` (the rest of the file goes).
+    #[arg(long, env = "KEEP_ORIGINAL_RELEASES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_original_releases: bool,
 
-    /// Print the plan (moves, deletions, bytes, reasons) without changing anything.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// Evaluate ages as of this date instead of today (simulation and tests), e.g. 2040-01-01.
+    #[arg(long, env = "TIERING_TODAY", hide = true)]
+    pub tiering_today: Option<Date>,
+}
+
+/// Everything a run needs besides the store.
+#[derive(Debug, Clone)]
+pub struct TieringSettings {
+    pub policy: Policy,
+    pub pins: PinFile,
+    pub concurrency: usize,
+    pub today: Option<Date>,
+}
+
+impl TieringSettings {
+    /// The date ages are measured from.
+    pub fn today(&self) -> Date {
+        self.today.unwrap_or_else(|| {
+            let now = chrono::Utc::now().date_naive();
+            Date::from_days_since_epoch((now - chrono::NaiveDate::default()).num_days() as i32)
+        })
+    }
+}
+
+/// Series pinned to a tier, in `<DATA_DIR>/tier-pins.json` (written atomically: temp file + rename).
+#[derive(Debug, Clone)]
+pub struct PinFile {
+    path: PathBuf,
+}
+
+impl PinFile {
+    pub const FILE: &'static str = "tier-pins.json";
+
+    pub fn in_dir(data_dir: &Path) -> Self {
+        Self { path: data_dir.join(Self::FILE) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read(&self) -> std::io::Result<Pins> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pins::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pins `series` to `tier` (`None`: unpins); returns the pins now in force.
+    pub fn set(&self, series: &str, tier: Option<TierName>) -> std::io::Result<Pins> {
+        let mut pins = self.read()?;
+        match tier {
+            Some(t) => pins.insert(series.to_owned(), t),
+            None => pins.remove(series),
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&file, &pins).map_err(std::io::Error::other)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(pins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_persist_and_unpin_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = PinFile::in_dir(dir.path());
+        assert!(pins.read().unwrap().is_empty());
+        pins.set("GDPC1", Some("hot".parse().unwrap())).unwrap();
+        pins.set("CPIAUCSL", Some("warm".parse().unwrap())).unwrap();
+        let now = pins.set("GDPC1", None).unwrap();
+        assert_eq!(now, pins.read().unwrap());
+        assert_eq!(now.into_iter().collect::<Vec<_>>(), vec![("CPIAUCSL".to_owned(), "warm".parse().unwrap())]);
+    }
 }

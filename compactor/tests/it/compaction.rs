@@ -7,57 +7,36 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use tokio_util::sync::CancellationToken;
 use vintagelake_compactor::{CompactOptions, compact_once};
-use vintagelake_schemas::Date;
 use vintagelake_schemas::table::StoredDataPoint;
 use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
 use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::files::live_files;
-use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore, InMemoryStorage};
-use vintagelake_storage::testing::grid;
+use vintagelake_storage::testing::{lifecycle_answers, revision_stream};
 
-/// Revisions with corrections and exact duplicates, in publication order, with arrival order.
 fn stream(series: usize, dates: usize, revisions: usize) -> Vec<StoredDataPoint> {
-    let mut rows = grid("C", 0..series, dates, revisions);
-    let mut extra = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        if i % 37 == 0 {
-            // A correction of the same vintage.
-            let mut c = r.clone();
-            c.point.value = c.point.value.map(|v| v + 0.5);
-            extra.push(c);
-        } else if i % 53 == 0 {
-            // An exact duplicate.
-            extra.push(r.clone());
-        }
-    }
-    rows.extend(extra);
-    rows.sort_by_key(|r| (r.point.revision_date, r.point.series_id.clone(), r.point.date));
-    for (seq, r) in rows.iter_mut().enumerate() {
-        r.ingest_seq = seq as i64;
-    }
-    rows
-}
-
-fn views() -> Vec<VintageQuery> {
-    let mut v = vec![
-        VintageQuery::new(View::Latest),
-        VintageQuery::new(View::FirstRelease),
-        VintageQuery::new(View::AllRevisions),
-    ];
-    for d in [10_100, 10_500, 11_000] {
-        v.push(VintageQuery::new(View::AsOf(Date::from_days_since_epoch(d))));
-    }
-    v
+    revision_stream("C", 0..series, dates, revisions)
 }
 
 async fn answers(store: &dyn FinancialDataStorage) -> Vec<RecordBatch> {
-    let mut out = Vec::new();
-    for q in views() {
-        out.push(store.query(&q).await.unwrap());
-    }
-    out
+    lifecycle_answers(store).await
 }
+
+/// The latest and first-release views computed by pyiceberg + pandas from the raw table, as a
+/// digest: what a user of another engine would get from the same table.
+const PYICEBERG_VIEWS: &str = r#"
+import sys, hashlib
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlite", warehouse="file://" + sys.argv[1] + "/warehouse")
+df = cat.load_table("econ.data_points").scan().to_pandas()
+df = df.sort_values(["series_id", "date", "revision_date", "ingest_seq"])
+latest = df.groupby(["series_id", "date"]).tail(1)[["series_id", "date", "revision_date", "value"]]
+first = df[df.revision_date == df.groupby(["series_id", "date"]).revision_date.transform("min")]
+first = first.groupby(["series_id", "date"]).tail(1)[["series_id", "date", "revision_date", "value"]]
+def digest(frame):
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
+print(len(latest), digest(latest), len(first), digest(first))
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_small_files_become_few_and_every_answer_stays() {
@@ -74,6 +53,9 @@ async fn two_thousand_small_files_become_few_and_every_answer_stays() {
     let before_files = live_files(&wh, &table, None).await.unwrap();
     assert_eq!(before_files.len(), 2_000, "one small file per commit");
     let before = answers(&store).await;
+    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let pyiceberg_before = vintagelake_storage::tools::run_python(&python, PYICEBERG_VIEWS, &[data_dir]).unwrap();
 
     let report = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
     eprintln!("compaction: {}", serde_json::to_string(&report).unwrap());
@@ -101,8 +83,21 @@ async fn two_thousand_small_files_become_few_and_every_answer_stays() {
     let again = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
     assert_eq!(again.files_in, 0);
 
+    // pyiceberg computes the same latest and first-release answers from the table before and after.
+    let pyiceberg_after = vintagelake_storage::tools::run_python(&python, PYICEBERG_VIEWS, &[data_dir]).unwrap();
+    eprintln!("pyiceberg views (rows, digest): {}", pyiceberg_after.trim());
+    assert_eq!(pyiceberg_after, pyiceberg_before);
+    assert!(pyiceberg_after.starts_with(&format!("{} ", 40 * 50)), "{pyiceberg_after}");
+
+    // The run is in the audit trail, with its row accounting and the snapshot it made.
+    let audit = wh.audit().read().unwrap();
+    let runs: Vec<_> = audit.entries.iter().filter(|e| e.action == "compact").collect();
+    assert_eq!(runs.len(), 2, "one entry per run: {runs:?}");
+    assert_eq!((runs[0].outcome.as_str(), runs[0].snapshot_id), ("ok", report.snapshot_id));
+    assert_eq!(runs[0].detail["rows"]["rows_in"], report.rows.rows_in);
+    assert_eq!(runs[1].snapshot_id, None, "the second run committed nothing");
+
     // pyiceberg reads the compacted table: as many rows as we wrote out, the same current rows.
-    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
     let script = r#"
 import sys
 from pyiceberg.catalog.sql import SqlCatalog
@@ -110,7 +105,7 @@ cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlit
 t = cat.load_table("econ.data_points")
 print(len(t.scan().to_arrow()), len(t.scan(row_filter="realtime_end is null").to_arrow()), t.current_snapshot().summary.operation.value)
 "#;
-    let out = vintagelake_storage::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap();
+    let out = vintagelake_storage::tools::run_python(&python, script, &[data_dir]).unwrap();
     assert_eq!(out.trim(), format!("{} {} replace", report.rows.rows_out, 40 * 50));
 }
 

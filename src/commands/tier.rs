@@ -1,0 +1,78 @@
+//! `vintagelake tier`: the tiering daemon (cron), one run (`--once`), or the plan (`--dry-run`).
+
+use std::process::ExitCode;
+
+use vintagelake_storage::config::TierName;
+use vintagelake_tierer::config::{PinFile, TieringSettings};
+use vintagelake_tierer::{Policy, TierError, TiererConfig, tier_once};
+
+use super::{DaemonBase, Error, start_daemon};
+use crate::config::CommonConfig;
+
+/// The policy of the configuration file over its tiers (or the embedded single `hot` tier).
+pub fn settings(common: &CommonConfig, config: &TiererConfig) -> TieringSettings {
+    let tiers: Vec<(TierName, Option<u32>)> = if common.tiers.is_empty() {
+        vec![("hot".parse().expect("valid tier name"), None)]
+    } else {
+        common.tiers.iter().map(|t| (t.name.clone(), t.max_age_days)).collect()
+    };
+    TieringSettings {
+        policy: Policy::new(&common.retention, &tiers, config.keep_original_releases),
+        pins: PinFile::in_dir(&common.data_dir),
+        concurrency: common.max_concurrent_operations as usize,
+        today: config.tiering_today,
+    }
+}
+
+pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run: bool) -> Result<ExitCode, Error> {
+    let DaemonBase { store, readiness: _, shutdown, http } = start_daemon(&common).await?;
+    // Every tier must answer before anything moves (an S3 bucket that does not exist fails here).
+    store.warehouse().check_tiers().await?;
+    let settings = settings(&common, &config);
+    let result = if once || dry_run {
+        let pins = settings
+            .pins
+            .read()
+            .map_err(|source| Error::Read { what: settings.pins.path().display().to_string(), source })?;
+        let today = settings.today();
+        match tier_once(&store, &settings.policy, &pins, today, dry_run, settings.concurrency, &shutdown).await {
+            Ok(report) => {
+                if dry_run {
+                    print_plan(&report);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(TierError::Cancelled) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(Error::Usage(format!("tiering failed: {e}"))),
+        }
+    } else {
+        vintagelake_tierer::daemon::run(store, config.tiering_schedule, settings, shutdown.clone()).await;
+        Ok(ExitCode::SUCCESS)
+    };
+    shutdown.cancel();
+    let _ = http.await;
+    result
+}
+
+fn print_plan(report: &vintagelake_tierer::TierReport) {
+    use vintagelake_tierer::Action;
+    println!("tiering plan as of {} (dry run: nothing changed)", report.today);
+    let (mut moved, mut deleted) = (0u64, 0u64);
+    for a in &report.actions {
+        match a {
+            Action::Move { path, from, to, age_days, bytes, rule, .. } => {
+                moved += bytes;
+                let age = age_days.map(|d| format!("{d} days")).unwrap_or_else(|| "current".into());
+                println!("move    {from} -> {to}  {bytes:>12} bytes  age {age:<11} {path}  ({rule})");
+            }
+            Action::Delete { path, tier, age_days, bytes, keep_originals, rule, .. } => {
+                deleted += bytes;
+                let keep = if *keep_originals { ", original releases kept" } else { "" };
+                println!("delete  {tier}  {bytes:>12} bytes  age {age_days} days  {path}  ({rule}{keep})");
+            }
+        }
+    }
+    println!("{} actions: {moved} bytes to move, {deleted} bytes past retention", report.actions.len());
+}

@@ -1,0 +1,357 @@
+//! One tiering run: plan from manifest statistics, copy and verify every move, then swap paths
+//! and remove expired files in one commit, audit each action.
+//!
+//! Crash safety, step by step: a crash after a copy leaves an unreferenced copy (an orphan the
+//! compactor removes after its grace period); the commit is atomic (catalog compare-and-swap); the
+//! source of a move stays readable for every snapshot that still references it and is deleted by
+//! the compactor's snapshot expiry once none does.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use arrow::array::{AsArray, RecordBatch};
+use futures::StreamExt;
+use futures::stream;
+use iceberg::spec::DataFile;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use vintagelake_schemas::Date;
+use vintagelake_schemas::table::data_points_ids as field;
+use vintagelake_storage::audit::AuditEntry;
+use vintagelake_storage::catalog::{TableKind, Warehouse};
+use vintagelake_storage::commit::{CommitKind, CommitRequest, RetryPolicy, commit};
+use vintagelake_storage::config::TierName;
+use vintagelake_storage::error::StorageError;
+use vintagelake_storage::files::{LiveFile, copy_verified, live_files, read_data_file, relocated};
+use vintagelake_storage::store::IcebergStore;
+use vintagelake_storage::write::write_data_files;
+
+use crate::metrics as m;
+use crate::plan::{Action, FileFacts, Pins, Policy, plan};
+
+const ACTOR: &str = "tierer";
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TierReport {
+    pub today: String,
+    pub dry_run: bool,
+    pub actions: Vec<Action>,
+    pub snapshot_id: Option<i64>,
+    pub files_moved: usize,
+    pub bytes_moved: u64,
+    pub files_deleted: usize,
+    pub rows_deleted: u64,
+    /// Original releases kept from deleted files (rewritten into new files).
+    pub originals_kept: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TierError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cancelled before committing; nothing was committed")]
+    Cancelled,
+}
+
+/// The manifest facts the planner needs, for every live file of the current snapshot.
+pub fn facts(files: &[LiveFile]) -> Vec<FileFacts> {
+    use iceberg::spec::PrimitiveLiteral;
+    files
+        .iter()
+        .map(|f| {
+            let df = &f.data_file;
+            let newest_realtime_end = if f.realtime_end_month.is_none() {
+                None
+            } else {
+                df.upper_bounds().get(&field::REALTIME_END).and_then(|d| match d.literal() {
+                    PrimitiveLiteral::Int(days) => Some(Date::from_days_since_epoch(*days)),
+                    _ => None,
+                })
+            };
+            let string = |bounds: &std::collections::HashMap<i32, iceberg::spec::Datum>| {
+                bounds.get(&field::SERIES_ID).and_then(|d| match d.literal() {
+                    PrimitiveLiteral::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+            };
+            FileFacts {
+                path: f.path.clone(),
+                tier: f.tier.clone(),
+                records: f.records,
+                size_bytes: f.size_bytes,
+                newest_realtime_end,
+                series: string(df.lower_bounds()).zip(string(df.upper_bounds())),
+                all_original: matches!(
+                    df.lower_bounds().get(&field::IS_ORIGINAL_RELEASE).map(|d| d.literal()),
+                    Some(PrimitiveLiteral::Boolean(true))
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Plans and (unless `dry_run`) applies the policy to the `data_points` table as of `today`.
+pub async fn tier_once(
+    store: &IcebergStore,
+    policy: &Policy,
+    pins: &Pins,
+    today: Date,
+    dry_run: bool,
+    concurrency: usize,
+    cancel: &CancellationToken,
+) -> Result<TierReport, TierError> {
+    let started = Instant::now();
+    let result = run(store, policy, pins, today, dry_run, concurrency, cancel).await;
+    record(store, &result, "tier");
+    metrics::histogram!(m::DURATION).record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Moves one live data file to `to` by hand (`vintagelake admin tier move`), through the same
+/// copy → verify → commit path as a scheduled run, audited with the rule `manual`.
+pub async fn move_file(store: &IcebergStore, path: &str, to: &TierName) -> Result<TierReport, TierError> {
+    let wh = store.warehouse();
+    let table = wh.load(TableKind::DataPoints).await?;
+    let files = live_files(wh, &table, None).await?;
+    let wanted = vintagelake_storage::io::normalize_location(path);
+    let file = files
+        .iter()
+        .find(|f| vintagelake_storage::io::normalize_location(&f.path) == wanted)
+        .ok_or_else(|| StorageError::InvalidData(format!("{path} is not a live data file of the table")))?;
+    let from = file.tier.clone().ok_or_else(|| StorageError::UnknownLocation { path: path.to_owned() })?;
+    if &from == to {
+        return Err(StorageError::InvalidData(format!("{path} is already in tier {to}")).into());
+    }
+    wh.data_location(TableKind::DataPoints, to)?;
+    let action = Action::Move {
+        path: file.path.clone(),
+        from,
+        to: to.clone(),
+        age_days: None,
+        bytes: file.size_bytes,
+        rows: file.records,
+        rule: "manual".to_owned(),
+    };
+    let mut report = TierReport { actions: vec![action], ..Default::default() };
+    let result = execute(store, &table, &files, &mut report, 1, &CancellationToken::new()).await.map(|()| report);
+    record(store, &result, "move");
+    result
+}
+
+/// Audits and counts the outcome of a run: one entry per action, or one for the failure.
+fn record(store: &IcebergStore, result: &Result<TierReport, TierError>, what: &str) {
+    let audit = store.warehouse().audit();
+    let table = store.warehouse().ident(TableKind::DataPoints).to_string();
+    match result {
+        Ok(report) if !report.dry_run => {
+            for a in &report.actions {
+                let (action, detail) = match a {
+                    Action::Move { from, to, .. } => ("move", serde_json::json!({ "from": from, "to": to })),
+                    Action::Delete { keep_originals, .. } => {
+                        ("delete", serde_json::json!({ "keep_originals": keep_originals }))
+                    }
+                };
+                let rows = match a {
+                    Action::Move { rows, .. } | Action::Delete { rows, .. } => *rows,
+                };
+                audit.record(
+                    &AuditEntry::new(ACTOR, action)
+                        .table(&table)
+                        .rule(a.rule())
+                        .files(vec![a.path().to_owned()])
+                        .counts(rows, a.bytes())
+                        .snapshot(report.snapshot_id)
+                        .detail(detail),
+                );
+            }
+            metrics::counter!(m::RUNS, "outcome" => "ok").increment(1);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let reason = match e {
+                TierError::Cancelled => "cancelled",
+                TierError::Storage(StorageError::TooManyConflicts { .. }) => "conflict",
+                TierError::Storage(StorageError::ReadFile { .. } | StorageError::InvalidData(_)) => "verify",
+                TierError::Storage(_) => "storage",
+            };
+            metrics::counter!(m::RUNS, "outcome" => reason).increment(1);
+            metrics::counter!(m::FAILURES, "reason" => reason).increment(1);
+            audit.record(&AuditEntry::new(ACTOR, what).table(&table).outcome(format!("{reason}: {e}")));
+        }
+    }
+}
+
+async fn run(
+    store: &IcebergStore,
+    policy: &Policy,
+    pins: &Pins,
+    today: Date,
+    dry_run: bool,
+    concurrency: usize,
+    cancel: &CancellationToken,
+) -> Result<TierReport, TierError> {
+    let started = Instant::now();
+    let wh = store.warehouse().clone();
+    let kind = TableKind::DataPoints;
+    let table = wh.load(kind).await?;
+    let files = live_files(&wh, &table, None).await?;
+    publish_tier_gauges(&files, today);
+    let actions = plan(policy, &facts(&files), pins, today);
+    let mut report = TierReport { today: today.to_string(), dry_run, actions: actions.clone(), ..Default::default() };
+    if dry_run || actions.is_empty() {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    execute(store, &table, &files, &mut report, concurrency, cancel).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "tiering run finished");
+    Ok(report)
+}
+
+/// Applies `report.actions` to the table `files` were listed from, filling in the report.
+async fn execute(
+    store: &IcebergStore,
+    table: &iceberg::table::Table,
+    files: &[LiveFile],
+    report: &mut TierReport,
+    concurrency: usize,
+    cancel: &CancellationToken,
+) -> Result<(), TierError> {
+    let wh = store.warehouse().clone();
+    let kind = TableKind::DataPoints;
+    let today = report.today.clone();
+    let actions = report.actions.clone();
+    let by_path: BTreeMap<&str, &LiveFile> = files.iter().map(|f| (f.path.as_str(), f)).collect();
+
+    // 1. Copy and verify every move (bounded concurrency); nothing is visible yet.
+    let moves: Vec<(&LiveFile, String)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Move { path, from, to, .. } => {
+                let f = by_path[path.as_str()];
+                let from_base = wh.data_location(kind, from).ok()?;
+                let to_base = wh.data_location(kind, to).ok()?;
+                let rel = path.strip_prefix(&from_base)?;
+                Some((f, format!("{to_base}{rel}")))
+            }
+            Action::Delete { .. } => None,
+        })
+        .collect();
+    // Futures collected from a named async fn (not a closure) keep the run `Send` for spawned tasks.
+    let copies: Vec<_> = moves.iter().map(|(f, target)| copy_one(&wh, f, target)).collect();
+    let copied: Vec<Result<_, StorageError>> = tokio::select! {
+        _ = cancel.cancelled() => return Err(TierError::Cancelled),
+        done = stream::iter(copies).buffered(concurrency.max(1)).collect::<Vec<_>>() => done,
+    };
+    let mut added = Vec::new();
+    let mut first_error = None;
+    for c in copied {
+        match c {
+            Ok(df) => added.push(df),
+            Err(e) => {
+                metrics::counter!(m::FAILURES, "reason" => "copy").increment(1);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        // Copies that did verify are not referenced: remove them now (or orphan cleanup will).
+        for df in &added {
+            let _ = wh.file_io().delete(df.file_path()).await;
+        }
+        return Err(e.into());
+    }
+    let mut removed: Vec<String> = moves.iter().map(|(f, _)| f.path.clone()).collect();
+
+    // 2. Deletions: whole files, or rewritten with their original releases only.
+    for a in &actions {
+        let Action::Delete { path, tier, rows, keep_originals, .. } = a else { continue };
+        removed.push(path.clone());
+        report.files_deleted += 1;
+        if *keep_originals {
+            let batches = read_data_file(&wh, path).await?;
+            let kept = originals(&batches)?;
+            let n: usize = kept.iter().map(RecordBatch::num_rows).sum();
+            report.originals_kept += n as u64;
+            report.rows_deleted += rows - n as u64;
+            added.extend(write_data_files(&wh, table, kind, &kept, Some(tier)).await?);
+        } else {
+            report.rows_deleted += rows;
+        }
+    }
+    if cancel.is_cancelled() {
+        for df in &added {
+            let _ = wh.file_io().delete(df.file_path()).await;
+        }
+        return Err(TierError::Cancelled);
+    }
+
+    // 3. One atomic commit swaps the moved paths and drops the deleted files.
+    let commit_kind = match (report.files_deleted > 0, !moves.is_empty()) {
+        (true, false) if report.originals_kept == 0 => CommitKind::Delete,
+        (true, _) => CommitKind::Overwrite,
+        _ => CommitKind::Replace,
+    };
+    let request = CommitRequest::new(commit_kind, added, removed, "tiering")
+        .with_summary("vintagelake.tiering.files-moved", moves.len().to_string())
+        .with_summary("vintagelake.tiering.files-deleted", report.files_deleted.to_string())
+        .with_summary("vintagelake.tiering.today", today);
+    let committed = commit(&wh, kind, &request, &RetryPolicy::default()).await?;
+    vintagelake_storage::failpoint::hit("tier-after-commit");
+    report.snapshot_id = Some(committed.snapshot_id);
+    report.files_moved = moves.len();
+    report.bytes_moved = moves.iter().map(|(f, _)| f.size_bytes).sum();
+    metrics::counter!(m::MOVES).increment(report.files_moved as u64);
+    metrics::counter!(m::BYTES_MOVED).increment(report.bytes_moved);
+    metrics::counter!(m::DELETES).increment(report.files_deleted as u64);
+
+    // 4. The sources stay: the snapshots before this one still read them (time travel). Snapshot
+    // expiry deletes them once no retained snapshot references them.
+    let after = wh.load(kind).await?;
+    if let Ok(day) = report.today.parse::<Date>() {
+        publish_tier_gauges(&live_files(&wh, &after, None).await?, day);
+    }
+    Ok(())
+}
+
+/// Copy → verify of one move; the copy's data file, ready for the commit.
+async fn copy_one(wh: &Warehouse, file: &LiveFile, target: &str) -> Result<DataFile, StorageError> {
+    copy_verified(wh, &file.path, target, file.size_bytes).await?;
+    vintagelake_storage::failpoint::hit("tier-after-copy");
+    relocated(&file.data_file, target)
+}
+
+/// The rows of `batches` that are original releases.
+fn originals(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, StorageError> {
+    batches
+        .iter()
+        .map(|b| {
+            let flag = b
+                .column_by_name(vintagelake_schemas::arrow::col::IS_ORIGINAL_RELEASE)
+                .ok_or_else(|| StorageError::InvalidData("data file lacks is_original_release".into()))?
+                .as_boolean();
+            Ok(arrow::compute::filter_record_batch(b, flag)?)
+        })
+        .collect()
+}
+
+/// Files, bytes and the oldest data age per tier.
+fn publish_tier_gauges(files: &[LiveFile], today: Date) {
+    let mut per_tier: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
+    for (f, facts) in files.iter().zip(facts(files)) {
+        let tier = f.tier.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
+        let e = per_tier.entry(tier).or_default();
+        e.0 += 1;
+        e.1 += f.size_bytes;
+        if let Some(end) = facts.newest_realtime_end {
+            e.2 = e.2.max(i64::from(today.days_since_epoch() - end.days_since_epoch()));
+        }
+    }
+    for (tier, (n, bytes, oldest)) in per_tier {
+        metrics::gauge!(m::TIER_FILES, "tier" => tier.clone()).set(n as f64);
+        metrics::gauge!(m::TIER_BYTES, "tier" => tier.clone()).set(bytes as f64);
+        metrics::gauge!(m::TIER_OLDEST_DAYS, "tier" => tier).set(oldest as f64);
+    }
+}

@@ -1,0 +1,222 @@
+//! The retention policy over 15 simulated years, with an injected clock: every file lands in the
+//! tier its age asks for, past-retention data goes except original releases, the latest and
+//! first-release answers stay, a dry run changes nothing, the audit trail has every action.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Date32Type;
+use tokio_util::sync::CancellationToken;
+use vintagelake_schemas::Date;
+use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
+use vintagelake_storage::config::{RetentionPolicy, TierName};
+use vintagelake_storage::files::{live_files, read_data_file};
+use vintagelake_storage::io::TierSpec;
+use vintagelake_storage::scan::{View, VintageQuery};
+use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
+use vintagelake_storage::testing::revision_stream;
+use vintagelake_tierer::plan::{Pins, Policy};
+use vintagelake_tierer::tier_once;
+
+const TIERS: [&str; 4] = ["hot", "warm", "cold", "archive"];
+
+fn name(s: &str) -> TierName {
+    s.parse().unwrap()
+}
+
+/// The tier the policy 30/365/3650 puts data of this age in, written out independently of the planner.
+fn expected_tier(age: i32) -> &'static str {
+    match age {
+        ..30 => "hot",
+        30..365 => "warm",
+        365..3650 => "cold",
+        _ => "archive",
+    }
+}
+
+async fn tiered_store(dir: &std::path::Path) -> IcebergStore {
+    let tiers = TIERS.iter().map(|t| TierSpec::local(*t, dir.join("tiers").join(t))).collect();
+    let wh = Warehouse::open(WarehouseConfig::new(dir).with_tiers(tiers)).await.unwrap();
+    IcebergStore::new(wh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_years_of_vintages_land_in_the_right_tiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiered_store(dir.path()).await;
+    let wh = store.warehouse().clone();
+    // 183 monthly dates, each revised three times: revision dates span 15 years.
+    let rows = revision_stream("Y", 0..8, 183, 3);
+    for chunk in rows.chunks(500) {
+        store.append_points(chunk, vec![], "ingest").await.unwrap();
+    }
+    // Compaction closes the real-time periods: superseded rows get their realtime_end and their
+    // month partition.
+    vintagelake_compactor::compact_once(&store, &Default::default(), &CancellationToken::new()).await.unwrap();
+    let last_revision = rows.iter().map(|r| r.point.revision_date.days_since_epoch()).max().unwrap();
+    let first_revision = rows.iter().map(|r| r.point.revision_date.days_since_epoch()).min().unwrap();
+    assert!(last_revision - first_revision > 15 * 365 - 60, "15 years of vintages");
+    let today = Date::from_days_since_epoch(last_revision + 1);
+
+    let latest = store.query(&VintageQuery::new(View::Latest)).await.unwrap();
+    let first = store.query(&VintageQuery::new(View::FirstRelease)).await.unwrap();
+    let originals =
+        |b: &arrow::array::RecordBatch| b.column_by_name("is_original_release").unwrap().as_boolean().true_count();
+    let originals_before = originals(&store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap());
+    assert_eq!(originals_before, 8 * 183);
+    let retention = RetentionPolicy {
+        hot_data_days: 30,
+        warm_data_days: 365,
+        cold_data_days: 3650,
+        archive_data_days: 36_500,
+        delete_after_days: 5000,
+    };
+    let policy = Policy::new(&retention, &TIERS.map(|t| (name(t), None)), true);
+
+    // A dry run plans and changes nothing.
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let snapshot = table.metadata().current_snapshot_id();
+    let files_before: Vec<String> = live_files(&wh, &table, None).await.unwrap().into_iter().map(|f| f.path).collect();
+    let dry = tier_once(&store, &policy, &Pins::new(), today, true, 4, &CancellationToken::new()).await.unwrap();
+    assert!(dry.actions.len() > 100, "{} actions planned", dry.actions.len());
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    assert_eq!(table.metadata().current_snapshot_id(), snapshot);
+    let files_now: Vec<String> = live_files(&wh, &table, None).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert_eq!(files_now, files_before);
+    assert!(wh.audit().read().unwrap().entries.iter().all(|e| e.actor != "tierer"), "a dry run audits nothing");
+
+    let report = tier_once(&store, &policy, &Pins::new(), today, false, 4, &CancellationToken::new()).await.unwrap();
+    eprintln!(
+        "moved {} files ({} bytes), deleted {} files ({} rows, {} originals kept)",
+        report.files_moved, report.bytes_moved, report.files_deleted, report.rows_deleted, report.originals_kept
+    );
+    assert!(report.files_moved > 100 && report.files_deleted > 0 && report.rows_deleted > 0);
+
+    // Every file, read back, sits in the tier its youngest superseded row asks for; past
+    // retention only original releases are left.
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let files = live_files(&wh, &table, None).await.unwrap();
+    let mut per_tier = std::collections::BTreeMap::new();
+    for f in &files {
+        let tier = f.tier.as_ref().unwrap().as_str();
+        *per_tier.entry(tier).or_insert(0) += 1;
+        let batches = read_data_file(&wh, &f.path).await.unwrap();
+        let mut newest_end: Option<i32> = None;
+        let mut all_original = true;
+        for b in &batches {
+            let end = b.column_by_name("realtime_end").unwrap().as_primitive::<Date32Type>();
+            for i in 0..end.len() {
+                if end.is_valid(i) {
+                    newest_end = newest_end.max(Some(end.value(i)));
+                }
+            }
+            all_original &= b.column_by_name("is_original_release").unwrap().as_boolean().true_count() == b.num_rows();
+        }
+        match newest_end {
+            None => assert_eq!(tier, "hot", "current rows stay hot: {}", f.path),
+            Some(end) => {
+                let age = today.days_since_epoch() - end;
+                assert_eq!(tier, expected_tier(age), "{} is {age} days old", f.path);
+                if age >= 5000 {
+                    assert!(all_original, "past retention only original releases remain: {}", f.path);
+                }
+            }
+        }
+        assert!(f.path.starts_with(&wh.data_location(TableKind::DataPoints, &name(tier)).unwrap()), "{}", f.path);
+    }
+    eprintln!("files per tier: {per_tier:?}");
+    assert_eq!(per_tier.len(), 4, "every tier holds data: {per_tier:?}");
+
+    // The answers users rely on are unchanged; original releases are all there.
+    assert_eq!(store.query(&VintageQuery::new(View::Latest)).await.unwrap(), latest);
+    assert_eq!(store.query(&VintageQuery::new(View::FirstRelease)).await.unwrap(), first);
+    let all = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
+    assert_eq!(originals(&all), originals_before);
+
+    // A second run has nothing left to do.
+    let again = tier_once(&store, &policy, &Pins::new(), today, false, 4, &CancellationToken::new()).await.unwrap();
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+
+    // Every action is in the audit trail with its rule and the snapshot that made it.
+    let audit = wh.audit().read().unwrap();
+    let moves = audit.entries.iter().filter(|e| e.actor == "tierer" && e.action == "move").count();
+    let deletes: Vec<_> = audit.entries.iter().filter(|e| e.actor == "tierer" && e.action == "delete").collect();
+    assert_eq!((moves, deletes.len()), (report.files_moved, report.files_deleted));
+    assert!(
+        deletes
+            .iter()
+            .all(|e| e.rule.as_deref() == Some("delete_after_days=5000") && e.snapshot_id == report.snapshot_id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_data_moves_to_an_s3_archive_that_scans_and_pyiceberg_read() {
+    use vintagelake_storage::io::TierTarget;
+    use vintagelake_storage::tools::{S3_TEST_KEY, S3_TEST_SECRET, S3Server};
+    let s3 = std::sync::Arc::new(
+        tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tiers = vec![
+        TierSpec::local("hot", dir.path().join("tiers/hot")),
+        TierSpec {
+            name: name("archive"),
+            target: TierTarget::S3 {
+                bucket: s3.bucket().to_owned(),
+                prefix: "vintagelake".into(),
+                endpoint: Some(s3.endpoint().to_owned()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(S3_TEST_KEY.into()),
+                secret_access_key: Some(S3_TEST_SECRET.into()),
+            },
+        },
+    ];
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path()).with_tiers(tiers)).await.unwrap();
+    wh.check_tiers().await.expect("both tiers answer");
+    let store = IcebergStore::new(wh.clone());
+    let rows = revision_stream("S", 0..4, 24, 3);
+    store.append_points(&rows, vec![], "ingest").await.unwrap();
+    vintagelake_compactor::compact_once(&store, &Default::default(), &CancellationToken::new()).await.unwrap();
+    let all_before = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
+    let latest_before = store.query(&VintageQuery::new(View::Latest)).await.unwrap();
+    let today =
+        Date::from_days_since_epoch(rows.iter().map(|r| r.point.revision_date.days_since_epoch()).max().unwrap() + 1);
+
+    let policy = Policy::new(&RetentionPolicy::default(), &[(name("hot"), None), (name("archive"), None)], true);
+    let report = tier_once(&store, &policy, &Pins::new(), today, false, 4, &CancellationToken::new()).await.unwrap();
+    assert!(report.files_moved > 10, "{report:?}");
+
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let files = live_files(&wh, &table, None).await.unwrap();
+    let archived: Vec<_> = files.iter().filter(|f| f.path.starts_with("s3://econ-archive/vintagelake/")).collect();
+    assert_eq!(archived.len(), report.files_moved);
+    // The objects are in the bucket, as an independent S3 client sees it.
+    let server = s3.clone();
+    let keys = tokio::task::spawn_blocking(move || server.list_keys()).await.unwrap().unwrap();
+    for f in &archived {
+        let key = f.path.trim_start_matches("s3://econ-archive/");
+        assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
+    }
+    // Scans read across both tiers and answer as before.
+    assert_eq!(store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap(), all_before);
+    assert_eq!(store.query(&VintageQuery::new(View::Latest)).await.unwrap(), latest_before);
+
+    // pyiceberg reads the table, the archived files through S3.
+    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let script = r#"
+import sys
+from pyiceberg.catalog.sql import SqlCatalog
+d, endpoint, key, secret = sys.argv[1:5]
+cat = SqlCatalog("vintagelake", uri="sqlite:///" + d + "/catalog.sqlite", warehouse="file://" + d + "/warehouse",
+                 **{"s3.endpoint": endpoint, "s3.access-key-id": key, "s3.secret-access-key": secret, "s3.region": "us-east-1"})
+t = cat.load_table("econ.data_points")
+files = t.inspect.files().to_pylist()
+print(len(t.scan().to_arrow()), sum(1 for f in files if f["file_path"].startswith("s3://")))
+"#;
+    let out = vintagelake_storage::tools::run_python(
+        &python,
+        script,
+        &[dir.path().to_str().unwrap(), s3.endpoint(), S3_TEST_KEY, S3_TEST_SECRET],
+    )
+    .unwrap();
+    let total: usize = files.iter().map(|f| f.records as usize).sum();
+    assert_eq!(out.trim(), format!("{total} {}", archived.len()));
+}
