@@ -46,7 +46,7 @@ pub enum StorageError {
     },
     #[error("invalid data: {0}")]
     InvalidData(String),
-    #[error("snapshot {0} does not exist")]
+    #[error("snapshot {0} does not exist (expired or never made)")]
     NoSuchSnapshot(i64),
     #[error("no snapshot at or before {0} (ms since epoch)")]
     NoSnapshotAtTime(i64),

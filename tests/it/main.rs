@@ -6,3 +6,4 @@ mod demo;
 mod ingest;
 mod query;
 mod support;
+mod tier;

@@ -105,6 +105,8 @@ for name, t in tickets.items():
     out["views"][name] = {"total_records": info.total_records, "rows": rows(table)}
 schema = c.get_schema(fl.FlightDescriptor.for_command(json.dumps(tickets["latest"])), options=opts).schema
 out["schema"] = schema.names
+audit = list(c.do_action(fl.Action("audit", json.dumps({"action": "move"}).encode()), options=opts))
+out["audit"] = json.loads(audit[0].body.to_pybytes())
 
 # The same questions through pyiceberg + pandas, straight from the table.
 from pyiceberg.catalog.sql import SqlCatalog
@@ -123,7 +125,12 @@ print(json.dumps(out))
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pyarrow_flight_reads_every_view_and_pandas_agrees() {
     let dir = tempfile::tempdir().unwrap();
-    fixture(dir.path()).await;
+    let wh = fixture(dir.path()).await;
+    // Two lifecycle actions in the audit trail; the client asks for the moves only.
+    use vintagelake_storage::audit::AuditEntry;
+    wh.audit().append(&AuditEntry::new("compactor", "compact").snapshot(Some(1))).unwrap();
+    let moved = AuditEntry::new("tierer", "move").rule("warm keeps data for 365 days").files(vec!["f.parquet".into()]);
+    wh.audit().append(&moved).unwrap();
     let (mut q, port) = query_daemon(dir.path(), &[]);
     wait_ready(&mut q).await;
     let python = python().await;
@@ -146,6 +153,10 @@ async fn pyarrow_flight_reads_every_view_and_pandas_agrees() {
     }
     assert_eq!(out["views"]["latest"]["total_records"], 5);
     assert_eq!(out["schema"].as_array().unwrap().len(), 10);
+    // do_action("audit") serves the lifecycle audit trail, filtered.
+    let entries = out["audit"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", out["audit"]);
+    assert_eq!(serde_json::from_value::<AuditEntry>(entries[0].clone()).unwrap(), moved);
 
     // pandas over pyiceberg's scan gives the same values.
     let pandas = |key: &str| -> Vec<(String, String, Option<f64>)> {

@@ -40,6 +40,8 @@ pub struct TierReport {
     pub snapshot_id: Option<i64>,
     pub files_moved: usize,
     pub bytes_moved: u64,
+    /// Source → new location of every move.
+    pub targets: BTreeMap<String, String>,
     pub files_deleted: usize,
     pub rows_deleted: u64,
     /// Original releases kept from deleted files (rewritten into new files).
@@ -148,7 +150,9 @@ fn record(store: &IcebergStore, result: &Result<TierReport, TierError>, what: &s
         Ok(report) if !report.dry_run => {
             for a in &report.actions {
                 let (action, detail) = match a {
-                    Action::Move { from, to, .. } => ("move", serde_json::json!({ "from": from, "to": to })),
+                    Action::Move { from, to, path, .. } => {
+                        ("move", serde_json::json!({ "from": from, "to": to, "target": report.targets.get(path) }))
+                    }
                     Action::Delete { keep_originals, .. } => {
                         ("delete", serde_json::json!({ "keep_originals": keep_originals }))
                     }
@@ -234,7 +238,10 @@ async fn execute(
                 let from_base = wh.data_location(kind, from).ok()?;
                 let to_base = wh.data_location(kind, to).ok()?;
                 let rel = path.strip_prefix(&from_base)?;
-                Some((f, format!("{to_base}{rel}")))
+                // A fresh name in the target tier: a copy left by a dead run is never reused, so
+                // orphan cleanup of that copy cannot race with this run's commit.
+                let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+                Some((f, format!("{to_base}{dir}/{}.parquet", uuid::Uuid::now_v7().simple())))
             }
             Action::Delete { .. } => None,
         })
@@ -302,6 +309,7 @@ async fn execute(
     vintagelake_storage::failpoint::hit("tier-after-commit");
     report.snapshot_id = Some(committed.snapshot_id);
     report.files_moved = moves.len();
+    report.targets = moves.iter().map(|(f, target)| (f.path.clone(), target.clone())).collect();
     report.bytes_moved = moves.iter().map(|(f, _)| f.size_bytes).sum();
     metrics::counter!(m::MOVES).increment(report.files_moved as u64);
     metrics::counter!(m::BYTES_MOVED).increment(report.bytes_moved);

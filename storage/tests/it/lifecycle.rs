@@ -112,7 +112,8 @@ async fn expiry_keeps_the_last_n_and_time_travel_to_what_remains() {
         snaps[4..].iter().map(|s| s.snapshot_id).collect::<Vec<_>>()
     );
     let q = VintageQuery::new(View::AllRevisions).at_snapshot(SnapshotSelector::Id(second));
-    assert!(store.query(&q).await.is_err(), "an expired snapshot cannot be read");
+    let err = store.query(&q).await.expect_err("an expired snapshot cannot be read");
+    assert_eq!(err.to_string(), format!("snapshot {second} does not exist (expired or never made)"));
     // Current data unaffected, nothing left behind.
     assert_eq!(
         rows(&store.query(&VintageQuery::new(View::Latest).series(["GDPC1".parse().unwrap()])).await.unwrap()),
