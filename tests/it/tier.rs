@@ -18,7 +18,6 @@ const TIERS: [&str; 3] = ["hot", "warm", "cold"];
 /// A data directory with three local tiers and its configuration file (policy 30/365 days).
 struct Setup {
     _dir: tempfile::TempDir,
-    data: PathBuf,
     config: PathBuf,
     store: IcebergStore,
     oracle: InMemoryStorage,
@@ -56,7 +55,7 @@ async fn setup(series: usize, dates: usize) -> Setup {
     vintagelake_compactor::compact_once(&store, &Default::default(), &Default::default()).await.unwrap();
     let revisions = rows.iter().map(|r| r.point.revision_date.days_since_epoch());
     let (first_revision, last_revision) = (revisions.clone().min().unwrap(), revisions.max().unwrap());
-    Setup { _dir: dir, data, config, store, oracle, first_revision, last_revision }
+    Setup { _dir: dir, config, store, oracle, first_revision, last_revision }
 }
 
 impl Setup {
