@@ -169,6 +169,20 @@ async fn old_data_moves_to_an_s3_archive_that_scans_and_pyiceberg_read() {
             },
         },
     ];
+    // A bucket that does not exist fails the start, naming the tier.
+    let mut missing = tiers.clone();
+    if let TierTarget::S3 { bucket, .. } = &mut missing[1].target {
+        *bucket = "no-such-bucket".into();
+    }
+    let other = tempfile::tempdir().unwrap();
+    let err = Warehouse::open(WarehouseConfig::new(other.path()).with_tiers(missing))
+        .await
+        .unwrap()
+        .check_tiers()
+        .await
+        .expect_err("a missing bucket does not answer");
+    assert!(err.to_string().contains("archive"), "{err}");
+
     let wh = Warehouse::open(WarehouseConfig::new(dir.path()).with_tiers(tiers)).await.unwrap();
     wh.check_tiers().await.expect("both tiers answer");
     let store = IcebergStore::new(wh.clone());
