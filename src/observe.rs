@@ -13,6 +13,14 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use vintagelake_storage::health::Readiness;
 
+/// Every daemon's metric catalogue (the storage core's is registered by every daemon).
+pub const CATALOGUES: &[&[vintagelake_storage::metrics::MetricDoc]] = &[
+    vintagelake_ingest::metrics::CATALOGUE,
+    vintagelake_compactor::metrics::CATALOGUE,
+    vintagelake_tierer::metrics::CATALOGUE,
+    vintagelake_query::metrics::CATALOGUE,
+];
+
 /// Installs the process-wide Prometheus recorder (once). Latency metrics get histogram buckets.
 pub fn install_metrics() -> Option<PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();

@@ -13,3 +13,36 @@ pub const ACCOUNTING_FAILURES: &str = "vintagelake_compaction_accounting_failure
 pub const SNAPSHOTS_EXPIRED: &str = "vintagelake_compaction_snapshots_expired_total";
 pub const ORPHANS_REMOVED: &str = "vintagelake_compaction_orphans_removed_total";
 pub const SMALL_FILES: &str = "vintagelake_compaction_small_files";
+
+use vintagelake_storage::metrics::{Kind, MetricDoc};
+
+const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
+    MetricDoc { name, kind, labels, help }
+}
+
+/// Every metric of the compactor.
+pub const CATALOGUE: &[MetricDoc] = &[
+    doc(RUNS, Kind::Counter, &["outcome"], "Compaction runs by outcome: ok, failed, cancelled."),
+    doc(DURATION, Kind::Histogram, &[], "Duration of a compaction run (plan, rewrite, commit, expiry, orphans)."),
+    doc(FILES_IN, Kind::Counter, &[], "Data files rewritten (removed by compaction commits)."),
+    doc(FILES_OUT, Kind::Counter, &[], "Data files written by compaction commits."),
+    doc(BYTES_IN, Kind::Counter, &[], "Bytes of the files rewritten."),
+    doc(BYTES_OUT, Kind::Counter, &[], "Bytes of the files written."),
+    doc(ROWS_DEDUPLICATED, Kind::Counter, &[], "Rows dropped as exact duplicates or corrected revisions."),
+    doc(
+        PERIODS_CLOSED,
+        Kind::Counter,
+        &[],
+        "Revisions that got their realtime_end (moved out of the current partition).",
+    ),
+    doc(CONFLICTS, Kind::Counter, &[], "Compaction commit attempts re-planned after a concurrent commit."),
+    doc(
+        ACCOUNTING_FAILURES,
+        Kind::Counter,
+        &[],
+        "Runs aborted because rows in != rows out + rows dropped (nothing committed).",
+    ),
+    doc(SNAPSHOTS_EXPIRED, Kind::Counter, &[], "Snapshots expired by compaction runs."),
+    doc(ORPHANS_REMOVED, Kind::Counter, &[], "Orphan files removed by compaction runs."),
+    doc(SMALL_FILES, Kind::Gauge, &["partition"], "Small files per partition at the last run's planning."),
+];

@@ -1,4 +1,4 @@
-//! Metric names of the ingest daemon (documented in docs/operations.md).
+//! Metric names of the ingest daemon (the catalogue below is the one place they are described).
 
 pub const CONSUMED: &str = "vintagelake_ingest_records_consumed_total";
 pub const COMMITTED: &str = "vintagelake_ingest_records_committed_total";
@@ -12,3 +12,50 @@ pub const BATCH_BYTES: &str = "vintagelake_ingest_batch_bytes";
 pub const BUFFERED_BYTES: &str = "vintagelake_ingest_buffered_bytes";
 pub const CONSUMER_LAG: &str = "vintagelake_ingest_consumer_lag";
 pub const REBALANCES: &str = "vintagelake_ingest_rebalances_total";
+
+use vintagelake_storage::metrics::{Kind, MetricDoc};
+
+const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
+    MetricDoc { name, kind, labels, help }
+}
+
+/// Every metric of the ingest daemon.
+pub const CATALOGUE: &[MetricDoc] = &[
+    doc(CONSUMED, Kind::Counter, &["topic"], "Kafka records read (before validation)."),
+    doc(COMMITTED, Kind::Counter, &["table"], "Rows committed to the Iceberg tables (exactly once)."),
+    doc(
+        DEAD_LETTERED,
+        Kind::Counter,
+        &["topic", "reason"],
+        "Records sent to the dead-letter topic, by source topic and reason code.",
+    ),
+    doc(
+        COMMIT_DURATION,
+        Kind::Histogram,
+        &["table"],
+        "Time to write and commit one batch (data files, manifests, catalog swap).",
+    ),
+    doc(COMMIT_RETRIES, Kind::Counter, &["table"], "Commit attempts retried after a conflict."),
+    doc(
+        COMMIT_FAILURES,
+        Kind::Counter,
+        &[],
+        "Commits that failed after their retries (the batch stays buffered, ingest reports not ready).",
+    ),
+    doc(
+        FENCED,
+        Kind::Counter,
+        &[],
+        "Commits refused because another replica advanced the recorded offsets (this replica repositions).",
+    ),
+    doc(BATCH_ROWS, Kind::Histogram, &[], "Rows per committed batch."),
+    doc(BATCH_BYTES, Kind::Histogram, &[], "Payload bytes per committed batch."),
+    doc(BUFFERED_BYTES, Kind::Gauge, &[], "Payload bytes consumed and not yet committed."),
+    doc(
+        CONSUMER_LAG,
+        Kind::Gauge,
+        &["topic", "partition"],
+        "Records between the committed position and the partition end.",
+    ),
+    doc(REBALANCES, Kind::Counter, &[], "Consumer-group rebalances seen by this replica."),
+];

@@ -1,4 +1,4 @@
-//! Metric names of the query service (documented in docs/query.md).
+//! Metric names of the query service (the catalogue below is the one place they are described).
 
 pub const REQUESTS: &str = "vintagelake_query_requests_total";
 pub const REQUEST_DURATION: &str = "vintagelake_query_request_duration_seconds";
@@ -7,3 +7,25 @@ pub const BYTES_STREAMED: &str = "vintagelake_query_bytes_streamed_total";
 pub const CACHE_HITS: &str = "vintagelake_query_cache_hits_total";
 pub const CACHE_MISSES: &str = "vintagelake_query_cache_misses_total";
 pub const AUTH_FAILURES: &str = "vintagelake_query_auth_failures_total";
+
+use vintagelake_storage::metrics::{Kind, MetricDoc};
+
+const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
+    MetricDoc { name, kind, labels, help }
+}
+
+/// Every metric of the query service.
+pub const CATALOGUE: &[MetricDoc] = &[
+    doc(REQUESTS, Kind::Counter, &["rpc", "view", "status"], "Flight RPCs answered, by RPC, view and gRPC status."),
+    doc(
+        REQUEST_DURATION,
+        Kind::Histogram,
+        &["rpc", "view"],
+        "Flight RPC latency (do_get: until the last batch is sent).",
+    ),
+    doc(ROWS_STREAMED, Kind::Counter, &["view"], "Rows sent by do_get."),
+    doc(BYTES_STREAMED, Kind::Counter, &["view"], "Arrow IPC bytes sent by do_get."),
+    doc(CACHE_HITS, Kind::Counter, &[], "Queries answered from the snapshot-keyed result cache."),
+    doc(CACHE_MISSES, Kind::Counter, &[], "Queries that had to scan the table."),
+    doc(AUTH_FAILURES, Kind::Counter, &["rpc"], "RPCs refused for a missing or wrong token or password."),
+];

@@ -13,7 +13,8 @@ pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode,
     let bootstrap = common.kafka_bootstrap_servers.clone().ok_or_else(|| {
         Error::Usage("`vintagelake ingest` needs KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)".into())
     })?;
-    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
+    let DaemonBase { store, readiness, shutdown, http } =
+        start_daemon(&common, &[vintagelake_ingest::metrics::CATALOGUE]).await?;
     if config.create_topics {
         let topics = config.topics();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();

@@ -199,8 +199,18 @@ pub struct DaemonBase {
     pub http: tokio::task::JoinHandle<()>,
 }
 
-pub async fn start_daemon(common: &CommonConfig) -> Result<DaemonBase, Error> {
+pub async fn start_daemon(
+    common: &CommonConfig,
+    catalogues: &[&[vintagelake_storage::metrics::MetricDoc]],
+) -> Result<DaemonBase, Error> {
     let metrics = common.metrics_enabled.then(crate::observe::install_metrics).flatten();
+    if metrics.is_some() {
+        vintagelake_storage::metrics::register(vintagelake_storage::metrics::CATALOGUE);
+        vintagelake_storage::metrics::register_commit_counters();
+        for c in catalogues {
+            vintagelake_storage::metrics::register(c);
+        }
+    }
     let store = open_store(common).await?;
     let readiness = std::sync::Arc::new(vintagelake_storage::health::Readiness::new());
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -22,7 +22,8 @@ pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, 
     if tokens.is_empty() && users.is_empty() {
         tracing::warn!("no FLIGHT_TOKENS or FLIGHT_USERS: the Flight service accepts every client");
     }
-    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
+    let DaemonBase { store, readiness, shutdown, http } =
+        start_daemon(&common, &[vintagelake_query::metrics::CATALOGUE]).await?;
     let service = VintageFlightService::new(
         store,
         Arc::new(Auth::new(tokens, users)),

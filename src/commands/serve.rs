@@ -58,7 +58,7 @@ pub struct DemoArgs {
 pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
     let ServeArgs { common, ingest, query, compactor, tierer } = args;
     // Ordered start: storage and HTTP, broker, Flight, then ingest.
-    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common).await?;
+    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common, crate::observe::CATALOGUES).await?;
     let broker = match &common.kafka_bootstrap_servers {
         Some(b) => Broker::external(b).await.map_err(Error::Broker)?,
         None => {

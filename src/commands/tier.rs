@@ -25,7 +25,8 @@ pub fn settings(common: &CommonConfig, config: &TiererConfig) -> TieringSettings
 }
 
 pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run: bool) -> Result<ExitCode, Error> {
-    let DaemonBase { store, readiness: _, shutdown, http } = start_daemon(&common).await?;
+    let DaemonBase { store, readiness: _, shutdown, http } =
+        start_daemon(&common, &[vintagelake_tierer::metrics::CATALOGUE]).await?;
     // Every tier must answer before anything moves (an S3 bucket that does not exist fails here).
     store.warehouse().check_tiers().await?;
     let settings = settings(&common, &config);

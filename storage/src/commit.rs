@@ -287,11 +287,11 @@ pub(crate) async fn publish<C: Change>(
             }
         };
         if swapped {
-            metrics::counter!("vintagelake_commits_total", "table" => kind.name(), "origin" => origin.to_owned())
+            metrics::counter!(crate::metrics::COMMITS, "table" => kind.name(), "origin" => origin.to_owned())
                 .increment(1);
             return Ok((staged.value, attempt));
         }
-        metrics::counter!("vintagelake_commit_conflicts_total", "table" => kind.name(), "origin" => origin.to_owned())
+        metrics::counter!(crate::metrics::COMMIT_CONFLICTS, "table" => kind.name(), "origin" => origin.to_owned())
             .increment(1);
         last_conflict = format!("catalog row moved on from {current}");
         tracing::debug!(table = %table_name, attempt, "commit conflict, retrying");

@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod files;
 pub mod health;
 pub mod io;
+pub mod metrics;
 pub mod scan;
 pub mod schedule;
 pub mod snapshots;

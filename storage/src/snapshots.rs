@@ -166,7 +166,7 @@ pub async fn expire_snapshots(wh: &Warehouse, kind: TableKind, policy: ExpirePol
         report.files_deleted += 1;
         report.bytes_deleted += size;
     }
-    metrics::counter!("vintagelake_snapshots_expired_total", "table" => kind.name()).increment(expired.len() as u64);
+    metrics::counter!(crate::metrics::SNAPSHOTS_EXPIRED, "table" => kind.name()).increment(expired.len() as u64);
     tracing::info!(table = kind.name(), expired = expired.len(), files = report.files_deleted, "expired snapshots");
     Ok(report)
 }
@@ -233,7 +233,7 @@ pub async fn remove_orphans(wh: &Warehouse, kind: TableKind, grace: Duration) ->
         }
     }
     if !orphans.is_empty() {
-        metrics::counter!("vintagelake_orphans_removed_total", "table" => kind.name()).increment(orphans.len() as u64);
+        metrics::counter!(crate::metrics::ORPHANS_REMOVED, "table" => kind.name()).increment(orphans.len() as u64);
         tracing::info!(table = kind.name(), files = orphans.len(), "removed orphan files");
     }
     Ok(orphans)

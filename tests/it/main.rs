@@ -5,5 +5,6 @@ mod compact;
 mod demo;
 mod ingest;
 mod query;
+mod serve;
 mod support;
 mod tier;

@@ -9,3 +9,27 @@ pub const FAILURES: &str = "vintagelake_tiering_failures_total";
 pub const TIER_FILES: &str = "vintagelake_tier_files";
 pub const TIER_BYTES: &str = "vintagelake_tier_bytes";
 pub const TIER_OLDEST_DAYS: &str = "vintagelake_tier_oldest_data_age_days";
+
+use vintagelake_storage::metrics::{Kind, MetricDoc};
+
+const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
+    MetricDoc { name, kind, labels, help }
+}
+
+/// Every metric of the tierer.
+pub const CATALOGUE: &[MetricDoc] = &[
+    doc(RUNS, Kind::Counter, &["outcome"], "Tiering runs by outcome: ok, cancelled, conflict, verify, storage."),
+    doc(DURATION, Kind::Histogram, &[], "Duration of a tiering run."),
+    doc(MOVES, Kind::Counter, &[], "Files moved to another tier (copied, verified, committed)."),
+    doc(DELETES, Kind::Counter, &[], "Files removed from the table past delete_after_days."),
+    doc(BYTES_MOVED, Kind::Counter, &[], "Bytes moved between tiers."),
+    doc(
+        FAILURES,
+        Kind::Counter,
+        &["reason"],
+        "Failed runs and copies by reason: copy, verify, conflict, storage, cancelled.",
+    ),
+    doc(TIER_FILES, Kind::Gauge, &["tier"], "Live data files per tier."),
+    doc(TIER_BYTES, Kind::Gauge, &["tier"], "Bytes of live data files per tier."),
+    doc(TIER_OLDEST_DAYS, Kind::Gauge, &["tier"], "Age in days of the oldest data per tier (days since superseded)."),
+];
