@@ -116,3 +116,18 @@ pub fn cancel_on_signals(token: CancellationToken) {
         token.cancel();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/operations.md lists every metric of the catalogue with its type and labels.
+    #[test]
+    fn the_operations_guide_documents_every_metric() {
+        let doc = include_str!("../docs/operations.md");
+        let all = std::iter::once(vintagelake_storage::metrics::CATALOGUE).chain(super::CATALOGUES.iter().copied());
+        for m in all.flatten() {
+            let labels = if m.labels.is_empty() { "\u{2014}".to_owned() } else { m.labels.join(", ") };
+            let row = format!("| `{}` | {} | {} | {} |", m.name, m.kind.as_str(), labels, m.help);
+            assert!(doc.contains(&row), "docs/operations.md lacks or misstates:\n{row}");
+        }
+    }
+}

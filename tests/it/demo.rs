@@ -34,4 +34,32 @@ fn demo_runs_the_pipeline_and_prints_an_answer_fetched_over_flight() {
         "the earlier vintage lacks the latest dates:\n{stdout}"
     );
     assert!(dir.path().join("data/catalog.sqlite").exists(), "embedded default: ./data with a SQLite catalog");
+
+    // The output the README quotes is what a run prints (numbers, ports and timings aside; the
+    // value rows are checked above; `--exit` skips the Ctrl-C hint).
+    let normal = |l: &str| -> String {
+        let mut out = String::new();
+        for c in l.split_whitespace().collect::<Vec<_>>().join(" ").chars() {
+            if c.is_ascii_digit() {
+                if !out.ends_with('N') {
+                    out.push('N');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let printed: Vec<String> = stdout.lines().chain(stderr.lines()).map(normal).collect();
+    let readme = include_str!("../../README.md");
+    let quoted = readme.split("```text\n").nth(1).and_then(|b| b.split("```").next()).expect("README quotes a run");
+    for line in quoted.lines().filter(|l| !l.trim().is_empty() && !l.starts_with(|c: char| c.is_ascii_digit())) {
+        if line.contains("stop with Ctrl-C") {
+            continue;
+        }
+        assert!(
+            printed.contains(&normal(line)),
+            "README quotes a line the demo does not print: {line}\n{stdout}\n{stderr}"
+        );
+    }
 }

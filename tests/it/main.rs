@@ -3,6 +3,7 @@
 mod cli;
 mod compact;
 mod demo;
+mod deploy;
 mod ingest;
 mod query;
 mod serve;
