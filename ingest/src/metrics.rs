@@ -13,11 +13,7 @@ pub const BUFFERED_BYTES: &str = "vintagelake_ingest_buffered_bytes";
 pub const CONSUMER_LAG: &str = "vintagelake_ingest_consumer_lag";
 pub const REBALANCES: &str = "vintagelake_ingest_rebalances_total";
 
-use vintagelake_storage::metrics::{Kind, MetricDoc};
-
-const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
-    MetricDoc { name, kind, labels, help }
-}
+use vintagelake_storage::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the ingest daemon.
 pub const CATALOGUE: &[MetricDoc] = &[

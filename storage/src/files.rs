@@ -87,16 +87,19 @@ pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::arr
         source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}"))),
     };
     // Decoding is CPU work: keep it off the async worker threads.
-    let decoded = tokio::task::spawn_blocking(move || -> Result<Vec<arrow::array::RecordBatch>, String> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| e.to_string())?
-            .build()
-            .map_err(|e| e.to_string())?;
-        reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| StorageError::InvalidData(format!("decoding {path}: {e}")))?;
+    let decoded = tokio::task::spawn_blocking(move || decode_parquet(bytes))
+        .await
+        .map_err(|e| StorageError::InvalidData(format!("decoding {path}: {e}")))?;
     decoded.map_err(corrupt)
+}
+
+/// Decodes a whole Parquet file; the error says what is wrong with it.
+pub fn decode_parquet(bytes: Bytes) -> Result<Vec<arrow::array::RecordBatch>, String> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
 }
 
 /// Reads several data files with bounded concurrency, keeping their order.

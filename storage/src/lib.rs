@@ -16,4 +16,5 @@ pub mod snapshots;
 pub mod store;
 pub mod testing;
 pub mod tools;
+pub mod verify;
 pub mod write;

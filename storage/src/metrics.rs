@@ -30,7 +30,8 @@ pub struct MetricDoc {
     pub help: &'static str,
 }
 
-const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
+/// A catalogue entry (`const`, so catalogues are plain statics).
+pub const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
     MetricDoc { name, kind, labels, help }
 }
 

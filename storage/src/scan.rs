@@ -163,9 +163,37 @@ pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) 
     if let Some(p) = query.predicate() {
         builder = builder.with_filter(p);
     }
-    let stream = builder.build()?.to_arrow().await?;
+    let scan = builder.build()?;
+    let stream = scan.to_arrow().await?;
     // A file that cannot be read fails the whole scan, naming the file: never skipped silently.
-    Ok(stream.try_collect().await?)
+    match stream.try_collect().await {
+        Ok(batches) => Ok(batches),
+        Err(e) => Err(name_the_damaged_file(table, &scan, e).await),
+    }
+}
+
+/// After a failed scan: finds the planned data file that does not decode and reports it by name
+/// (the reader's own error does not always say which file it was reading).
+async fn name_the_damaged_file(table: &Table, scan: &iceberg::scan::TableScan, error: iceberg::Error) -> StorageError {
+    let Ok(tasks) = scan.plan_files().await else { return error.into() };
+    let Ok(tasks) = tasks.try_collect::<Vec<_>>().await else { return error.into() };
+    for task in tasks {
+        let path = task.data_file_path().to_owned();
+        let damaged = match table.file_io().new_input(&path) {
+            Ok(input) => match input.read().await {
+                Ok(bytes) => crate::files::decode_parquet(bytes).err(),
+                Err(e) => Some(e.to_string()),
+            },
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = damaged {
+            return StorageError::ReadFile {
+                path,
+                source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("{reason} ({error})"))),
+            };
+        }
+    }
+    error.into()
 }
 
 /// Runs a query against an Iceberg table and returns the resolved rows (view schema).

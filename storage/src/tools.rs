@@ -139,6 +139,21 @@ else:
         Ok(server)
     }
 
+    /// A tier named `name` in this server's bucket under `prefix`, with the test credentials.
+    pub fn tier(&self, name: &str, prefix: &str) -> crate::io::TierSpec {
+        crate::io::TierSpec {
+            name: crate::config::TierName::new(name),
+            target: crate::io::TierTarget::S3 {
+                bucket: self.bucket.clone(),
+                prefix: prefix.to_owned(),
+                endpoint: Some(self.endpoint.clone()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(S3_TEST_KEY.into()),
+                secret_access_key: Some(S3_TEST_SECRET.into()),
+            },
+        }
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

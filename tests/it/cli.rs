@@ -161,3 +161,37 @@ fn an_invalid_config_file_fails_at_start_naming_the_field() {
     assert_eq!(out.status.code(), Some(2), "clap rejects a zero batch size");
     assert!(text(&out.stderr).contains("--batch-size"), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_verify_reports_a_damaged_data_file_and_exits_1() {
+    use vintagelake_storage::catalog::TableKind;
+    use vintagelake_storage::store::IcebergStore;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = IcebergStore::new(crate::support::open(&data).await);
+    let rows = vintagelake_storage::testing::revision_stream("V", 0..4, 10, 2);
+    for chunk in rows.chunks(30) {
+        store.append_points(chunk, vec![], "test").await.unwrap();
+    }
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_vintagelake"))
+            .args(["admin", "verify", "--data-dir", data.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let clean = verify();
+    let text = String::from_utf8_lossy(&clean.stdout).into_owned();
+    assert!(clean.status.success(), "{text}");
+    assert!(text.contains(&format!("{} rows checked, 0 problems", rows.len())), "{text}");
+
+    let wh = store.warehouse();
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let victim = vintagelake_storage::files::live_files(wh, &table, None).await.unwrap()[2].path.clone();
+    let local = victim.trim_start_matches("file://");
+    let bytes = std::fs::read(local).unwrap();
+    std::fs::write(local, &bytes[..bytes.len() - 100]).unwrap();
+    let damaged = verify();
+    let text = String::from_utf8_lossy(&damaged.stdout).into_owned();
+    assert_eq!(damaged.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("DAMAGED data          {victim}")), "{text}");
+}

@@ -1,6 +1,7 @@
 //! Integration tests of the storage crate against real parts (pyiceberg, an S3-compatible server).
 
 mod concurrency;
+mod corruption;
 mod fixture;
 mod lifecycle;
 mod offsets;

@@ -6,10 +6,10 @@ use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
 use vintagelake_storage::commit::{CommitRequest, RetryPolicy, commit};
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::files::live_files;
-use vintagelake_storage::io::{TierSpec, TierTarget};
+use vintagelake_storage::io::TierSpec;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
-use vintagelake_storage::tools::{S3_TEST_KEY, S3_TEST_SECRET, S3Server};
+use vintagelake_storage::tools::S3Server;
 use vintagelake_storage::write::write_data_files;
 
 use crate::fixture::*;
@@ -20,20 +20,7 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
         tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let tiers = vec![
-        TierSpec::local("hot", dir.path().join("hot")),
-        TierSpec {
-            name: TierName::new("archive"),
-            target: TierTarget::S3 {
-                bucket: s3.bucket().to_owned(),
-                prefix: "vintagelake".into(),
-                endpoint: Some(s3.endpoint().to_owned()),
-                region: Some("us-east-1".into()),
-                access_key_id: Some(S3_TEST_KEY.into()),
-                secret_access_key: Some(S3_TEST_SECRET.into()),
-            },
-        },
-    ];
+    let tiers = vec![TierSpec::local("hot", dir.path().join("hot")), s3.tier("archive", "vintagelake")];
     let wh = Warehouse::open(WarehouseConfig::new(dir.path()).with_tiers(tiers)).await.unwrap();
     let store = IcebergStore::new(wh.clone());
 

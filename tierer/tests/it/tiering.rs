@@ -155,20 +155,7 @@ async fn old_data_moves_to_an_s3_archive_that_scans_and_pyiceberg_read() {
         tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let tiers = vec![
-        TierSpec::local("hot", dir.path().join("tiers/hot")),
-        TierSpec {
-            name: name("archive"),
-            target: TierTarget::S3 {
-                bucket: s3.bucket().to_owned(),
-                prefix: "vintagelake".into(),
-                endpoint: Some(s3.endpoint().to_owned()),
-                region: Some("us-east-1".into()),
-                access_key_id: Some(S3_TEST_KEY.into()),
-                secret_access_key: Some(S3_TEST_SECRET.into()),
-            },
-        },
-    ];
+    let tiers = vec![TierSpec::local("hot", dir.path().join("tiers/hot")), s3.tier("archive", "vintagelake")];
     // A bucket that does not exist fails the start, naming the tier.
     let mut missing = tiers.clone();
     if let TierTarget::S3 { bucket, .. } = &mut missing[1].target {
