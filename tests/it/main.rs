@@ -1,5 +1,6 @@
 //! Integration tests of the `vintagelake` binary, run as a user runs it.
 
+mod chaos;
 mod cli;
 mod compact;
 mod demo;

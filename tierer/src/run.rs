@@ -37,7 +37,10 @@ pub struct TierReport {
     pub today: String,
     pub dry_run: bool,
     pub actions: Vec<Action>,
+    /// The last commit of the run.
     pub snapshot_id: Option<i64>,
+    /// Every commit of the run (one per [`FILES_PER_COMMIT`] actions).
+    pub snapshots: Vec<i64>,
     pub files_moved: usize,
     pub bytes_moved: u64,
     /// Source → new location of every move.
@@ -138,40 +141,45 @@ pub async fn move_file(store: &IcebergStore, path: &str, to: &TierName) -> Resul
     };
     let mut report = TierReport { actions: vec![action], ..Default::default() };
     let result = execute(store, &table, &files, &mut report, 1, &CancellationToken::new()).await.map(|()| report);
+    if let Ok(report) = &result {
+        audit_actions(store, report);
+    }
     record(store, &result, "move");
     result
 }
 
-/// Audits and counts the outcome of a run: one entry per action, or one for the failure.
-fn record(store: &IcebergStore, result: &Result<TierReport, TierError>, what: &str) {
+/// One audit entry per action a committed part of a run applied.
+fn audit_actions(store: &IcebergStore, report: &TierReport) {
     let audit = store.warehouse().audit();
     let table = store.warehouse().ident(TableKind::DataPoints).to_string();
-    match result {
-        Ok(report) if !report.dry_run => {
-            for a in &report.actions {
-                let (action, detail) = match a {
-                    Action::Move { from, to, path, .. } => {
-                        ("move", serde_json::json!({ "from": from, "to": to, "target": report.targets.get(path) }))
-                    }
-                    Action::Delete { keep_originals, .. } => {
-                        ("delete", serde_json::json!({ "keep_originals": keep_originals }))
-                    }
-                };
-                let rows = match a {
-                    Action::Move { rows, .. } | Action::Delete { rows, .. } => *rows,
-                };
-                audit.record(
-                    &AuditEntry::new(ACTOR, action)
-                        .table(&table)
-                        .rule(a.rule())
-                        .files(vec![a.path().to_owned()])
-                        .counts(rows, a.bytes())
-                        .snapshot(report.snapshot_id)
-                        .detail(detail),
-                );
+    for a in &report.actions {
+        let (action, detail) = match a {
+            Action::Move { from, to, path, .. } => {
+                ("move", serde_json::json!({ "from": from, "to": to, "target": report.targets.get(path) }))
             }
-            metrics::counter!(m::RUNS, "outcome" => "ok").increment(1);
-        }
+            Action::Delete { keep_originals, .. } => {
+                ("delete", serde_json::json!({ "keep_originals": keep_originals }))
+            }
+        };
+        let rows = match a {
+            Action::Move { rows, .. } | Action::Delete { rows, .. } => *rows,
+        };
+        audit.record(
+            &AuditEntry::new(ACTOR, action)
+                .table(&table)
+                .rule(a.rule())
+                .files(vec![a.path().to_owned()])
+                .counts(rows, a.bytes())
+                .snapshot(report.snapshot_id)
+                .detail(detail),
+        );
+    }
+}
+
+/// Counts the outcome of a run; a failure also goes to the audit trail with its reason.
+fn record(store: &IcebergStore, result: &Result<TierReport, TierError>, what: &str) {
+    match result {
+        Ok(report) if !report.dry_run => metrics::counter!(m::RUNS, "outcome" => "ok").increment(1),
         Ok(_) => {}
         Err(e) => {
             let reason = match e {
@@ -182,10 +190,18 @@ fn record(store: &IcebergStore, result: &Result<TierReport, TierError>, what: &s
             };
             metrics::counter!(m::RUNS, "outcome" => reason).increment(1);
             metrics::counter!(m::FAILURES, "reason" => reason).increment(1);
-            audit.record(&AuditEntry::new(ACTOR, what).table(&table).outcome(format!("{reason}: {e}")));
+            let table = store.warehouse().ident(TableKind::DataPoints).to_string();
+            store
+                .warehouse()
+                .audit()
+                .record(&AuditEntry::new(ACTOR, what).table(&table).outcome(format!("{reason}: {e}")));
         }
     }
 }
+
+/// Files per commit: a run makes progress in steps, so a crash, a cancellation or a conflict with
+/// compaction costs at most one step, and each step's commit stays small.
+pub const FILES_PER_COMMIT: usize = 32;
 
 async fn run(
     store: &IcebergStore,
@@ -208,7 +224,19 @@ async fn run(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
-    execute(store, &table, &files, &mut report, concurrency, cancel).await?;
+    for step in actions.chunks(FILES_PER_COMMIT) {
+        let mut part = TierReport { today: report.today.clone(), actions: step.to_vec(), ..Default::default() };
+        execute(store, &table, &files, &mut part, concurrency, cancel).await?;
+        audit_actions(store, &part);
+        report.snapshot_id = part.snapshot_id;
+        report.snapshots.extend(part.snapshot_id);
+        report.files_moved += part.files_moved;
+        report.bytes_moved += part.bytes_moved;
+        report.files_deleted += part.files_deleted;
+        report.rows_deleted += part.rows_deleted;
+        report.originals_kept += part.originals_kept;
+        report.targets.extend(part.targets);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "tiering run finished");
     Ok(report)
