@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use vintagelake_storage::audit::AuditEntry;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
+use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::files::{LiveFile, live_files, read_data_files};
 use vintagelake_storage::scan::{CloseStats, close_periods};
@@ -178,22 +179,30 @@ async fn compact_inner(
         report.files_in = current.len() + closed.len();
         report.bytes_in = current.iter().chain(&closed).map(|f| f.size_bytes).sum();
         tracing::info!(files = report.files_in, rows = records_in, "compacting");
-        let (current_rows, closed_rows) = tokio::select! {
+        // Closed files stay in their tier: merged per tier, written back to it.
+        let mut closed_by_tier: BTreeMap<Option<TierName>, Vec<String>> = BTreeMap::new();
+        for f in &closed {
+            closed_by_tier.entry(f.tier.clone()).or_default().push(f.path.clone());
+        }
+        let (current_rows, closed_groups) = tokio::select! {
             _ = cancel.cancelled() => return Err(CompactError::Cancelled),
             read = async {
-                Ok::<_, StorageError>((
-                    read_data_files(&wh, &current_paths, options.concurrency).await?,
-                    read_data_files(&wh, &closed_paths, options.concurrency).await?,
-                ))
+                let current = read_data_files(&wh, &current_paths, options.concurrency).await?;
+                let mut groups = Vec::new();
+                for (tier, paths) in &closed_by_tier {
+                    groups.push((tier.clone(), read_data_files(&wh, paths, options.concurrency).await?));
+                }
+                Ok::<_, StorageError>((current, groups))
             } => read?,
         };
+        let closed_rows: Vec<_> = closed_groups.iter().flat_map(|(_, b)| b).collect();
         let (rewritten, mut stats) = close_periods(&current_rows)?;
         let closed_count: usize = closed_rows.iter().map(|b| b.num_rows()).sum();
         stats.rows_in += closed_count;
         stats.rows_out += closed_count;
         report.rows = stats;
         // Rows in = rows out + rows dropped, and the files held what the manifests say.
-        let read: usize = current_rows.iter().chain(&closed_rows).map(|b| b.num_rows()).sum();
+        let read: usize = current_rows.iter().chain(closed_rows.iter().copied()).map(|b| b.num_rows()).sum();
         let out = rewritten.num_rows() + closed_count;
         if read as u64 != records_in
             || stats.rows_in != stats.rows_out + stats.duplicates_dropped + stats.corrections_applied
@@ -216,8 +225,8 @@ async fn compact_inner(
         if cancel.is_cancelled() {
             return Err(CompactError::Cancelled);
         }
-        let mut all_rows = vec![rewritten];
-        all_rows.extend(closed_rows);
+        let mut groups = vec![(None, vec![rewritten])];
+        groups.extend(closed_groups);
         let summary = BTreeMap::from([
             ("vintagelake.compaction.rows-in".to_owned(), stats.rows_in.to_string()),
             ("vintagelake.compaction.rows-out".to_owned(), stats.rows_out.to_string()),
@@ -228,8 +237,9 @@ async fn compact_inner(
         let mut remove = current_paths;
         remove.extend(closed_paths);
         vintagelake_storage::failpoint::hit("compact-before-commit");
-        let committed =
-            store.rewrite(TableKind::DataPoints, remove, &all_rows, CommitKind::Replace, "compaction", summary).await?;
+        let committed = store
+            .rewrite_into_tiers(TableKind::DataPoints, remove, &groups, CommitKind::Replace, "compaction", summary)
+            .await?;
         report.snapshot_id = Some(committed.snapshot_id);
         report.files_out = committed.added_files;
         report.commit_attempts = committed.attempts;

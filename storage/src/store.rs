@@ -138,8 +138,22 @@ impl IcebergStore {
         rows: &[RecordBatch],
         request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
     ) -> Result<Committed> {
+        self.write_tiers_and_commit(kind, &[(None, rows.to_vec())], request).await
+    }
+
+    /// Writes each group of rows into its tier (`None`: the hot tier), then one commit; on failure
+    /// the files written are removed again.
+    async fn write_tiers_and_commit(
+        &self,
+        kind: TableKind,
+        groups: &[(Option<crate::config::TierName>, Vec<RecordBatch>)],
+        request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
+    ) -> Result<Committed> {
         let table = self.wh.load(kind).await?;
-        let files = write_data_files(&self.wh, &table, kind, rows, None).await?;
+        let mut files = Vec::new();
+        for (tier, rows) in groups {
+            files.extend(write_data_files(&self.wh, &table, kind, rows, tier.as_ref()).await?);
+        }
         let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
         let result = commit(&self.wh, kind, &request(files), &self.retry).await;
         if result.is_err() {
@@ -174,6 +188,25 @@ impl IcebergStore {
         summary: BTreeMap<String, String>,
     ) -> Result<Committed> {
         self.write_and_commit(kind, rows, |files| {
+            let mut request = CommitRequest::new(commit_kind, files, remove, origin);
+            request.summary = summary;
+            request
+        })
+        .await
+    }
+
+    /// [`Self::rewrite`] with each group of rows written into its own tier (compaction keeps merged
+    /// closed-period files in the tier their inputs were in).
+    pub async fn rewrite_into_tiers(
+        &self,
+        kind: TableKind,
+        remove: Vec<String>,
+        groups: &[(Option<crate::config::TierName>, Vec<RecordBatch>)],
+        commit_kind: CommitKind,
+        origin: &str,
+        summary: BTreeMap<String, String>,
+    ) -> Result<Committed> {
+        self.write_tiers_and_commit(kind, groups, |files| {
             let mut request = CommitRequest::new(commit_kind, files, remove, origin);
             request.summary = summary;
             request

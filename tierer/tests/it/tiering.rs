@@ -220,3 +220,35 @@ print(len(t.scan().to_arrow()), sum(1 for f in files if f["file_path"].startswit
     let total: usize = files.iter().map(|f| f.records as usize).sum();
     assert_eq!(out.trim(), format!("{total} {}", archived.len()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_closed_files_within_their_tier() {
+    use vintagelake_schemas::table::stored_data_points_to_batch;
+    use vintagelake_storage::commit::{CommitRequest, RetryPolicy, commit};
+    use vintagelake_storage::write::write_data_files;
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiered_store(dir.path()).await;
+    let wh = store.warehouse().clone();
+    // Two small files of superseded rows (one month partition), already moved to warm.
+    let mut rows = vintagelake_storage::testing::grid("W", 0..4, 3, 1);
+    for r in &mut rows {
+        r.realtime_end = Some(Date::from_days_since_epoch(10_500));
+    }
+    for half in rows.chunks(rows.len() / 2) {
+        let table = wh.load(TableKind::DataPoints).await.unwrap();
+        let batch = stored_data_points_to_batch(half).unwrap();
+        let files = write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&name("warm"))).await.unwrap();
+        commit(&wh, TableKind::DataPoints, &CommitRequest::append(files, "test"), &RetryPolicy::default())
+            .await
+            .unwrap();
+    }
+    let before = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
+    let report =
+        vintagelake_compactor::compact_once(&store, &Default::default(), &CancellationToken::new()).await.unwrap();
+    assert_eq!((report.files_in, report.files_out), (2, 1));
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let files = live_files(&wh, &table, None).await.unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].tier.as_ref().map(TierName::as_str), Some("warm"), "the merged file stays in warm");
+    assert_eq!(store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap(), before);
+}
