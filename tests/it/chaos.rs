@@ -49,7 +49,8 @@ async fn view(store: &IcebergStore, v: View) -> (BTreeMap<Key, Option<u64>>, usi
     (map, b.num_rows())
 }
 
-fn tier_config(dir: &Path, data: &Path) -> std::path::PathBuf {
+/// A configuration file with two local tiers (hot, warm) under `data` and the 30/365 policy.
+pub fn tier_config(dir: &Path, data: &Path) -> std::path::PathBuf {
     let config = dir.join("storage.yaml");
     let tiers: String = ["hot", "warm"]
         .iter()

@@ -8,5 +8,6 @@ mod deploy;
 mod ingest;
 mod query;
 mod serve;
+mod stress;
 mod support;
 mod tier;
