@@ -5,6 +5,7 @@ mod cli;
 mod compact;
 mod demo;
 mod deploy;
+mod diskfull;
 mod ingest;
 mod query;
 mod serve;
