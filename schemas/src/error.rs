@@ -17,7 +17,10 @@ pub const WHOLE_MESSAGE: &str = "$";
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, reason: Reason) -> Self {
-        Self { field: field.into(), reason }
+        // An empty JSON key is still named: the dead-letter header never carries an empty field.
+        let field = field.into();
+        let field = if field.is_empty() { "\"\"".to_owned() } else { field };
+        Self { field, reason }
     }
 
     pub fn whole(reason: Reason) -> Self {

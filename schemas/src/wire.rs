@@ -594,6 +594,8 @@ mod tests {
     #[test]
     fn rejects_unknown_and_duplicate_fields() {
         assert_rejects(&with("revison_date", Some("\"2024-04-25\"")), "revison_date", "unknown_field");
+        // Found by the fuzzer: an empty key is named `""`, never an empty field.
+        assert_rejects(&with("", Some("1")), "\"\"", "unknown_field");
         let dup = GOOD.replace("\"value\":22768.866", "\"value\":1,\"value\":2");
         assert_rejects(&dup, "value", "duplicate_field");
     }
