@@ -1,6 +1,6 @@
-//! Disk full: the data directory on a small tmpfs fills up while ingest runs. Ingest stops
-//! committing, reports not ready, keeps its Kafka position, and once space returns it commits
-//! everything, exactly once.
+//! Disk full, then a read-only warehouse: the data directory on a small tmpfs fills up (and later
+//! is remounted read-only) while ingest runs. Ingest stops committing, reports not ready, keeps its
+//! Kafka position, and once space (or write access) returns it commits everything, exactly once.
 //!
 //! Needs to mount a tmpfs (root or CAP_SYS_ADMIN): `deploy/local/test.sh` runs it where that
 //! works (`cargo test --test it -- --ignored diskfull`) and says so where it does not.
@@ -57,7 +57,7 @@ fn distinct(produced: &[vintagelake_schemas::DataPointRevision]) -> BTreeMap<(St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "mounts a tmpfs (root or CAP_SYS_ADMIN); deploy/local/test.sh runs it where that works"]
-async fn diskfull_ingest_waits_not_ready_and_resumes_exactly_once() {
+async fn diskfull_and_read_only_warehouse_ingest_waits_and_resumes_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let _fs = Tmpfs::mount(&data, "16m");
@@ -110,6 +110,37 @@ async fn diskfull_ingest_waits_not_ready_and_resumes_exactly_once() {
     })
     .await;
     assert_eq!(ingest.get("/ready").await.unwrap().0, 200, "ready again");
+
+    // The warehouse turns read-only (writes refused even to root): the same — wait, keep the
+    // position, resume once writable.
+    let warehouse = data.join("warehouse");
+    let mount = |args: &[&str]| {
+        let out = Command::new("mount").args(args).arg(&warehouse).arg(&warehouse).output().unwrap();
+        assert!(out.status.success(), "mount {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    mount(&["--bind"]);
+    let out = Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&warehouse).output().unwrap();
+    assert!(out.status.success(), "read-only: {}", String::from_utf8_lossy(&out.stderr));
+    let third = synthetic::revisions(5_000, 43);
+    produce(broker.bootstrap_servers(), &topics.data, &third).await;
+    wait_for(Duration::from_secs(120), "ingest not ready on a read-only warehouse", || {
+        ingest.assert_alive();
+        let get = ingest.get("/ready");
+        async move { get.await.is_some_and(|(code, _)| code == 503) }
+    })
+    .await;
+    assert_eq!(revisions(&store).await, want.len(), "nothing committed while read-only");
+    let out = Command::new("umount").arg(&warehouse).output().unwrap();
+    assert!(out.status.success(), "writable again: {}", String::from_utf8_lossy(&out.stderr));
+    all.extend(third.iter().cloned());
+    let want = distinct(&all);
+    wait_for(Duration::from_secs(180), "everything committed once writable", || {
+        ingest.assert_alive();
+        let store = &store;
+        let n = want.len();
+        async move { revisions(store).await >= n }
+    })
+    .await;
     assert!(ingest.terminate(Duration::from_secs(60)).success());
     let b = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
     assert_eq!(b.num_rows(), want.len(), "no revision lost or duplicated");
