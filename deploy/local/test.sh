@@ -28,7 +28,7 @@ step "disk-full test (needs to mount a tmpfs)"
 probe="$(mktemp -d)"
 if mount -t tmpfs -o size=1m tmpfs "$probe" 2>/dev/null; then
   umount "$probe"
-  cargo test --test it --locked -- --ignored diskfull
+  cargo test --workspace --locked --test it -- --ignored diskfull
 else
   echo "skipped: this machine cannot mount a tmpfs (needs root or CAP_SYS_ADMIN)"
 fi
