@@ -28,7 +28,7 @@ use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::health::Readiness;
-use vintagelake_storage::store::IcebergStore;
+use vintagelake_storage::store::IngestTarget;
 
 use crate::config::IngestConfig;
 use crate::dlq::{DeadLetter, DeadLetterQueue, Rejection};
@@ -96,7 +96,7 @@ impl State {
 }
 
 struct Context {
-    store: Arc<IcebergStore>,
+    store: Arc<dyn IngestTarget>,
     state: Arc<Mutex<State>>,
     tables: HashMap<String, TableKind>,
     runtime: tokio::runtime::Handle,
@@ -199,7 +199,7 @@ impl ConsumerContext for Context {
 /// The ingest daemon.
 pub struct Ingest {
     options: IngestOptions,
-    store: Arc<IcebergStore>,
+    store: Arc<dyn IngestTarget>,
     readiness: Arc<Readiness>,
     consumer: Arc<StreamConsumer<Context>>,
     state: Arc<Mutex<State>>,
@@ -215,7 +215,7 @@ impl std::fmt::Debug for Ingest {
 
 impl Ingest {
     /// Connects the consumer and the dead-letter producer and subscribes to both topics.
-    pub fn new(options: IngestOptions, store: Arc<IcebergStore>, readiness: Arc<Readiness>) -> Result<Self> {
+    pub fn new(options: IngestOptions, store: Arc<dyn IngestTarget>, readiness: Arc<Readiness>) -> Result<Self> {
         let c = &options.config;
         if c.max_buffered_bytes < c.commit_max_bytes {
             return Err(IngestError::Config(format!(
@@ -646,21 +646,19 @@ fn check_key(key: Option<&[u8]>, payload: &[u8], records: &[DataPointRevision]) 
     }
 }
 
-/// Keeps `/ready` honest: the broker answers metadata requests, the catalog answers queries.
+/// Keeps `/ready` honest: the broker answers metadata requests, the store answers its probe.
 async fn health_checks(
     consumer: Arc<StreamConsumer<Context>>,
-    store: Arc<IcebergStore>,
+    store: Arc<dyn IngestTarget>,
     readiness: Arc<Readiness>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let catalog = tokio::spawn(vintagelake_storage::health::watch_catalog(
-        store.warehouse().clone(),
-        readiness.clone(),
-        interval,
-        shutdown.clone(),
-    ));
     loop {
+        match store.probe().await {
+            Ok(detail) => readiness.set("catalog", true, detail),
+            Err(e) => readiness.set("catalog", false, e.to_string()),
+        }
         let c = consumer.clone();
         let broker =
             tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(3)).map(|_| ())).await;
@@ -674,5 +672,4 @@ async fn health_checks(
             _ = tokio::time::sleep(interval) => {}
         }
     }
-    let _ = catalog.await;
 }

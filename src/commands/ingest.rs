@@ -6,15 +6,16 @@ use std::process::ExitCode;
 use vintagelake_ingest::broker::create_topics;
 use vintagelake_ingest::{Ingest, IngestConfig, IngestOptions};
 
-use super::{DaemonBase, Error, start_daemon};
+use super::{Error, Observed, open_ingest_target, start_http};
 use crate::config::CommonConfig;
 
 pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode, Error> {
     let bootstrap = common.kafka_bootstrap_servers.clone().ok_or_else(|| {
         Error::Usage("`vintagelake ingest` needs KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)".into())
     })?;
-    let DaemonBase { store, readiness, shutdown, http } =
-        start_daemon(&common, &[vintagelake_ingest::metrics::CATALOGUE]).await?;
+    let store = open_ingest_target(&common).await?;
+    let Observed { readiness, shutdown, http } = start_http(&common, &[vintagelake_ingest::metrics::CATALOGUE]).await?;
+    tracing::info!(target = %store.describe(), "ingest commits here");
     if config.create_topics {
         let topics = config.topics();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();

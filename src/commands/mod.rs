@@ -176,8 +176,19 @@ pub async fn open_store(
     use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
     use vintagelake_storage::config::StorageType;
     use vintagelake_storage::io::TierSpec;
-    if common.storage_type != StorageType::Iceberg {
-        return Err(Error::Usage(format!("STORAGE_TYPE={} is not available yet; use iceberg", common.storage_type)));
+    match common.storage_type {
+        StorageType::Iceberg => {}
+        StorageType::Parquet => {
+            return Err(Error::Usage(
+                "STORAGE_TYPE=parquet (V1) serves `ingest`; this command needs the Iceberg tables: \
+                 run `vintagelake admin migrate --from parquet --to iceberg`, then use STORAGE_TYPE=iceberg \
+                 (docs/storage-v1.md)"
+                    .into(),
+            ));
+        }
+        StorageType::Memory => {
+            return Err(Error::Usage(format!("STORAGE_TYPE={} is not available yet; use iceberg", common.storage_type)));
+        }
     }
     let tiers = common.tiers.iter().map(TierSpec::from_config).collect::<Result<Vec<_>, _>>()?;
     let mut config = WarehouseConfig::new(&common.data_dir).with_tiers(tiers);
@@ -188,6 +199,54 @@ pub async fn open_store(
     Ok(std::sync::Arc::new(
         vintagelake_storage::store::IcebergStore::new(wh).with_concurrency(common.max_concurrent_operations as usize),
     ))
+}
+
+/// Where a V1 (Parquet) store lives: `<DATA_DIR>/parquet`.
+pub fn v1_root(common: &CommonConfig) -> std::path::PathBuf {
+    common.data_dir.join("parquet")
+}
+
+/// Where ingest commits: the Iceberg tables, or the V1 store with STORAGE_TYPE=parquet.
+pub async fn open_ingest_target(
+    common: &CommonConfig,
+) -> Result<std::sync::Arc<dyn vintagelake_storage::store::IngestTarget>, Error> {
+    use vintagelake_storage::config::StorageType;
+    match common.storage_type {
+        StorageType::Parquet => Ok(std::sync::Arc::new(
+            vintagelake_storage::v1::ParquetStore::open(v1_root(common))
+                .await?
+                .with_concurrency(common.max_concurrent_operations as usize),
+        )),
+        _ => Ok(open_store(common).await?),
+    }
+}
+
+/// The HTTP side of a daemon: readiness, shutdown on SIGTERM/SIGINT, /health, /ready, /metrics.
+pub struct Observed {
+    pub readiness: std::sync::Arc<vintagelake_storage::health::Readiness>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub http: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start_http(
+    common: &CommonConfig,
+    catalogues: &[&[vintagelake_storage::metrics::MetricDoc]],
+) -> Result<Observed, Error> {
+    let metrics = common.metrics_enabled.then(crate::observe::install_metrics).flatten();
+    if metrics.is_some() {
+        vintagelake_storage::metrics::register(vintagelake_storage::metrics::CATALOGUE);
+        vintagelake_storage::metrics::register_commit_counters();
+        for c in catalogues {
+            vintagelake_storage::metrics::register(c);
+        }
+    }
+    let readiness = std::sync::Arc::new(vintagelake_storage::health::Readiness::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::observe::cancel_on_signals(shutdown.clone());
+    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
+        .await
+        .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
+    Ok(Observed { readiness, shutdown, http })
 }
 
 /// What every daemon command sets up first: metrics, the store, readiness, shutdown on
@@ -203,21 +262,8 @@ pub async fn start_daemon(
     common: &CommonConfig,
     catalogues: &[&[vintagelake_storage::metrics::MetricDoc]],
 ) -> Result<DaemonBase, Error> {
-    let metrics = common.metrics_enabled.then(crate::observe::install_metrics).flatten();
-    if metrics.is_some() {
-        vintagelake_storage::metrics::register(vintagelake_storage::metrics::CATALOGUE);
-        vintagelake_storage::metrics::register_commit_counters();
-        for c in catalogues {
-            vintagelake_storage::metrics::register(c);
-        }
-    }
     let store = open_store(common).await?;
-    let readiness = std::sync::Arc::new(vintagelake_storage::health::Readiness::new());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    crate::observe::cancel_on_signals(shutdown.clone());
-    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
-        .await
-        .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
+    let Observed { readiness, shutdown, http } = start_http(common, catalogues).await?;
     tokio::spawn(vintagelake_storage::health::watch_catalog(
         store.warehouse().clone(),
         readiness.clone(),

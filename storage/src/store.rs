@@ -44,6 +44,27 @@ pub trait FinancialDataStorage: Send + Sync {
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch>;
 }
 
+pub(crate) /// Where ingest commits rows with the Kafka positions they cover: the Iceberg tables (V2) or a
+/// V1 Parquet store. Both record positions atomically with the rows, so a restarted consumer
+/// resumes exactly where the last commit ended.
+#[async_trait]
+pub trait IngestTarget: Send + Sync + std::fmt::Debug {
+    /// Writes rows (table schema) to new files and commits them with `offsets`, as one change.
+    async fn append(
+        &self,
+        kind: TableKind,
+        batches: &[RecordBatch],
+        offsets: Vec<OffsetUpdate>,
+        origin: &str,
+    ) -> Result<Committed>;
+    /// The Kafka positions recorded in a table: (topic, partition) → next offset.
+    async fn recorded_offsets(&self, kind: TableKind) -> Result<BTreeMap<(String, i32), i64>>;
+    /// A cheap check that the store answers (for `/ready`); says what it checked.
+    async fn probe(&self) -> Result<String>;
+    /// Where the rows go, for logs.
+    fn describe(&self) -> String;
+}
+
 fn check_series(series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
     match points.iter().find(|p| &p.series_id != series_id) {
         Some(p) => Err(StorageError::InvalidData(format!(
@@ -57,10 +78,10 @@ fn check_series(series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
 /// Arrival order for writes that do not come from Kafka: microseconds since the epoch, made
 /// strictly increasing within the process.
 #[derive(Debug, Default)]
-struct Sequencer(AtomicI64);
+pub(crate) struct Sequencer(AtomicI64);
 
 impl Sequencer {
-    fn next(&self, n: usize) -> i64 {
+    pub(crate) fn next(&self, n: usize) -> i64 {
         let now = chrono::Utc::now().timestamp_micros();
         let n = n as i64;
         let mut cur = self.0.load(Ordering::Relaxed);
@@ -74,7 +95,7 @@ impl Sequencer {
     }
 }
 
-fn latest_per_series(mut rows: Vec<(EconomicSeries, i64)>) -> Vec<EconomicSeries> {
+pub(crate) fn latest_per_series(mut rows: Vec<(EconomicSeries, i64)>) -> Vec<EconomicSeries> {
     rows.sort_by(|a, b| a.0.id.cmp(&b.0.id).then(a.1.cmp(&b.1)));
     let mut out: Vec<EconomicSeries> = Vec::new();
     for (s, _) in rows {
@@ -270,6 +291,32 @@ impl FinancialDataStorage for IcebergStore {
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {
         let table = self.wh.load(TableKind::DataPoints).await?;
         query_table(&table, query, self.concurrency).await
+    }
+}
+
+#[async_trait]
+impl IngestTarget for IcebergStore {
+    async fn append(
+        &self,
+        kind: TableKind,
+        batches: &[RecordBatch],
+        offsets: Vec<OffsetUpdate>,
+        origin: &str,
+    ) -> Result<Committed> {
+        IcebergStore::append(self, kind, batches, offsets, origin).await
+    }
+
+    async fn recorded_offsets(&self, kind: TableKind) -> Result<BTreeMap<(String, i32), i64>> {
+        IcebergStore::recorded_offsets(self, kind).await
+    }
+
+    async fn probe(&self) -> Result<String> {
+        self.wh.metadata_location(TableKind::DataPoints).await?;
+        Ok("catalog answered".into())
+    }
+
+    fn describe(&self) -> String {
+        "iceberg tables".into()
     }
 }
 

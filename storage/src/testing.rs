@@ -98,6 +98,46 @@ pub async fn write_fixture(store: &dyn FinancialDataStorage) {
     store.write_data_points(&unrate, &[point("UNRATE", "2023-01-01", "2023-02-03", Some(3.4), true)]).await.unwrap();
 }
 
+/// Checks every view of [`write_fixture`]'s data against the hand-computed answers.
+pub async fn check_views(store: &dyn FinancialDataStorage, label: &str) {
+    let gdp: SeriesId = "GDPC1".parse().unwrap();
+    let q = |view| VintageQuery::new(view).series([gdp.clone()]);
+    assert_eq!(rows(&store.query(&q(View::Latest)).await.unwrap()), expected_latest(), "{label}: latest");
+    for (t, expected) in expected_as_of() {
+        assert_eq!(rows(&store.query(&q(View::AsOf(d(t)))).await.unwrap()), expected, "{label}: as_of {t}");
+    }
+    assert_eq!(
+        rows(&store.query(&q(View::FirstRelease)).await.unwrap()),
+        expected_first_release(),
+        "{label}: first_release"
+    );
+    assert_eq!(
+        rows(&store.query(&q(View::AllRevisions)).await.unwrap()),
+        expected_all_revisions(),
+        "{label}: all_revisions"
+    );
+    // Date range filter.
+    let ranged =
+        VintageQuery::new(View::Latest).series([gdp.clone()]).between(Some(d("2023-01-01")), Some(d("2023-04-01")));
+    assert_eq!(rows(&store.query(&ranged).await.unwrap()), expected_latest()[1..3].to_vec(), "{label}: range");
+    // Every series, latest.
+    let all = rows(&store.query(&VintageQuery::new(View::Latest)).await.unwrap());
+    assert_eq!(all.len(), 6, "{label}: all series");
+    assert_eq!(all[5], row("UNRATE", "2023-01-01", Some(3.4), "2023-02-03", OPEN));
+    // The seed's read_data_points: every revision of the series in the range, corrections applied.
+    let points = store.read_data_points(&gdp, Some(d("2023-07-01")), None).await.unwrap();
+    let got: Vec<(String, Option<f64>)> = points.iter().map(|p| (p.date.to_string(), p.value)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("2023-07-01".into(), Some(299.0)),
+            ("2023-07-01".into(), Some(301.0)),
+            ("2023-10-01".into(), Some(400.0))
+        ],
+        "{label}: read_data_points"
+    );
+}
+
 pub fn expected_latest() -> Vec<Row> {
     vec![
         row("GDPC1", "2022-10-01", Some(50.0), "2023-10-26", OPEN),
@@ -247,4 +287,78 @@ pub async fn lifecycle_answers(store: &dyn FinancialDataStorage) -> Vec<RecordBa
         out.push(store.query(&q).await.expect("view answers"));
     }
     out
+}
+
+/// Series metadata as a publisher sends it, for tests.
+pub fn series_record(id: &str, title: &str) -> vintagelake_schemas::EconomicSeries {
+    vintagelake_schemas::EconomicSeries {
+        id: id.parse().unwrap(),
+        source_id: "fred".into(),
+        external_id: id.into(),
+        title: title.into(),
+        description: None,
+        units: Some("Percent".into()),
+        frequency: "Quarterly".into(),
+        seasonal_adjustment: None,
+        start_date: Some(d("1947-01-01")),
+        end_date: None,
+        is_active: true,
+        created_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
+        updated_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
+    }
+}
+
+/// The storage-trait suite every backend must pass, on a fresh store: the fixture's views, series
+/// metadata (latest message per id), rejected writes that change nothing, and a revision stream
+/// whose every view must equal the in-memory store's after the same writes.
+pub async fn storage_trait_suite(store: &dyn FinancialDataStorage, label: &str) {
+    use crate::store::InMemoryStorage;
+    let oracle = InMemoryStorage::new();
+    write_fixture(store).await;
+    write_fixture(&oracle).await;
+    check_views(store, label).await;
+
+    // Series metadata: a later message for the same id replaces the earlier one.
+    let series = series_record;
+    assert_eq!(store.read_series(&"GDPC1".parse().unwrap()).await.unwrap(), None, "{label}: no metadata yet");
+    store.write_series(&series("GDPC1", "Real GDP")).await.unwrap();
+    store.write_series(&series("UNRATE", "Unemployment rate")).await.unwrap();
+    store.write_series(&series("GDPC1", "Real Gross Domestic Product")).await.unwrap();
+    let listed: Vec<(String, String)> =
+        store.list_series().await.unwrap().into_iter().map(|s| (s.id.to_string(), s.title)).collect();
+    assert_eq!(
+        listed,
+        vec![("GDPC1".into(), "Real Gross Domestic Product".into()), ("UNRATE".into(), "Unemployment rate".into())],
+        "{label}: list_series"
+    );
+    let gdp = store.read_series(&"GDPC1".parse().unwrap()).await.unwrap().expect("GDPC1 metadata");
+    assert_eq!(gdp.title, "Real Gross Domestic Product", "{label}: read_series");
+
+    // A write naming the wrong series is refused and changes nothing.
+    let before = store.query(&crate::scan::VintageQuery::new(crate::scan::View::AllRevisions)).await.unwrap();
+    let wrong = [point("UNRATE", "2023-02-01", "2023-03-03", Some(3.5), true)];
+    assert!(store.write_data_points(&"GDPC1".parse().unwrap(), &wrong).await.is_err(), "{label}: wrong series");
+    store.write_data_points(&"GDPC1".parse().unwrap(), &[]).await.expect("an empty write is a no-op");
+    let after = store.query(&crate::scan::VintageQuery::new(crate::scan::View::AllRevisions)).await.unwrap();
+    assert_eq!(rows(&after), rows(&before), "{label}: refused write left no rows");
+
+    // A revision stream (corrections, duplicates, several series), one write per series and
+    // vintage as a publisher would send it: every view equals the in-memory store's.
+    let stream = revision_stream("S", 0..3, 6, 3);
+    let mut start = 0;
+    while start < stream.len() {
+        let key = (&stream[start].point.series_id, stream[start].point.revision_date);
+        let end = start
+            + stream[start..].iter().take_while(|r| (&r.point.series_id, r.point.revision_date) == key).count();
+        let points: Vec<DataPoint> = stream[start..end].iter().map(|r| r.point.clone()).collect();
+        store.write_data_points(key.0, &points).await.expect("write vintage");
+        oracle.write_data_points(key.0, &points).await.unwrap();
+        start = end;
+    }
+    let got = lifecycle_answers(store).await;
+    let want = lifecycle_answers(&oracle).await;
+    for ((q, g), w) in lifecycle_views().iter().zip(&got).zip(&want) {
+        assert!(g.num_rows() > 0, "{label}: {:?} is empty", q.view);
+        assert_eq!(rows(g), rows(w), "{label}: {:?} differs from the in-memory store", q.view);
+    }
 }

@@ -109,7 +109,7 @@ pub async fn write_data_files(
     Ok(files)
 }
 
-fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -117,7 +117,7 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) -> Result<()> {
+pub(crate) fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) -> Result<()> {
     let got = batch.schema();
     let names = |s: &arrow::datatypes::Schema| {
         s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>()

@@ -7,6 +7,7 @@ mod demo;
 mod deploy;
 mod diskfull;
 mod ingest;
+mod migrate;
 mod query;
 mod serve;
 mod stress;
