@@ -394,7 +394,11 @@ async fn migrate(common: CommonConfig, source: Option<PathBuf>, chunk_rows: u64)
     use vintagelake_storage::migrate::{Progress, migrate_v1_to_iceberg};
     let root = source.unwrap_or_else(|| super::v1_root(&common));
     if !root.join(vintagelake_storage::v1::LOG_DIR).is_dir() {
-        return Err(Error::Usage(format!("no V1 store at {} (its commit log {}/ is missing)", root.display(), vintagelake_storage::v1::LOG_DIR)));
+        return Err(Error::Usage(format!(
+            "no V1 store at {} (its commit log {}/ is missing)",
+            root.display(),
+            vintagelake_storage::v1::LOG_DIR
+        )));
     }
     let from = vintagelake_storage::v1::ParquetStore::open(&root)
         .await?

@@ -187,7 +187,10 @@ pub async fn open_store(
             ));
         }
         StorageType::Memory => {
-            return Err(Error::Usage(format!("STORAGE_TYPE={} is not available yet; use iceberg", common.storage_type)));
+            return Err(Error::Usage(format!(
+                "STORAGE_TYPE={} is not available yet; use iceberg",
+                common.storage_type
+            )));
         }
     }
     let tiers = common.tiers.iter().map(TierSpec::from_config).collect::<Result<Vec<_>, _>>()?;

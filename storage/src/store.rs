@@ -44,7 +44,7 @@ pub trait FinancialDataStorage: Send + Sync {
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch>;
 }
 
-pub(crate) /// Where ingest commits rows with the Kafka positions they cover: the Iceberg tables (V2) or a
+/// Where ingest commits rows with the Kafka positions they cover: the Iceberg tables (V2) or a
 /// V1 Parquet store. Both record positions atomically with the rows, so a restarted consumer
 /// resumes exactly where the last commit ended.
 #[async_trait]
@@ -65,7 +65,7 @@ pub trait IngestTarget: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> String;
 }
 
-fn check_series(series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
+pub(crate) fn check_series(series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
     match points.iter().find(|p| &p.series_id != series_id) {
         Some(p) => Err(StorageError::InvalidData(format!(
             "write_data_points for {series_id} got a point of series {}",

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::catalog::{Warehouse, WarehouseConfig};
+use crate::scan::{View, VintageQuery};
 use crate::store::FinancialDataStorage;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Float64Type};
@@ -267,7 +268,7 @@ pub fn revision_stream(
 
 /// The views compaction and lifecycle tests compare: latest, first release, all revisions, and
 /// three as-of vintages inside [`grid`]'s date range.
-pub fn lifecycle_views() -> Vec<crate::scan::VintageQuery> {
+pub fn lifecycle_views() -> Vec<VintageQuery> {
     use crate::scan::{View, VintageQuery};
     let mut v = vec![
         VintageQuery::new(View::Latest),
@@ -335,11 +336,11 @@ pub async fn storage_trait_suite(store: &dyn FinancialDataStorage, label: &str) 
     assert_eq!(gdp.title, "Real Gross Domestic Product", "{label}: read_series");
 
     // A write naming the wrong series is refused and changes nothing.
-    let before = store.query(&crate::scan::VintageQuery::new(crate::scan::View::AllRevisions)).await.unwrap();
+    let before = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
     let wrong = [point("UNRATE", "2023-02-01", "2023-03-03", Some(3.5), true)];
     assert!(store.write_data_points(&"GDPC1".parse().unwrap(), &wrong).await.is_err(), "{label}: wrong series");
     store.write_data_points(&"GDPC1".parse().unwrap(), &[]).await.expect("an empty write is a no-op");
-    let after = store.query(&crate::scan::VintageQuery::new(crate::scan::View::AllRevisions)).await.unwrap();
+    let after = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
     assert_eq!(rows(&after), rows(&before), "{label}: refused write left no rows");
 
     // A revision stream (corrections, duplicates, several series), one write per series and
@@ -348,8 +349,8 @@ pub async fn storage_trait_suite(store: &dyn FinancialDataStorage, label: &str) 
     let mut start = 0;
     while start < stream.len() {
         let key = (&stream[start].point.series_id, stream[start].point.revision_date);
-        let end = start
-            + stream[start..].iter().take_while(|r| (&r.point.series_id, r.point.revision_date) == key).count();
+        let end =
+            start + stream[start..].iter().take_while(|r| (&r.point.series_id, r.point.revision_date) == key).count();
         let points: Vec<DataPoint> = stream[start..end].iter().map(|r| r.point.clone()).collect();
         store.write_data_points(key.0, &points).await.expect("write vintage");
         oracle.write_data_points(key.0, &points).await.unwrap();

@@ -24,7 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::Date32Type;
 use async_trait::async_trait;
@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vintagelake_schemas::arrow::col;
 use vintagelake_schemas::table::{
-    StoredDataPoint, batch_to_stored_series, data_points_table_schema, series_table_schema, stored_data_points_to_batch,
-    stored_series_to_batch,
+    StoredDataPoint, batch_to_stored_series, data_points_table_schema, series_table_schema,
+    stored_data_points_to_batch, stored_series_to_batch,
 };
 use vintagelake_schemas::{DataPoint, Date, EconomicSeries, SeriesId};
 
@@ -256,10 +256,12 @@ impl ParquetStore {
 
     /// Reads files with bounded concurrency, keeping their order.
     pub async fn read_files(&self, files: &[FileEntry]) -> Result<Vec<RecordBatch>> {
-        let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(files.iter().map(|f| self.read_file(f)))
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
+        let reads = files.iter().cloned().map(|f| {
+            let i = self.inner.clone();
+            async move { blocking(move || i.read_file(&f)).await }
+        });
+        let batches: Vec<Vec<RecordBatch>> =
+            futures::stream::iter(reads).buffered(self.concurrency).try_collect().await?;
         Ok(batches.into_iter().flatten().collect())
     }
 
@@ -539,8 +541,7 @@ impl Inner {
                     });
                 }
             }
-            let removed_records: u64 =
-                live.iter().filter(|f| remove.contains(&f.path)).map(|f| f.rows).sum();
+            let removed_records: u64 = live.iter().filter(|f| remove.contains(&f.path)).map(|f| f.rows).sum();
             let version = log.entries.len() as u64 + 1;
             let entry = LogEntry {
                 version,
@@ -663,8 +664,11 @@ fn split_by_month(kind: TableKind, batch: &RecordBatch) -> Result<Vec<(String, R
     groups
         .into_iter()
         .map(|(dir, idx)| {
-            let rows =
-                if idx.len() == batch.num_rows() { batch.clone() } else { take_record_batch(batch, &UInt32Array::from(idx))? };
+            let rows = if idx.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(batch, &UInt32Array::from(idx))?
+            };
             Ok((format!("{dir}/"), rows))
         })
         .collect()

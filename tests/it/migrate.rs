@@ -43,7 +43,8 @@ async fn a_million_row_v1_store_migrates_identically_after_two_kills_and_reruns(
         let rows = grid("M", part * 100..(part + 1) * 100, 250, 4);
         let batch = stored_data_points_to_batch(&rows).unwrap();
         let expected = (part > 0).then_some(part as i64 * 1000);
-        let offsets = vec![OffsetUpdate { topic: "revisions".into(), partition: 0, expected, next: (part as i64 + 1) * 1000 }];
+        let offsets =
+            vec![OffsetUpdate { topic: "revisions".into(), partition: 0, expected, next: (part as i64 + 1) * 1000 }];
         v1.append(TableKind::DataPoints, &[batch], offsets, "ingest").await.unwrap();
     }
     v1.write_series(&series_record("M00001", "Migrated series")).await.unwrap();

@@ -74,7 +74,10 @@ async fn duckdb_over_the_v1_glob_returns_our_views() {
     let live = store.live_files(TableKind::DataPoints, None).await.unwrap();
     let merged = store.read_files(&live[..10]).await.unwrap();
     let remove = live[..10].iter().map(|f| f.path.clone()).collect();
-    store.rewrite(TableKind::DataPoints, remove, &merged, CommitKind::Replace, "compaction", BTreeMap::new()).await.unwrap();
+    store
+        .rewrite(TableKind::DataPoints, remove, &merged, CommitKind::Replace, "compaction", BTreeMap::new())
+        .await
+        .unwrap();
     // A writer that staged files but has not committed yet: invisible to the glob.
     let staged = dir.path().join(STAGING_DIR).join(&live[20].path);
     std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
@@ -83,7 +86,9 @@ async fn duckdb_over_the_v1_glob_returns_our_views() {
     let root = dir.path().to_owned();
     let duck = tokio::task::spawn_blocking(move || duckdb_answers(&root)).await.unwrap();
     assert_eq!(duck["count"], vec![stream.len().to_string()], "every committed row once, nothing staged or removed");
-    for (name, view) in [("latest", View::Latest), ("first_release", View::FirstRelease), ("all_revisions", View::AllRevisions)] {
+    for (name, view) in
+        [("latest", View::Latest), ("first_release", View::FirstRelease), ("all_revisions", View::AllRevisions)]
+    {
         let ours = ours(&store, view).await;
         assert!(ours.len() > 1000, "{name}: {} rows", ours.len());
         assert_eq!(duck[name], ours, "{name}: DuckDB over the glob vs our view");
