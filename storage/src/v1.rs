@@ -19,7 +19,7 @@
 //! the next writer that opens the store; our readers find a file wherever it is. Kafka positions
 //! travel in the same log entry as the rows they cover, so ingest is exactly once here as well.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -325,19 +325,34 @@ impl ParquetStore {
         blocking(move || {
             let mut log = i.log.lock().expect("log lock");
             i.refresh(&mut log)?;
-            let referenced: HashSet<String> =
-                log.entries.iter().flat_map(|e| e.add.iter().map(|f| f.path.clone())).collect();
+            let now = chrono::Utc::now().timestamp_millis();
+            let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
+            // When each removed file left the table: old versions stay readable for `min_age` after that.
+            let removed_at: HashMap<&str, i64> =
+                log.entries.iter().flat_map(|e| e.remove.iter().map(|p| (p.as_str(), e.timestamp_ms))).collect();
+            let referenced: HashSet<&str> =
+                log.entries.iter().flat_map(|e| e.add.iter().map(|f| f.path.as_str())).collect();
+            let modified_ms = |path: &Path| -> Result<i64> {
+                let age = path.metadata()?.modified()?.elapsed().unwrap_or_default();
+                Ok(now - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+            };
             let mut deleted = 0;
-            for (dir, keep_referenced) in [(REMOVED_DIR, false), (STAGING_DIR, true)] {
-                for (rel, path) in walk(&i.root.join(dir))? {
-                    let old = path.metadata()?.modified()?.elapsed().unwrap_or_default() >= min_age;
-                    if keep_referenced && referenced.contains(&rel) {
-                        continue;
-                    }
-                    if !keep_referenced || old {
-                        std::fs::remove_file(&path)?;
-                        deleted += 1;
-                    }
+            for (rel, path) in walk(&i.root.join(REMOVED_DIR))? {
+                let since = match removed_at.get(rel.as_str()) {
+                    Some(t) => *t,
+                    None => modified_ms(&path)?,
+                };
+                if now.saturating_sub(since) >= min_age_ms {
+                    std::fs::remove_file(&path)?;
+                    deleted += 1;
+                }
+            }
+            // Staged files no commit refers to: a writer that died before its commit, or one
+            // still writing (hence the age).
+            for (rel, path) in walk(&i.root.join(STAGING_DIR))? {
+                if !referenced.contains(rel.as_str()) && now.saturating_sub(modified_ms(&path)?) >= min_age_ms {
+                    std::fs::remove_file(&path)?;
+                    deleted += 1;
                 }
             }
             Ok(deleted)
@@ -854,6 +869,7 @@ mod tests {
         let live = store.live_files(TableKind::DataPoints, None).await.unwrap();
         let all = store.read_files(&live).await.unwrap();
         let paths: Vec<String> = live.iter().map(|f| f.path.clone()).collect();
+        assert!(paths.len() >= 3, "one file per append and revision month: {paths:?}");
         let c = store
             .rewrite(TableKind::DataPoints, paths.clone(), &all, CommitKind::Replace, "compaction", BTreeMap::new())
             .await
@@ -864,6 +880,7 @@ mod tests {
             assert!(dir.path().join(REMOVED_DIR).join(p).exists(), "{p} kept for old versions");
         }
         let q = |v| VintageQuery::new(View::AllRevisions).at_snapshot(SnapshotSelector::Id(v));
+        assert_eq!(store.query(&q(3)).await.unwrap().num_rows(), 18);
         assert_eq!(store.query(&q(3)).await.unwrap(), store.query(&q(4)).await.unwrap());
         // Removing a file that is no longer live fails and changes nothing.
         let err = store
@@ -872,8 +889,12 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StorageError::FileNotLive { .. }), "{err}");
         assert_eq!(store.version().await.unwrap(), 4);
-        assert_eq!(store.vacuum(std::time::Duration::ZERO).await.unwrap(), 3);
-        assert!(matches!(store.query(&q(3)).await.unwrap_err(), StorageError::InvalidData(_)), "vacuumed");
+        // Old versions stay readable for the grace period, then their files go.
+        assert_eq!(store.vacuum(std::time::Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(store.query(&q(3)).await.unwrap(), store.query(&q(4)).await.unwrap());
+        assert_eq!(store.vacuum(std::time::Duration::ZERO).await.unwrap(), live.len());
+        let after = store.query(&q(3)).await;
+        assert!(matches!(after, Err(StorageError::InvalidData(_))), "vacuumed: {after:?}");
     }
 
     #[tokio::test]
