@@ -1,6 +1,7 @@
 //! Subcommands of the `vintagelake` binary.
 
 mod admin;
+mod bench;
 mod compact;
 mod get;
 mod ingest;
@@ -104,6 +105,11 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Benchmarks of the running pipeline (`bench e2e`: produce → ingest → Flight under load).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +172,7 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
         Command::Produce(args) => produce::run(args).await,
         Command::Get(args) => get::run(args).await,
         Command::Admin { command } => admin::run(command, sub).await,
+        Command::Bench { command } => bench::run(command).await,
     }
 }
 

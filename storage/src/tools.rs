@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 /// The pinned pyiceberg: the SQL catalog (SQLite) and the pyarrow reader.
 pub const PYICEBERG_REQUIREMENT: &str = "pyiceberg[sql-sqlite,pyarrow]==0.12.0";
 /// Extra packages for checks and comparisons (S3 server for the archive tier, pandas).
-pub const PY_EXTRA_REQUIREMENTS: &[&str] = &["moto[server]==5.2.5", "pandas==3.1.1", "duckdb==2.0.1"];
+pub const PY_EXTRA_REQUIREMENTS: &[&str] =
+    &["moto[server]==5.2.5", "pandas==3.1.1", "duckdb==2.0.1", "confluent-kafka==2.16.1"];
 
 /// Where provisioned tools live: `VINTAGELAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/vintagelake`,
 /// else `~/.cache/vintagelake`. Shared across checkouts so CI and developers download once.

@@ -1,5 +1,6 @@
 //! Integration tests of the `vintagelake` binary, run as a user runs it.
 
+mod bench;
 mod chaos;
 mod cli;
 mod compact;

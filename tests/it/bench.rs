@@ -1,0 +1,55 @@
+//! `vintagelake bench e2e` runs the whole pipeline under a (small) load and reports every measure
+//! it promises. Only that the report is complete and consistent is checked here: the numbers
+//! themselves are benchmark results (docs/BENCHMARKS.md), never asserted.
+
+use std::process::{Command, Stdio};
+
+use vintagelake_ingest::broker::Broker;
+
+/// The number after `label` in `line` (e.g. "p50 12.3 ms" → 12.3).
+fn number_after(line: &str, label: &str) -> f64 {
+    let rest = line.split(label).nth(1).unwrap_or_else(|| panic!("{label:?} in {line:?}"));
+    rest.trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
+    let broker = Broker::from_env_or_local().await.expect("a Kafka-protocol broker");
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_vintagelake"))
+            .args(["bench", "e2e", "--revisions", "20000", "--rows-per-message", "500"])
+            .args(["--clients", "1,4", "--requests-per-client", "10", "--min-probes", "3"])
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+            .env("COMMIT_INTERVAL", "200ms")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let line = |prefix: &str| -> String {
+        stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix:?} in:\n{stdout}")).to_owned()
+    };
+    assert!(stdout.contains("20000 revisions in 50 ipc messages"), "{stdout}");
+    assert!(number_after(&line("| sustained ingest"), "s, **") > 0.0);
+    let commits = line("| commit latency");
+    assert!(number_after(&commits, "(") >= 1.0, "{commits}");
+    assert!(number_after(&commits, "p99") >= number_after(&commits, "p50"), "{commits}");
+    let fresh = line("| freshness");
+    assert!(number_after(&fresh, "(") >= 3.0, "{fresh}");
+    assert!(number_after(&fresh, "p50") > 0.0, "{fresh}");
+    assert!(number_after(&line("| ingest peak RSS"), "RSS |") > 0.0);
+    for clients in ["1 concurrent", "4 concurrent"] {
+        let reads = line(&format!("| one series, latest view, {clients}"));
+        assert!(number_after(&reads, "ms,") > 0.0, "{reads}");
+    }
+    // Every revision of the load is readable at the end (corrections replace what they correct).
+    let full = line("| full table, every revision");
+    let rows = number_after(&full, "(");
+    assert!((19_000.0..=20_100.0).contains(&rows), "{full}");
+}
