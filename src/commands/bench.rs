@@ -171,7 +171,8 @@ cat = SqlCatalog("vintagelake", uri=f"sqlite:///{warehouse}/catalog.sqlite", war
 t = cat.load_table("econ.data_points")
 files = [task.file.file_path.removeprefix("file://") for task in t.scan().plan_files()]
 con = duckdb.connect()
-con.execute("CREATE VIEW dp AS SELECT * FROM read_parquet(?)", [files])
+listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+con.execute(f"CREATE VIEW dp AS SELECT * FROM read_parquet([{listed}])")
 latest = """SELECT series_id, date, value FROM (
   SELECT *, row_number() OVER (PARTITION BY date ORDER BY revision_date DESC, ingest_seq DESC) AS rn
   FROM dp WHERE series_id = ?) WHERE rn = 1"""
@@ -186,7 +187,7 @@ def timed(f):
 py_one = timed(lambda s: t.scan(row_filter=EqualTo("series_id", s)).to_arrow().num_rows)
 duck_one = timed(lambda s: len(con.execute(latest, [s]).fetchall()))
 t0 = time.perf_counter(); py_full = t.scan().to_arrow().num_rows; py_full_s = time.perf_counter() - t0
-t0 = time.perf_counter(); duck_full = con.execute("SELECT * FROM dp").fetch_arrow_table().num_rows; duck_full_s = time.perf_counter() - t0
+t0 = time.perf_counter(); duck_full = con.execute("SELECT * FROM dp").to_arrow_table().num_rows; duck_full_s = time.perf_counter() - t0
 print(json.dumps({"pyiceberg_one": py_one, "duckdb_latest_one": duck_one,
                   "pyiceberg_full": {"rows": py_full, "seconds": py_full_s},
                   "duckdb_full": {"rows": duck_full, "seconds": duck_full_s}}))
@@ -299,11 +300,7 @@ fn free_port() -> Result<u16, Error> {
 type Message = (Vec<u8>, Vec<u8>);
 
 /// Messages of the load: keyed by series, so one series' revisions keep their order.
-fn messages(
-    revisions: &[DataPointRevision],
-    format: &str,
-    per_message: usize,
-) -> Result<Vec<Message>, Error> {
+fn messages(revisions: &[DataPointRevision], format: &str, per_message: usize) -> Result<Vec<Message>, Error> {
     if format == "json" {
         return Ok(revisions.iter().map(message).collect());
     }
@@ -360,7 +357,8 @@ fn histogram_quantile(exposition: &str, metric: &str, label: &str, q: f64) -> Op
         .lines()
         .filter(|l| l.starts_with(&prefix) && l.contains(label))
         .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            // `le` is the last label (and "table=" also ends in `le=`).
+            let le = l.rsplit("le=\"").next()?.split('"').next()?;
             let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
             let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
             Some((bound, count))

@@ -240,12 +240,21 @@ impl IcebergStore {
         Ok(recorded_offsets(self.wh.load(kind).await?.metadata()))
     }
 
-    async fn series_rows(&self) -> Result<Vec<(EconomicSeries, i64)>> {
+    /// Series rows with their sequence numbers; with `only`, the scan reads just the files whose
+    /// statistics can hold that id.
+    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
         let table = self.wh.load(TableKind::Series).await?;
         if table.metadata().current_snapshot().is_none() {
             return Ok(Vec::new());
         }
-        let batches: Vec<RecordBatch> = table.scan().build()?.to_arrow().await?.try_collect().await?;
+        let mut scan = table.scan();
+        if let Some(id) = only {
+            use iceberg::expr::Reference;
+            use iceberg::spec::Datum;
+            scan = scan
+                .with_filter(Reference::new(vintagelake_schemas::arrow::col::ID).equal_to(Datum::string(id.as_str())));
+        }
+        let batches: Vec<RecordBatch> = scan.build()?.to_arrow().await?.try_collect().await?;
         let mut rows = Vec::new();
         for b in &batches {
             rows.extend(batch_to_stored_series(b)?);
@@ -255,7 +264,7 @@ impl IcebergStore {
 
     /// Series metadata, the latest message per id.
     pub async fn latest_series(&self) -> Result<Vec<EconomicSeries>> {
-        Ok(latest_per_series(self.series_rows().await?))
+        Ok(latest_per_series(self.series_rows(None).await?))
     }
 }
 
@@ -267,7 +276,8 @@ impl FinancialDataStorage for IcebergStore {
     }
 
     async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
-        Ok(self.latest_series().await?.into_iter().find(|s| &s.id == series_id))
+        let rows = self.series_rows(Some(series_id)).await?.into_iter().filter(|(s, _)| &s.id == series_id).collect();
+        Ok(latest_per_series(rows).pop())
     }
 
     async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {

@@ -1,10 +1,11 @@
-//! Storage V1: plain, immutable Parquet files in date-partitioned directories plus an atomic
+//! Storage V1: plain, immutable Parquet files in date-partitioned directories (the UTC day of
+//! the commit: one file per write, however many months its revisions span) plus an atomic
 //! commit log, behind the same [`FinancialDataStorage`] trait as the Iceberg tables (V2).
 //!
 //! Layout of a V1 store:
 //!
 //! ```text
-//! <root>/data_points/revision_month=2023-10/part-<uuid>.parquet   rows of the data_points table
+//! <root>/data_points/commit_date=2026-11-24/part-<uuid>.parquet  rows of the data_points table
 //! <root>/series/part-<uuid>.parquet                               rows of the series table
 //! <root>/_log/00000000000000000001.json                           commit N (one JSON document)
 //! <root>/_staging/<path>                                          written, committed, not yet moved
@@ -24,8 +25,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::Date32Type;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -38,7 +39,7 @@ use vintagelake_schemas::table::{
     StoredDataPoint, batch_to_stored_series, data_points_table_schema, series_table_schema,
     stored_data_points_to_batch, stored_series_to_batch,
 };
-use vintagelake_schemas::{DataPoint, Date, EconomicSeries, SeriesId};
+use vintagelake_schemas::{DataPoint, EconomicSeries, SeriesId};
 
 use crate::catalog::TableKind;
 use crate::commit::{CommitKind, Committed, OffsetUpdate};
@@ -360,8 +361,13 @@ impl ParquetStore {
         .await
     }
 
-    async fn series_rows(&self) -> Result<Vec<(EconomicSeries, i64)>> {
-        let files = self.live_files(TableKind::Series, None).await?;
+    /// Series rows with their sequence numbers; with `only`, just the files whose key bounds
+    /// can hold that series.
+    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
+        let mut files = self.live_files(TableKind::Series, None).await?;
+        if let Some(id) = only {
+            files.retain(|f| id.as_str() >= f.min_key.as_str() && id.as_str() <= f.max_key.as_str());
+        }
         let mut rows = Vec::new();
         for b in self.read_files(&files).await? {
             rows.extend(batch_to_stored_series(&b)?);
@@ -407,10 +413,9 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `revision_month=YYYY-MM` of a date (days since the epoch).
-fn month_dir(days: i32) -> String {
-    let d = Date::from_days_since_epoch(days).to_string();
-    format!("revision_month={}", &d[..7])
+/// `commit_date=YYYY-MM-DD`: the UTC day a write is committed.
+fn commit_date_dir() -> String {
+    format!("commit_date={}", chrono::Utc::now().format("%Y-%m-%d"))
 }
 
 impl Inner {
@@ -462,7 +467,7 @@ impl Inner {
             .map_err(|e| StorageError::InvalidData(format!("reading {}: {e}", path.display())))
     }
 
-    /// Writes rows to new staged files: sorted by the table's key, one file per revision month.
+    /// Writes rows to a new staged file, sorted by the table's key.
     fn write_files(&self, kind: TableKind, batches: &[RecordBatch]) -> Result<Vec<FileEntry>> {
         let Some(first) = batches.first() else { return Ok(Vec::new()) };
         let batch = concat_batches(&first.schema(), batches)?;
@@ -475,34 +480,35 @@ impl Inner {
         };
         crate::write::check_schema(&schema, &batch)?;
         let batch = RecordBatch::try_new(schema, batch.columns().to_vec())?;
-        let batch = sort_batch(kind, &batch)?;
-        let mut out = Vec::new();
-        for (dir, rows) in split_by_month(kind, &batch)? {
-            let rel = format!("{}/{dir}part-{}.parquet", kind.name(), uuid::Uuid::now_v7().simple());
-            let mut buf = Vec::new();
-            let mut writer = ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties()))
-                .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
-            writer.write(&rows).map_err(|e| StorageError::InvalidData(format!("parquet write: {e}")))?;
-            writer.close().map_err(|e| StorageError::InvalidData(format!("parquet close: {e}")))?;
-            let path = self.root.join(STAGING_DIR).join(&rel);
-            let parent = path.parent().expect("file in a directory");
-            std::fs::create_dir_all(parent)?;
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
-            let (min_key, max_key, min_date, max_date) = bounds(kind, &rows)?;
-            out.push(FileEntry {
-                path: rel,
-                rows: rows.num_rows() as u64,
-                bytes: buf.len() as u64,
-                sha256: format!("{:x}", Sha256::digest(&buf)),
-                min_key,
-                max_key,
-                min_date,
-                max_date,
-            });
-        }
-        Ok(out)
+        let rows = sort_batch(kind, &batch)?;
+        // One file per write: data-point files go under the day of the commit, series files flat.
+        let dir = match kind {
+            TableKind::DataPoints => format!("{}/", commit_date_dir()),
+            TableKind::Series => String::new(),
+        };
+        let rel = format!("{}/{dir}part-{}.parquet", kind.name(), uuid::Uuid::now_v7().simple());
+        let mut buf = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties()))
+            .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
+        writer.write(&rows).map_err(|e| StorageError::InvalidData(format!("parquet write: {e}")))?;
+        writer.close().map_err(|e| StorageError::InvalidData(format!("parquet close: {e}")))?;
+        let path = self.root.join(STAGING_DIR).join(&rel);
+        let parent = path.parent().expect("file in a directory");
+        std::fs::create_dir_all(parent)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        f.write_all(&buf)?;
+        f.sync_all()?;
+        let (min_key, max_key, min_date, max_date) = bounds(kind, &rows)?;
+        Ok(vec![FileEntry {
+            path: rel,
+            rows: rows.num_rows() as u64,
+            bytes: buf.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(&buf)),
+            min_key,
+            max_key,
+            min_date,
+            max_date,
+        }])
     }
 
     /// Appends the next log entry: validates against the latest version, links the entry into
@@ -662,33 +668,6 @@ fn bounds(kind: TableKind, rows: &RecordBatch) -> Result<(String, String, Option
     Ok((min_key, max_key, min_date, max_date))
 }
 
-/// Splits data points by the month of their revision date (`revision_month=YYYY-MM/`); series
-/// rows go to one unpartitioned file.
-fn split_by_month(kind: TableKind, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
-    if kind != TableKind::DataPoints {
-        return Ok(vec![(String::new(), batch.clone())]);
-    }
-    let revision = batch
-        .column_by_name(col::REVISION_DATE)
-        .ok_or_else(|| StorageError::InvalidData("rows lack revision_date".into()))?
-        .as_primitive::<Date32Type>();
-    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for i in 0..batch.num_rows() {
-        groups.entry(month_dir(revision.value(i))).or_default().push(i as u32);
-    }
-    groups
-        .into_iter()
-        .map(|(dir, idx)| {
-            let rows = if idx.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(idx))?
-            };
-            Ok((format!("{dir}/"), rows))
-        })
-        .collect()
-}
-
 /// Whether a file can hold rows the query asks for (series and date bounds).
 fn may_match(file: &FileEntry, query: &VintageQuery) -> bool {
     let series_ok = query.series.is_empty()
@@ -712,7 +691,8 @@ impl FinancialDataStorage for ParquetStore {
     }
 
     async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
-        Ok(self.list_series().await?.into_iter().find(|s| &s.id == series_id))
+        let rows = self.series_rows(Some(series_id)).await?.into_iter().filter(|(s, _)| &s.id == series_id).collect();
+        Ok(latest_per_series(rows).pop())
     }
 
     async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
@@ -731,7 +711,7 @@ impl FinancialDataStorage for ParquetStore {
     }
 
     async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
-        Ok(latest_per_series(self.series_rows().await?))
+        Ok(latest_per_series(self.series_rows(None).await?))
     }
 
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {
@@ -801,7 +781,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn files_land_in_revision_month_directories_and_the_log_lists_them() {
+    async fn a_write_is_one_file_under_its_commit_date_and_the_log_lists_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = ParquetStore::open(dir.path()).await.unwrap();
         let rows = grid("S", 0..3, 4, 2);
@@ -809,9 +789,11 @@ mod tests {
         assert_eq!(c.snapshot_id, 1);
         assert_eq!(c.added_records, rows.len() as u64);
         let live = store.live_files(TableKind::DataPoints, None).await.unwrap();
-        assert_eq!(live.iter().map(|f| f.rows).sum::<u64>(), rows.len() as u64);
+        assert_eq!(live.len(), 1, "rows of many revision months, one file: {live:?}");
+        assert_eq!(live[0].rows, rows.len() as u64);
+        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
         for f in &live {
-            assert!(f.path.starts_with("data_points/revision_month="), "{}", f.path);
+            assert!(f.path.starts_with(&format!("data_points/commit_date={day}/part-")), "{}", f.path);
             let on_disk = std::fs::read(dir.path().join(&f.path)).unwrap();
             assert_eq!(format!("{:x}", Sha256::digest(&on_disk)), f.sha256, "{}", f.path);
         }
@@ -869,7 +851,7 @@ mod tests {
         let live = store.live_files(TableKind::DataPoints, None).await.unwrap();
         let all = store.read_files(&live).await.unwrap();
         let paths: Vec<String> = live.iter().map(|f| f.path.clone()).collect();
-        assert!(paths.len() >= 3, "one file per append and revision month: {paths:?}");
+        assert_eq!(paths.len(), 3, "one file per append: {paths:?}");
         let c = store
             .rewrite(TableKind::DataPoints, paths.clone(), &all, CommitKind::Replace, "compaction", BTreeMap::new())
             .await

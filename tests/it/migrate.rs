@@ -123,11 +123,12 @@ async fn ingest_into_a_v1_store_is_exactly_once_across_a_kill() {
     let topics = Topics::new();
     create_topics(broker.bootstrap_servers(), &[&topics.data, &topics.series], 3).await.unwrap();
     let produced = synthetic::revisions(N, 7);
-    produce(broker.bootstrap_servers(), &topics.data, &produced).await;
+    // Half before the first daemon (killed as soon as it has committed something), half after.
+    produce(broker.bootstrap_servers(), &topics.data, &produced[..N / 2]).await;
 
     let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
     env.insert("STORAGE_TYPE".into(), "parquet".into());
-    env.insert("COMMIT_MAX_ROWS".into(), "2000".into());
+    env.insert("COMMIT_MAX_ROWS".into(), "500".into());
     let v1 = ParquetStore::open(dir.path().join("parquet")).await.unwrap();
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
     wait_for(Duration::from_secs(120), "some rows committed", || {
@@ -136,20 +137,21 @@ async fn ingest_into_a_v1_store_is_exactly_once_across_a_kill() {
         async move { committed(&v1).await >= 1 }
     })
     .await;
-    // Readiness probes the commit log itself (between commits, which also report on it).
-    wait_for(Duration::from_secs(60), "ready with the commit log's probe", || {
-        ingest.assert_alive();
-        let get = ingest.get("/ready");
-        async move { matches!(get.await, Some((200, body)) if body.contains("commit log at version")) }
-    })
-    .await;
     ingest.kill9();
+    produce(broker.bootstrap_servers(), &topics.data, &produced[N / 2..]).await;
 
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
     wait_for(Duration::from_secs(180), "every revision committed", || {
         ingest.assert_alive();
         let v1 = v1.clone();
         async move { committed(&v1).await >= N as u64 }
+    })
+    .await;
+    // Readiness probes the commit log itself (between commits, which also report on it).
+    wait_for(Duration::from_secs(60), "ready with the commit log's probe", || {
+        ingest.assert_alive();
+        let get = ingest.get("/ready");
+        async move { matches!(get.await, Some((200, body)) if body.contains("commit log at version")) }
     })
     .await;
     let status = ingest.terminate(Duration::from_secs(30));
