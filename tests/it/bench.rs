@@ -9,7 +9,8 @@ use vintagelake_ingest::broker::Broker;
 /// The number after `label` in `line` (e.g. "p50 12.3 ms" → 12.3).
 fn number_after(line: &str, label: &str) -> f64 {
     let rest = line.split(label).nth(1).unwrap_or_else(|| panic!("{label:?} in {line:?}"));
-    rest.trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap().parse().unwrap()
+    let n = rest.trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap();
+    n.parse().unwrap_or_else(|e| panic!("a number after {label:?} in {line:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,10 +47,19 @@ async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
     assert!(number_after(&line("| ingest peak RSS"), "RSS |") > 0.0);
     for clients in ["1 concurrent", "4 concurrent"] {
         let reads = line(&format!("| one series, latest view, {clients}"));
-        assert!(number_after(&reads, "ms,") > 0.0, "{reads}");
+        assert!(number_after(&reads, "p50") > 0.0, "{reads}");
+        assert!(number_after(&reads, "p99") >= number_after(&reads, "p50"), "{reads}");
     }
     // Every revision of the load is readable at the end (corrections replace what they correct).
     let full = line("| full table, every revision");
     let rows = number_after(&full, "(");
     assert!((19_000.0..=20_100.0).contains(&rows), "{full}");
+    // The side by side ran in the same invocation (it fails the command if DuckDB's latest view
+    // disagrees with ours) and reports ratios.
+    let drain = line("| drain the topic into Iceberg");
+    assert!(number_after(&drain, "rev/s |") > 0.0, "{drain}");
+    let ratio: f64 = drain.trim_end_matches(" |").rsplit("| ").next().unwrap().parse().unwrap();
+    assert!(ratio > 0.0 && ratio.is_finite(), "{drain}");
+    line("| one series, latest view, p50 (vs DuckDB");
+    line("| full table, every revision (ours");
 }
