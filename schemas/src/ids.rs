@@ -138,8 +138,15 @@ impl FromStr for Date {
 }
 
 impl fmt::Display for Date {
+    /// ISO `YYYY-MM-DD`. Years 0–9999 take a direct path (this runs for every revision ingest
+    /// derives an id for); others keep chrono's signed form (`+10000-01-01`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_naive().format("%Y-%m-%d"))
+        use chrono::Datelike;
+        let d = self.to_naive();
+        match d.year() {
+            y @ 0..=9999 => write!(f, "{y:04}-{:02}-{:02}", d.month(), d.day()),
+            _ => write!(f, "{}", d.format("%Y-%m-%d")),
+        }
     }
 }
 
@@ -159,6 +166,16 @@ impl<'de> serde::Deserialize<'de> for Date {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_text_is_chronos_iso_form_for_every_day_of_years_minus_5_to_10005() {
+        let first = Date::from_ymd(-5, 1, 1).unwrap().days_since_epoch();
+        let last = Date::from_ymd(10_005, 12, 31).unwrap().days_since_epoch();
+        for days in first..=last {
+            let d = Date::from_days_since_epoch(days);
+            assert_eq!(d.to_string(), d.to_naive().format("%Y-%m-%d").to_string(), "day {days}");
+        }
+    }
 
     #[test]
     fn date_round_trips_through_days_and_text() {
