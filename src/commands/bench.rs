@@ -31,6 +31,7 @@ use vintagelake_ingest::synthetic;
 use vintagelake_query::ticket::TicketV1;
 use vintagelake_schemas::{DataPointRevision, Date, SeriesId, encode_data_points_ipc};
 use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
+use vintagelake_storage::health::http_get;
 use vintagelake_storage::scan::View;
 use vintagelake_storage::store::IcebergStore;
 
@@ -272,19 +273,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// GET `http://127.0.0.1:port/path`: (status, body).
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((status, body))
 }
 
 fn free_port() -> Result<u16, Error> {

@@ -93,19 +93,7 @@ impl Daemon {
 
 /// GET `http://127.0.0.1:port/path`: (status, body).
 pub async fn http_get(port: u16, path: String) -> Option<(u16, String)> {
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        Some((status, body))
-    }
+    vintagelake_storage::health::http_get(port, &path).await
 }
 
 impl Drop for Daemon {
