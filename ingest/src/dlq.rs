@@ -97,8 +97,35 @@ impl DeadLetterQueue {
 
     /// Waits until every enqueued record is acknowledged by the broker.
     pub async fn flush(&mut self) -> Result<usize> {
-        let n = self.pending.len();
-        for (topic, delivery) in self.pending.drain(..) {
+        self.take_pending().wait().await
+    }
+
+    /// The deliveries enqueued so far, to be awaited elsewhere (before the commit that moves the
+    /// source offsets past them).
+    pub fn take_pending(&mut self) -> PendingDeliveries {
+        PendingDeliveries(std::mem::take(&mut self.pending))
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Dead letters sent but not yet acknowledged.
+#[derive(Default)]
+pub struct PendingDeliveries(Vec<(String, DeliveryFuture)>);
+
+impl std::fmt::Debug for PendingDeliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PendingDeliveries").field(&self.0.len()).finish()
+    }
+}
+
+impl PendingDeliveries {
+    /// Waits until the broker acknowledged every one; returns how many.
+    pub async fn wait(self) -> Result<usize> {
+        let n = self.0.len();
+        for (topic, delivery) in self.0 {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => return Err(IngestError::DeadLetter { topic, reason: e.to_string() }),
@@ -106,9 +133,5 @@ impl DeadLetterQueue {
             }
         }
         Ok(n)
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.len()
     }
 }

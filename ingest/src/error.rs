@@ -28,6 +28,8 @@ pub enum IngestError {
     Config(String),
     #[error("producing to {topic}: {reason}")]
     Produce { topic: String, reason: String },
+    #[error("the background commit stopped unexpectedly ({0}); on restart ingest re-reads from the table's positions")]
+    CommitTask(String),
     #[error("reading {what}: {reason}")]
     Input { what: String, reason: String },
 }

@@ -7,11 +7,22 @@
 //! replica owns the partition now and the commit is refused (fenced): this replica drops what it
 //! buffered and re-seeks to the table's positions. Group offsets are committed after each table
 //! commit only so that lag tools keep working.
+//!
+//! Commits run in the background while consuming goes on (double buffering): when a commit is
+//! due, the buffer is sealed and handed to a commit task, and a fresh buffer fills meanwhile. At
+//! most one commit runs at a time, so each one starts from the positions the previous one
+//! recorded. If it fails, its rows go back into the buffer and the next attempt commits them with
+//! what arrived since; while commits keep failing, consuming stops. A rebalance waits for the
+//! running commit to finish before it changes which partitions this replica owns.
+//!
+//! Bulk (Arrow IPC) messages are validated a column at a time and kept as Arrow batches in the
+//! table's schema; only single-revision JSON messages go through a struct per revision.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -19,10 +30,13 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vintagelake_schemas::ipc::{MAX_IPC_ROWS_BITS, decode_data_points_ipc_to_table};
 use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch, stored_series_to_batch};
 use vintagelake_schemas::{
-    DataPointRevision, SeriesMetadata, Timestamp, WireFormat, decode_data_points, decode_series_json,
+    DataPointRevision, EconomicSeries, SeriesMetadata, Timestamp, WireFormat, decode_data_point_json,
+    decode_series_json,
 };
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;
@@ -31,12 +45,13 @@ use vintagelake_storage::health::Readiness;
 use vintagelake_storage::store::IngestTarget;
 
 use crate::config::IngestConfig;
-use crate::dlq::{DeadLetter, DeadLetterQueue, Rejection};
+use crate::dlq::{DeadLetter, DeadLetterQueue, PendingDeliveries, Rejection};
 use crate::error::{IngestError, Result};
 use crate::metrics as m;
 
-/// Rows of one message are numbered within it: `ingest_seq = offset << ROW_BITS | row`.
-pub const ROW_BITS: u32 = 20;
+/// Rows of one message are numbered within it: `ingest_seq = offset << ROW_BITS | row` (a bulk
+/// message of more rows is rejected by the validator).
+pub const ROW_BITS: u32 = MAX_IPC_ROWS_BITS;
 
 /// What an ingest run did (returned on shutdown).
 #[derive(Debug, Default, Clone)]
@@ -69,13 +84,31 @@ struct Position {
     next: Option<i64>,
 }
 
+/// What one partition buffered since its last commit.
 #[derive(Debug, Default)]
 struct PartitionBuffer {
+    /// Bulk messages, already in the `data_points` table schema.
+    batches: Vec<RecordBatch>,
+    /// Single-revision messages.
     points: Vec<StoredDataPoint>,
-    series: Vec<(vintagelake_schemas::EconomicSeries, i64)>,
+    series: Vec<(EconomicSeries, i64)>,
+    rows: u64,
+    bytes: u64,
 }
 
-/// State shared with the rebalance callback, which runs inside `recv()`.
+impl PartitionBuffer {
+    /// Takes back rows a failed commit held (older than what is buffered now; their order in the
+    /// buffer does not matter, `ingest_seq` orders them).
+    fn absorb(&mut self, older: PartitionBuffer) {
+        self.batches.extend(older.batches);
+        self.points.extend(older.points);
+        self.series.extend(older.series);
+        self.rows += older.rows;
+        self.bytes += older.bytes;
+    }
+}
+
+/// State shared with the rebalance callback (which runs inside `recv()`) and the commit task.
 #[derive(Debug, Default)]
 struct State {
     positions: HashMap<PartitionKey, Position>,
@@ -83,6 +116,11 @@ struct State {
     buffered_bytes: u64,
     buffered_rows: u64,
     oldest: Option<Instant>,
+    /// A sealed buffer is being committed (in the background or inline).
+    committing: bool,
+    /// Bytes held by that commit: they count against `MAX_BUFFERED_BYTES` until it ends.
+    committing_bytes: u64,
+    report: IngestReport,
 }
 
 impl State {
@@ -91,13 +129,41 @@ impl State {
         self.buffered_bytes = 0;
         self.buffered_rows = 0;
         self.oldest = None;
-        metrics::gauge!(m::BUFFERED_BYTES).set(0.0);
+        self.publish_buffered();
+    }
+
+    fn publish_buffered(&self) {
+        metrics::gauge!(m::BUFFERED_BYTES).set((self.buffered_bytes + self.committing_bytes) as f64);
+    }
+}
+
+/// The state and the signal that a commit ended, shared by the loop, the callback and the task.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    commit_ended: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Blocks until no commit runs (from the rebalance callback, inside the runtime).
+    fn wait_for_commit(&self) -> MutexGuard<'_, State> {
+        tokio::task::block_in_place(|| {
+            let mut state = self.lock();
+            while state.committing {
+                state = self.commit_ended.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            state
+        })
     }
 }
 
 struct Context {
     store: Arc<dyn IngestTarget>,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     tables: HashMap<String, TableKind>,
     runtime: tokio::runtime::Handle,
 }
@@ -141,6 +207,10 @@ impl Context {
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         metrics::counter!(m::REBALANCES).increment(1);
+        // A running commit lands (or fails and gives its rows back) before ownership changes, so
+        // the positions read below include it and nothing it held is attributed to a partition
+        // we no longer own. Nothing starts a new commit meanwhile: the loop is inside `recv()`.
+        drop(self.shared.wait_for_commit());
         match rebalance {
             Rebalance::Assign(tpl) => {
                 // Start every partition where the table says it stands. Retry: consuming without
@@ -162,7 +232,7 @@ impl ConsumerContext for Context {
                     tracing::error!("cannot read the table's offsets: aborting rather than risk duplicates");
                     std::process::exit(75);
                 };
-                let mut state = self.state.lock().expect("state lock");
+                let mut state = self.shared.lock();
                 for mut elem in tpl.elements() {
                     let key = (elem.topic().to_owned(), elem.partition());
                     let committed = recorded.get(&key).copied();
@@ -171,20 +241,24 @@ impl ConsumerContext for Context {
                         tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot set start offset");
                     }
                     tracing::info!(topic = %key.0, partition = key.1, ?committed, "assigned");
-                    state.buffers.remove(&key);
+                    if let Some(b) = state.buffers.remove(&key) {
+                        state.buffered_rows -= b.rows;
+                        state.buffered_bytes -= b.bytes;
+                    }
                     state.positions.insert(key, Position { committed, next: None });
                 }
             }
             Rebalance::Revoke(tpl) => {
                 // What we buffered for these partitions is dropped: the next owner re-reads it
                 // from the table's position.
-                let mut state = self.state.lock().expect("state lock");
+                let mut state = self.shared.lock();
                 for elem in tpl.elements() {
                     let key = (elem.topic().to_owned(), elem.partition());
                     tracing::info!(topic = %key.0, partition = key.1, "revoked");
                     state.positions.remove(&key);
                     if let Some(b) = state.buffers.remove(&key) {
-                        state.buffered_rows -= (b.points.len() + b.series.len()) as u64;
+                        state.buffered_rows -= b.rows;
+                        state.buffered_bytes -= b.bytes;
                     }
                 }
                 if state.buffers.is_empty() {
@@ -196,15 +270,180 @@ impl ConsumerContext for Context {
     }
 }
 
+/// A buffer taken out for one commit, with the positions it moves.
+#[derive(Debug)]
+struct Sealed {
+    buffers: HashMap<PartitionKey, PartitionBuffer>,
+    updates: HashMap<TableKind, Vec<OffsetUpdate>>,
+    rows: u64,
+    bytes: u64,
+    oldest: Option<Instant>,
+    /// Dead letters of the offsets this commit moves past: acknowledged before it commits.
+    dead_letters: PendingDeliveries,
+}
+
+/// Commits sealed buffers; cheap to clone into a task.
+#[derive(Clone)]
+struct Committer {
+    store: Arc<dyn IngestTarget>,
+    shared: Arc<Shared>,
+    consumer: Arc<StreamConsumer<Context>>,
+    readiness: Arc<Readiness>,
+}
+
+impl Committer {
+    /// Commits `sealed`; then records the new positions (success), gives the rows of what did not
+    /// commit back to the buffer (failure), or drops them (fenced: the caller re-reads from the
+    /// table), and signals that no commit runs.
+    async fn commit(self, mut sealed: Sealed) -> Result<()> {
+        // Whatever happens (even a panic), the end of this commit is signalled.
+        let _ended = CommitEnded(&self.shared);
+        let dead_letters = std::mem::take(&mut sealed.dead_letters);
+        let mut landed = Vec::new();
+        let result = self.write(&sealed, dead_letters, &mut landed).await;
+        let tpl = {
+            let mut state = self.shared.lock();
+            for kind in &landed {
+                for o in &sealed.updates[kind] {
+                    if let Some(p) = state.positions.get_mut(&(o.topic.clone(), o.partition)) {
+                        p.committed = Some(o.next);
+                    }
+                }
+            }
+            let fenced = matches!(result, Err(IngestError::Commit(StorageError::Fenced { .. })));
+            if result.is_err() && !fenced {
+                for (kind, offsets) in &sealed.updates {
+                    if landed.contains(kind) {
+                        continue;
+                    }
+                    for o in offsets {
+                        let key = (o.topic.clone(), o.partition);
+                        if let Some(b) = sealed.buffers.remove(&key)
+                            && state.positions.contains_key(&key)
+                        {
+                            state.buffered_rows += b.rows;
+                            state.buffered_bytes += b.bytes;
+                            state.buffers.entry(key).or_default().absorb(b);
+                        }
+                    }
+                }
+                state.oldest = match (state.oldest, sealed.oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            state.committing_bytes = 0;
+            state.publish_buffered();
+            let mut tpl = TopicPartitionList::new();
+            if result.is_ok() {
+                for ((topic, partition), pos) in &state.positions {
+                    if let Some(c) = pos.committed {
+                        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(c));
+                    }
+                }
+            }
+            tpl
+        };
+        // Group offsets only inform lag tools; the table is the source of truth.
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "group offset commit failed (informational only)");
+        }
+        result
+    }
+
+    /// Writes and commits each table's rows; `landed` says which tables committed.
+    async fn write(&self, sealed: &Sealed, dead_letters: PendingDeliveries, landed: &mut Vec<TableKind>) -> Result<()> {
+        let dead = dead_letters.wait().await?;
+        let started = Instant::now();
+        let mut total = 0;
+        for kind in [TableKind::DataPoints, TableKind::Series] {
+            let Some(offsets) = sealed.updates.get(&kind) else { continue };
+            let (batches, rows) = table_rows(kind, offsets, &sealed.buffers)?;
+            let t = Instant::now();
+            match self.store.append(kind, &batches, offsets.clone(), "ingest").await {
+                Ok(c) => {
+                    metrics::histogram!(m::COMMIT_DURATION, "table" => kind.name()).record(t.elapsed().as_secs_f64());
+                    metrics::counter!(m::COMMITTED, "table" => kind.name()).increment(rows);
+                    metrics::counter!(m::COMMIT_RETRIES, "table" => kind.name()).increment(u64::from(c.attempts - 1));
+                    landed.push(kind);
+                    total += rows;
+                    let mut state = self.shared.lock();
+                    state.report.commits += 1;
+                    state.report.rows_committed += rows;
+                    self.readiness.set("catalog", true, "last commit succeeded");
+                }
+                Err(e @ StorageError::Fenced { .. }) => {
+                    metrics::counter!(m::FENCED).increment(1);
+                    self.shared.lock().report.fenced += 1;
+                    tracing::warn!(error = %e, "fenced: another replica owns a partition; re-reading from the table's positions");
+                    return Err(IngestError::Commit(e));
+                }
+                Err(e) => {
+                    self.readiness.set("catalog", false, e.to_string());
+                    return Err(IngestError::Commit(e));
+                }
+            }
+        }
+        metrics::histogram!(m::BATCH_ROWS).record(total as f64);
+        metrics::histogram!(m::BATCH_BYTES).record(sealed.bytes as f64);
+        tracing::debug!(rows = total, dead_lettered = dead, took = ?started.elapsed(), "committed");
+        Ok(())
+    }
+}
+
+/// Marks the end of a commit when dropped and wakes a rebalance waiting for it.
+struct CommitEnded<'a>(&'a Shared);
+
+impl Drop for CommitEnded<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.committing = false;
+        state.committing_bytes = 0;
+        drop(state);
+        self.0.commit_ended.notify_all();
+    }
+}
+
+/// The rows a commit of `kind` writes: the buffers of the partitions it moves, as table batches.
+fn table_rows(
+    kind: TableKind,
+    offsets: &[OffsetUpdate],
+    buffers: &HashMap<PartitionKey, PartitionBuffer>,
+) -> Result<(Vec<RecordBatch>, u64)> {
+    let owned = || offsets.iter().filter_map(|o| buffers.get(&(o.topic.clone(), o.partition)));
+    let rows = owned().map(|b| b.rows).sum();
+    let built = match kind {
+        TableKind::DataPoints => {
+            let mut batches: Vec<RecordBatch> = owned().flat_map(|b| b.batches.iter().cloned()).collect();
+            let points: Vec<StoredDataPoint> = owned().flat_map(|b| b.points.iter().cloned()).collect();
+            if !points.is_empty() || batches.is_empty() {
+                batches.push(stored_data_points_to_batch(&points).map_err(|e| IngestError::Commit(e.into()))?);
+            }
+            batches
+        }
+        TableKind::Series => {
+            let series: Vec<(EconomicSeries, i64)> = owned().flat_map(|b| b.series.iter().cloned()).collect();
+            vec![stored_series_to_batch(&series).map_err(|e| IngestError::Commit(e.into()))?]
+        }
+    };
+    Ok((built, rows))
+}
+
 /// The ingest daemon.
 pub struct Ingest {
     options: IngestOptions,
     store: Arc<dyn IngestTarget>,
     readiness: Arc<Readiness>,
     consumer: Arc<StreamConsumer<Context>>,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     dlq: DeadLetterQueue,
-    report: IngestReport,
+    /// The background commit, if one runs.
+    in_flight: Option<JoinHandle<Result<()>>>,
+    /// Since when commits fail (consuming is paused meanwhile).
+    failing_since: Option<Instant>,
+    retry_delay: Duration,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -212,6 +451,8 @@ impl std::fmt::Debug for Ingest {
         f.debug_struct("Ingest").field("options", &self.options).finish_non_exhaustive()
     }
 }
+
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 impl Ingest {
     /// Connects the consumer and the dead-letter producer and subscribes to both topics.
@@ -223,13 +464,17 @@ impl Ingest {
                 c.max_buffered_bytes, c.commit_max_bytes
             )));
         }
-        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::new(Shared::default());
         let tables = HashMap::from([
             (c.datapoints_topic.clone(), TableKind::DataPoints),
             (c.series_topic.clone(), TableKind::Series),
         ]);
-        let context =
-            Context { store: store.clone(), state: state.clone(), tables, runtime: tokio::runtime::Handle::current() };
+        let context = Context {
+            store: store.clone(),
+            shared: shared.clone(),
+            tables,
+            runtime: tokio::runtime::Handle::current(),
+        };
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &options.bootstrap_servers)
             .set("group.id", &c.consumer_group)
@@ -263,10 +508,21 @@ impl Ingest {
             store,
             readiness,
             consumer: Arc::new(consumer),
-            state,
+            shared,
             dlq,
-            report: IngestReport::default(),
+            in_flight: None,
+            failing_since: None,
+            retry_delay: FIRST_RETRY_DELAY,
         })
+    }
+
+    fn committer(&self) -> Committer {
+        Committer {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            consumer: self.consumer.clone(),
+            readiness: self.readiness.clone(),
+        }
     }
 
     /// Consumes and commits until `shutdown`; then commits what is buffered and returns.
@@ -278,33 +534,41 @@ impl Ingest {
             self.options.health_check_interval,
             shutdown.child_token(),
         ));
+        let result = self.consume(&shutdown).await;
+        let result = match result {
+            Ok(()) => self.drain().await,
+            Err(e) => Err(e),
+        };
+        health.abort();
+        self.consumer.unsubscribe();
+        let report = self.shared.lock().report.clone();
+        result.map(|()| report)
+    }
+
+    async fn consume(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let interval = self.options.config.commit_interval;
+        let max_buffered = self.options.config.max_buffered_bytes;
         let consumer = self.consumer.clone();
-        let mut failing_since: Option<Instant> = None;
-        let mut retry_delay = Duration::from_millis(250);
         loop {
             // While commits fail (catalog or disk down), stop consuming: the buffer stays bounded and
             // the Kafka position stays put.
-            if failing_since.is_some() {
+            if self.failing_since.is_some() {
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(self.retry_delay) => {}
                 }
-                match self.commit().await {
-                    Ok(()) => {
-                        failing_since = None;
-                        retry_delay = Duration::from_millis(250);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "commit still failing; not consuming");
-                        retry_delay = (retry_delay * 2).min(Duration::from_secs(10));
-                    }
-                }
+                let result = self.commit_inline().await;
+                self.retry_delay = (self.retry_delay * 2).min(Duration::from_secs(10));
+                self.after_commit(result).await?;
                 continue;
             }
-            let deadline = {
-                let state = self.state.lock().expect("state lock");
-                state.oldest.map(|t| t + interval)
+            let (deadline, full) = {
+                let state = self.shared.lock();
+                match self.in_flight {
+                    // The running commit's end wakes the loop; nothing else is due before it.
+                    Some(_) => (None, state.buffered_bytes + state.committing_bytes >= max_buffered),
+                    None => (state.oldest.map(|t| t + interval), false),
+                }
             };
             let sleep = async {
                 match deadline {
@@ -313,13 +577,19 @@ impl Ingest {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = sleep => {}
-                msg = consumer.recv() => match msg {
+                done = join(&mut self.in_flight) => {
+                    self.in_flight = None;
+                    self.after_commit(done).await?;
+                }
+                // At MAX_BUFFERED_BYTES (sealed + new), wait for the running commit to end.
+                msg = consumer.recv(), if !full => match msg {
                     Ok(msg) => self.accept(&msg)?,
                     Err(e) if is_out_of_range(&e) => {
                         tracing::warn!(error = %e, "a position is outside the broker's log; repositioning");
-                        self.reposition(Some(&shutdown)).await?;
+                        self.settle().await?;
+                        self.reposition(Some(shutdown)).await?;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "consumer error");
@@ -328,23 +598,36 @@ impl Ingest {
                     }
                 },
             }
-            if self.commit_due()
-                && let Err(e) = self.commit().await
+            if self.in_flight.is_none()
+                && self.failing_since.is_none()
+                && self.commit_due()
+                && let Some(sealed) = self.seal()
             {
-                tracing::warn!(error = %e, "commit failed; will retry");
-                metrics::counter!(m::COMMIT_FAILURES).increment(1);
-                failing_since = Some(Instant::now());
+                let task = self.committer().commit(sealed);
+                let runtime = tokio::runtime::Handle::current();
+                // Sorting and Parquet encoding are CPU work: a blocking thread keeps them off the
+                // worker that consumes.
+                self.in_flight = Some(tokio::task::spawn_blocking(move || runtime.block_on(task)));
             }
         }
-        // Shutdown: stop consuming, flush, commit, within a bounded time.
+    }
+
+    /// Shutdown: stop consuming, let the running commit end, commit the rest, within a bounded time.
+    async fn drain(&mut self) -> Result<()> {
         tracing::info!("shutting down: committing buffered data");
         let timeout = self.options.config.shutdown_timeout;
         let result = tokio::time::timeout(timeout, async {
+            if let Some(handle) = self.in_flight.take() {
+                match join_handle(handle).await {
+                    Ok(()) | Err(IngestError::Commit(StorageError::Fenced { .. })) => {}
+                    Err(e @ IngestError::CommitTask(_)) => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "commit failed; retrying with the rest of the buffer"),
+                }
+            }
             let mut delay = Duration::from_millis(100);
             loop {
-                match self.commit().await {
-                    Ok(()) => return Ok(()),
-                    Err(IngestError::Commit(StorageError::Fenced { .. })) => return Ok(()),
+                match self.commit_inline().await {
+                    Ok(()) | Err(IngestError::Commit(StorageError::Fenced { .. })) => return Ok(()),
                     Err(e) => {
                         tracing::warn!(error = %e, "final commit failed; retrying");
                         tokio::time::sleep(delay).await;
@@ -354,21 +637,102 @@ impl Ingest {
             }
         })
         .await;
-        health.abort();
-        self.consumer.unsubscribe();
         match result {
-            Ok(Ok(())) => Ok(self.report),
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(_) => Err(IngestError::ShutdownTimeout(timeout)),
+        }
+    }
+
+    /// Acts on the outcome of a commit: fenced → re-read from the table's positions; failed →
+    /// pause consuming and retry (the rows are back in the buffer).
+    async fn after_commit(&mut self, result: Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => {
+                self.failing_since = None;
+                self.retry_delay = FIRST_RETRY_DELAY;
+            }
+            Err(IngestError::Commit(StorageError::Fenced { .. })) => {
+                self.failing_since = None;
+                self.retry_delay = FIRST_RETRY_DELAY;
+                self.reposition(None).await?;
+            }
+            Err(e @ IngestError::CommitTask(_)) => return Err(e),
+            Err(e) => {
+                if self.failing_since.is_none() {
+                    tracing::warn!(error = %e, "commit failed; pausing consumption and retrying");
+                } else {
+                    tracing::warn!(error = %e, "commit still failing; not consuming");
+                }
+                metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                self.failing_since.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the running commit, if any, and acts on its outcome.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(handle) = self.in_flight.take() {
+            let result = join_handle(handle).await;
+            self.after_commit(result).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals and commits what is buffered, in this task.
+    async fn commit_inline(&mut self) -> Result<()> {
+        match self.seal() {
+            Some(sealed) => self.committer().commit(sealed).await,
+            None => Ok(()),
         }
     }
 
     fn commit_due(&self) -> bool {
         let c = &self.options.config;
-        let state = self.state.lock().expect("state lock");
+        let state = self.shared.lock();
         state.buffered_rows >= c.commit_max_rows
             || state.buffered_bytes >= c.commit_max_bytes.min(c.max_buffered_bytes)
             || state.oldest.is_some_and(|t| t.elapsed() >= c.commit_interval)
+    }
+
+    /// Takes the buffer and the positions it moves out for one commit; `None` if nothing moved.
+    fn seal(&mut self) -> Option<Sealed> {
+        let mut state = self.shared.lock();
+        debug_assert!(!state.committing, "one commit at a time");
+        let mut updates: HashMap<TableKind, Vec<OffsetUpdate>> = HashMap::new();
+        for (key, pos) in &state.positions {
+            let Some(next) = pos.next else { continue };
+            if pos.committed == Some(next) {
+                continue;
+            }
+            let kind =
+                if key.0 == self.options.config.series_topic { TableKind::Series } else { TableKind::DataPoints };
+            updates.entry(kind).or_default().push(OffsetUpdate {
+                topic: key.0.clone(),
+                partition: key.1,
+                expected: pos.committed,
+                next,
+            });
+        }
+        if updates.is_empty() {
+            return None;
+        }
+        let buffers = std::mem::take(&mut state.buffers);
+        let sealed = Sealed {
+            buffers,
+            updates,
+            rows: state.buffered_rows,
+            bytes: state.buffered_bytes,
+            oldest: state.oldest.take(),
+            dead_letters: self.dlq.take_pending(),
+        };
+        state.committing = true;
+        state.committing_bytes = sealed.bytes;
+        state.buffered_rows = 0;
+        state.buffered_bytes = 0;
+        state.publish_buffered();
+        tracing::trace!(rows = sealed.rows, bytes = sealed.bytes, "sealed a buffer for commit");
+        Some(sealed)
     }
 
     /// Validates one message into the buffer, or dead-letters it.
@@ -382,7 +746,7 @@ impl Ingest {
             .map(|ms| Timestamp::from_nanos(ms.saturating_mul(1_000_000)))
             .unwrap_or_else(Timestamp::now);
         {
-            let mut state = self.state.lock().expect("state lock");
+            let mut state = self.shared.lock();
             let Some(pos) = state.positions.get_mut(&key) else {
                 return Ok(()); // not ours (any more)
             };
@@ -390,46 +754,59 @@ impl Ingest {
                 return Ok(()); // re-delivered after a seek
             }
             pos.next = Some(offset + 1);
+            state.report.records_consumed += 1;
         }
-        self.report.records_consumed += 1;
         metrics::counter!(m::CONSUMED, "topic" => topic.to_owned()).increment(1);
         let payload = msg.payload().unwrap_or_default();
         let seq0 = offset << ROW_BITS;
-        let is_series = topic == self.options.config.series_topic;
-        let decoded: std::result::Result<Accepted, Rejection> = if is_series {
+        let decoded: std::result::Result<Accepted, Rejection> = if topic == self.options.config.series_topic {
             decode_series_json(payload).map(|m| Accepted::Series(Box::new(m))).map_err(rejection)
         } else {
-            decode_data_points(payload).map_err(rejection).and_then(|records| {
-                check_key(msg.key(), payload, &records)?;
-                Ok(Accepted::Points(records))
-            })
+            match WireFormat::detect(payload) {
+                WireFormat::ArrowIpc => {
+                    decode_data_points_ipc_to_table(payload, received, seq0).map(Accepted::Rows).map_err(rejection)
+                }
+                WireFormat::Json => decode_data_point_json(payload).map_err(rejection).and_then(|r| {
+                    check_key(msg.key(), &r)?;
+                    Ok(Accepted::Point(r))
+                }),
+            }
         };
+        let mut state = self.shared.lock();
         match decoded {
             Ok(accepted) => {
-                let mut state = self.state.lock().expect("state lock");
+                let bytes = payload.len() as u64 + 64;
                 let buffer = state.buffers.entry(key).or_default();
                 let rows = match accepted {
-                    Accepted::Points(records) => {
-                        let n = records.len();
-                        buffer.points.extend(records.into_iter().enumerate().map(|(i, r)| StoredDataPoint {
+                    Accepted::Rows(batches) => {
+                        let n = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+                        buffer.batches.extend(batches);
+                        n as u64
+                    }
+                    Accepted::Point(r) => {
+                        buffer.points.push(StoredDataPoint {
                             point: r.into_data_point(received),
                             realtime_end: None,
-                            ingest_seq: seq0 | i as i64,
-                        }));
-                        n
+                            ingest_seq: seq0,
+                        });
+                        1
                     }
                     Accepted::Series(meta) => {
                         buffer.series.push((meta.into_series(received), seq0));
                         1
                     }
                 };
-                state.buffered_rows += rows as u64;
-                state.buffered_bytes += payload.len() as u64 + 64;
+                buffer.rows += rows;
+                buffer.bytes += bytes;
+                state.buffered_rows += rows;
+                state.buffered_bytes += bytes;
                 state.oldest.get_or_insert_with(Instant::now);
-                metrics::gauge!(m::BUFFERED_BYTES).set(state.buffered_bytes as f64);
+                state.publish_buffered();
             }
             Err(rejection) => {
-                self.report.dead_lettered += 1;
+                state.report.dead_lettered += 1;
+                state.oldest.get_or_insert_with(Instant::now);
+                drop(state);
                 self.dlq.send(DeadLetter {
                     topic,
                     partition: msg.partition(),
@@ -438,104 +815,26 @@ impl Ingest {
                     payload: msg.payload(),
                     rejection,
                 })?;
-                let mut state = self.state.lock().expect("state lock");
-                state.oldest.get_or_insert_with(Instant::now);
             }
         }
         Ok(())
     }
+}
 
-    /// Commits everything buffered (and the positions it covers) to the tables.
-    async fn commit(&mut self) -> Result<()> {
-        let (points, series, updates) = {
-            let state = self.state.lock().expect("state lock");
-            let mut points = Vec::new();
-            let mut series = Vec::new();
-            let mut updates: HashMap<TableKind, Vec<OffsetUpdate>> = HashMap::new();
-            for (key, pos) in &state.positions {
-                let Some(next) = pos.next else { continue };
-                if pos.committed == Some(next) {
-                    continue;
-                }
-                let kind =
-                    if key.0 == self.options.config.series_topic { TableKind::Series } else { TableKind::DataPoints };
-                updates.entry(kind).or_default().push(OffsetUpdate {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    expected: pos.committed,
-                    next,
-                });
-                if let Some(b) = state.buffers.get(key) {
-                    points.extend(b.points.iter().cloned());
-                    series.extend(b.series.iter().cloned());
-                }
-            }
-            (points, series, updates)
-        };
-        if updates.is_empty() {
-            return Ok(());
-        }
-        let dead = self.dlq.flush().await?;
-        let started = Instant::now();
-        let bytes = self.state.lock().expect("state lock").buffered_bytes;
-        for (kind, rows) in [(TableKind::DataPoints, points.len()), (TableKind::Series, series.len())] {
-            let Some(offsets) = updates.get(&kind).cloned() else { continue };
-            let batch = match kind {
-                TableKind::DataPoints => stored_data_points_to_batch(&points),
-                TableKind::Series => stored_series_to_batch(&series),
-            }
-            .map_err(|e| IngestError::Commit(e.into()))?;
-            let t = Instant::now();
-            match self.store.append(kind, &[batch], offsets.clone(), "ingest").await {
-                Ok(c) => {
-                    metrics::histogram!(m::COMMIT_DURATION, "table" => kind.name()).record(t.elapsed().as_secs_f64());
-                    metrics::counter!(m::COMMITTED, "table" => kind.name()).increment(rows as u64);
-                    metrics::counter!(m::COMMIT_RETRIES, "table" => kind.name()).increment(u64::from(c.attempts - 1));
-                    self.report.commits += 1;
-                    self.report.rows_committed += rows as u64;
-                    let mut state = self.state.lock().expect("state lock");
-                    for o in &offsets {
-                        if let Some(p) = state.positions.get_mut(&(o.topic.clone(), o.partition)) {
-                            p.committed = Some(o.next);
-                        }
-                    }
-                    self.readiness.set("catalog", true, "last commit succeeded");
-                }
-                Err(e @ StorageError::Fenced { .. }) => {
-                    metrics::counter!(m::FENCED).increment(1);
-                    self.report.fenced += 1;
-                    tracing::warn!(error = %e, "fenced: another replica owns a partition; re-reading from the table's positions");
-                    self.reposition(None).await?;
-                    return Err(IngestError::Commit(e));
-                }
-                Err(e) => {
-                    self.readiness.set("catalog", false, e.to_string());
-                    return Err(IngestError::Commit(e));
-                }
-            }
-        }
-        metrics::histogram!(m::BATCH_ROWS).record((points.len() + series.len()) as f64);
-        metrics::histogram!(m::BATCH_BYTES).record(bytes as f64);
-        tracing::debug!(rows = points.len() + series.len(), dead_lettered = dead, took = ?started.elapsed(), "committed");
-        let tpl = {
-            let mut state = self.state.lock().expect("state lock");
-            state.clear_buffers();
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), pos) in &state.positions {
-                if let Some(c) = pos.committed {
-                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(c));
-                }
-            }
-            tpl
-        };
-        // Group offsets only inform lag tools; the table is the source of truth.
-        if tpl.count() > 0
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            tracing::debug!(error = %e, "group offset commit failed (informational only)");
-        }
-        Ok(())
+/// The running commit's outcome; pending while none runs (a `select!` branch).
+async fn join(in_flight: &mut Option<JoinHandle<Result<()>>>) -> Result<()> {
+    match in_flight.as_mut() {
+        Some(handle) => flatten(handle.await),
+        None => std::future::pending().await,
     }
+}
+
+async fn join_handle(handle: JoinHandle<Result<()>>) -> Result<()> {
+    flatten(handle.await)
+}
+
+fn flatten(joined: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    joined.unwrap_or_else(|e| Err(IngestError::CommitTask(e.to_string())))
 }
 
 fn is_out_of_range(e: &rdkafka::error::KafkaError) -> bool {
@@ -556,7 +855,7 @@ impl Ingest {
                 recorded.extend(self.store.recorded_offsets(kind).await?);
             }
             let owned: Vec<PartitionKey> = {
-                let mut state = self.state.lock().expect("state lock");
+                let mut state = self.shared.lock();
                 state.clear_buffers();
                 let keys: Vec<PartitionKey> = state.positions.keys().cloned().collect();
                 for k in &keys {
@@ -619,7 +918,8 @@ impl Ingest {
 }
 
 enum Accepted {
-    Points(Vec<DataPointRevision>),
+    Rows(Vec<RecordBatch>),
+    Point(DataPointRevision),
     Series(Box<SeriesMetadata>),
 }
 
@@ -628,25 +928,21 @@ fn rejection(e: vintagelake_schemas::ValidationError) -> Rejection {
 }
 
 /// A single-revision JSON message must be keyed by its series id (ordering depends on it).
-fn check_key(key: Option<&[u8]>, payload: &[u8], records: &[DataPointRevision]) -> std::result::Result<(), Rejection> {
-    if WireFormat::detect(payload) != WireFormat::Json {
-        return Ok(());
-    }
-    match (key, records) {
-        (Some(k), [r]) if k != r.series_id.as_str().as_bytes() => Err(Rejection {
+fn check_key(key: Option<&[u8]>, record: &DataPointRevision) -> std::result::Result<(), Rejection> {
+    match key {
+        Some(k) if k != record.series_id.as_str().as_bytes() => Err(Rejection {
             code: "key_mismatch",
             field: "series_id".into(),
             message: format!(
                 "message key {:?} is not the series id {:?}: keys must be series ids so a series stays ordered",
                 String::from_utf8_lossy(k),
-                r.series_id.as_str()
+                record.series_id.as_str()
             ),
         }),
         _ => Ok(()),
     }
 }
 
-/// Keeps `/ready` honest: the broker answers metadata requests, the store answers its probe.
 async fn health_checks(
     consumer: Arc<StreamConsumer<Context>>,
     store: Arc<dyn IngestTarget>,

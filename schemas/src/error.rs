@@ -107,6 +107,8 @@ pub enum Reason {
     IpcColumnType { expected: String, found: String },
     #[error("null where a value is required")]
     NullValue,
+    #[error("bulk message has {rows} rows, more than {max}")]
+    TooManyRows { rows: usize, max: usize },
 }
 
 impl Reason {
@@ -137,6 +139,7 @@ impl Reason {
             Reason::MalformedIpc { .. } => "malformed_ipc",
             Reason::IpcColumnType { .. } => "ipc_column_type",
             Reason::NullValue => "null_value",
+            Reason::TooManyRows { .. } => "too_many_rows",
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BooleanBuilder, Date32Builder, Float64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -14,11 +14,18 @@ use uuid::Uuid;
 
 use crate::arrow::col;
 use crate::error::{Reason, ValidationError, excerpt};
-use crate::ids::{Date, SeriesId};
+use crate::ids::{Date, MAX_SERIES_ID_BYTES, SeriesId, validate_id};
+use crate::model::{Timestamp, derived_id_with};
+use crate::table::{StoredDataPoint, data_points_table_schema, stored_data_points_to_batch};
 use crate::wire::DataPointRevision;
 
 /// Largest bulk message accepted.
 pub const MAX_IPC_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Most revisions one bulk message may hold: ingest numbers a message's rows in the low
+/// [`MAX_IPC_ROWS_BITS`] bits of `ingest_seq` (`offset << MAX_IPC_ROWS_BITS | row`).
+pub const MAX_IPC_ROWS_BITS: u32 = 20;
+pub const MAX_IPC_ROWS: usize = 1 << MAX_IPC_ROWS_BITS;
 
 /// Every Arrow IPC stream starts with this continuation marker; JSON never does.
 const IPC_CONTINUATION: [u8; 4] = [0xff; 4];
@@ -67,18 +74,160 @@ pub fn decode_data_points(bytes: &[u8]) -> Result<Vec<DataPointRevision>, Valida
 
 /// Validates one Arrow IPC stream of revisions.
 pub fn decode_data_points_ipc(bytes: &[u8]) -> Result<Vec<DataPointRevision>, ValidationError> {
+    let mut out = Vec::new();
+    for batch in ipc_batches(bytes)? {
+        decode_batch(&batch?, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Validates one Arrow IPC stream of revisions straight into `data_points` table rows.
+///
+/// The same checks, errors and rows as [`decode_data_points_ipc`] followed by
+/// [`DataPointRevision::into_data_point`] and [`crate::table::stored_data_points_to_batch`]
+/// (with `realtime_end` null), without a struct per revision: columns that need no change
+/// (`series_id`, `date`, `value`, `revision_date`, `is_original_release`) are shared with the
+/// decoded message, not copied. Row `i` of the message gets `ingest_seq = seq0 | i`.
+pub fn decode_data_points_ipc_to_table(
+    bytes: &[u8],
+    received_at: Timestamp,
+    seq0: i64,
+) -> Result<Vec<RecordBatch>, ValidationError> {
+    let mut out = Vec::new();
+    let mut row0 = 0;
+    for batch in ipc_batches(bytes)? {
+        let batch = batch?;
+        out.push(table_rows(&batch, received_at, seq0, row0)?);
+        row0 += batch.num_rows();
+    }
+    Ok(out)
+}
+
+/// The batches of a bulk message with its schema checked; each batch is an error if the stream
+/// is unreadable there or the message grows past [`MAX_IPC_ROWS`].
+fn ipc_batches(
+    bytes: &[u8],
+) -> Result<impl Iterator<Item = Result<RecordBatch, ValidationError>> + '_, ValidationError> {
     if bytes.len() > MAX_IPC_MESSAGE_BYTES {
         return Err(ValidationError::whole(Reason::TooLarge { len: bytes.len(), max: MAX_IPC_MESSAGE_BYTES }));
     }
     let malformed = |e: ArrowError| ValidationError::whole(Reason::MalformedIpc { detail: excerpt(&e.to_string()) });
     let reader = StreamReader::try_new(bytes, None).map_err(malformed)?;
     check_schema(&reader.schema())?;
-    let mut out = Vec::new();
-    for batch in reader {
+    let mut rows = 0;
+    Ok(reader.map(move |batch| {
         let batch = batch.map_err(malformed)?;
-        decode_batch(&batch, &mut out)?;
+        rows += batch.num_rows();
+        if rows > MAX_IPC_ROWS {
+            return Err(ValidationError::whole(Reason::TooManyRows { rows, max: MAX_IPC_ROWS }));
+        }
+        Ok(batch)
+    }))
+}
+
+/// One batch of a checked stream as table rows; rows are numbered from `row0` within the message.
+fn table_rows(
+    batch: &RecordBatch,
+    received_at: Timestamp,
+    seq0: i64,
+    row0: usize,
+) -> Result<RecordBatch, ValidationError> {
+    match fast_table_rows(batch, received_at, seq0, row0) {
+        Some(rows) => Ok(rows),
+        None => {
+            // Something is wrong with this batch: the row-by-row decoder finds the first bad row and
+            // names it exactly as `decode_data_points_ipc` does.
+            let mut revisions = Vec::new();
+            decode_batch(batch, &mut revisions)?;
+            // Not reached while the two checks agree (tests hold them together); if they ever
+            // disagree, the row-by-row result is the one that counts.
+            let stored: Vec<StoredDataPoint> = revisions
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| StoredDataPoint {
+                    point: r.into_data_point(received_at),
+                    realtime_end: None,
+                    ingest_seq: seq0 | (row0 + i) as i64,
+                })
+                .collect();
+            stored_data_points_to_batch(&stored)
+                .map_err(|e| ValidationError::whole(Reason::MalformedIpc { detail: excerpt(&e.to_string()) }))
+        }
     }
-    Ok(out)
+}
+
+/// Column-at-a-time validation and conversion; `None` if any row would be rejected.
+fn fast_table_rows(batch: &RecordBatch, received_at: Timestamp, seq0: i64, row0: usize) -> Option<RecordBatch> {
+    let n = batch.num_rows();
+    // check_schema ran first, so the casts below cannot fail.
+    let get = |name| batch.column_by_name(name);
+    let series_col = get(col::SERIES_ID)?;
+    let series = series_col.as_string::<i32>();
+    let date = get(col::DATE)?.as_primitive::<Date32Type>();
+    let revision = get(col::REVISION_DATE)?.as_primitive::<Date32Type>();
+    let value = get(col::VALUE)?;
+    let original = get(col::IS_ORIGINAL_RELEASE);
+    let id = get(col::ID).map(|a| a.as_string::<i32>());
+
+    if series.null_count() + date.null_count() + revision.null_count() > 0
+        || original.is_some_and(|a| a.null_count() > 0)
+    {
+        return None;
+    }
+    let (min, max) = (Date::MIN.days_since_epoch(), Date::MAX.days_since_epoch());
+    if !date.values().iter().chain(revision.values().iter()).all(|d| (min..=max).contains(d)) {
+        return None;
+    }
+    let values = value.as_primitive::<Float64Type>();
+    let finite = match values.nulls() {
+        None => values.values().iter().all(|v| v.is_finite()),
+        Some(valid) => values.values().iter().zip(valid.iter()).all(|(v, ok)| !ok || v.is_finite()),
+    };
+    if !finite {
+        return None;
+    }
+    // Rows of one series usually come together: check each distinct run of ids once.
+    let mut previous: Option<&str> = None;
+    for s in series.iter().flatten() {
+        if previous != Some(s) {
+            validate_id(s, col::SERIES_ID, MAX_SERIES_ID_BYTES).ok()?;
+            previous = Some(s);
+        }
+    }
+
+    let mut ids = StringBuilder::with_capacity(n, n * 36);
+    let mut text = Uuid::encode_buffer();
+    let mut name = String::with_capacity(64);
+    for row in 0..n {
+        let uuid = match id {
+            Some(a) if a.is_valid(row) => Uuid::try_parse(a.value(row)).ok()?,
+            _ => derived_id_with(
+                series.value(row),
+                Date::from_days_since_epoch(date.value(row)),
+                Date::from_days_since_epoch(revision.value(row)),
+                &mut name,
+            ),
+        };
+        ids.append_value(uuid.hyphenated().encode_lower(&mut text));
+    }
+    let micros = received_at.micros();
+    let original: ArrayRef = match original {
+        Some(a) => a.clone(),
+        None => Arc::new(BooleanArray::from(vec![false; n])),
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ids.finish()),
+        series_col.clone(),
+        Arc::new(date.clone()),
+        value.clone(),
+        Arc::new(revision.clone()),
+        original,
+        Arc::new(TimestampMicrosecondArray::from_value(micros, n)),
+        Arc::new(TimestampMicrosecondArray::from_value(micros, n)),
+        Arc::new(Date32Array::new_null(n)),
+        Arc::new(Int64Array::from_iter_values((row0..row0 + n).map(|i| seq0 | i as i64))),
+    ];
+    RecordBatch::try_new(data_points_table_schema(), columns).ok()
 }
 
 fn check_schema(schema: &Schema) -> Result<(), ValidationError> {
@@ -196,7 +345,7 @@ pub fn encode_data_points_ipc(revisions: &[DataPointRevision]) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{BooleanArray, Date32Array, Float64Array, Int32Array, StringArray};
+    use arrow_array::{Float64Array, Int32Array, StringArray};
 
     fn revs(n: usize) -> Vec<DataPointRevision> {
         (0..n)
@@ -312,5 +461,147 @@ mod tests {
         assert_eq!((e.field(), e.reason().code()), ("$", "malformed_ipc"));
         let e = decode_data_points(&[0xff, 0xff, 0xff, 0xff, 1, 2]).unwrap_err();
         assert_eq!(e.reason().code(), "malformed_ipc");
+    }
+
+    /// A bulk batch from generated rows; `None` cells become nulls.
+    #[allow(clippy::type_complexity)]
+    fn generated(
+        rows: &[(Option<&'static str>, i32, i32, Option<f64>, Option<bool>, Option<&'static str>)],
+        with_original: bool,
+        with_id: bool,
+    ) -> RecordBatch {
+        let mut fields = vec![
+            Field::new("series_id", DataType::Utf8, true),
+            Field::new("date", DataType::Date32, false),
+            Field::new("revision_date", DataType::Date32, false),
+            Field::new("value", DataType::Float64, true),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+            Arc::new(Date32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            Arc::new(Date32Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+        ];
+        if with_original {
+            fields.push(Field::new("is_original_release", DataType::Boolean, true));
+            columns.push(Arc::new(BooleanArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())));
+        }
+        if with_id {
+            fields.push(Field::new("id", DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(rows.iter().map(|r| r.5).collect::<Vec<_>>())));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    fn stream_of(batches: &[RecordBatch]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = StreamWriter::try_new(&mut out, &batches[0].schema()).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        drop(w);
+        out
+    }
+
+    /// What ingest stored before the column path: one struct per revision, then a batch.
+    fn reference_rows(bytes: &[u8], received: Timestamp, seq0: i64) -> Result<RecordBatch, ValidationError> {
+        let stored: Vec<StoredDataPoint> = decode_data_points_ipc(bytes)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| StoredDataPoint {
+                point: r.into_data_point(received),
+                realtime_end: None,
+                ingest_seq: seq0 | i as i64,
+            })
+            .collect();
+        Ok(stored_data_points_to_batch(&stored).unwrap())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// The column-at-a-time decoder accepts exactly what the row decoder accepts, rejects with
+        /// the same field, row and reason, and stores the same rows.
+        #[test]
+        fn column_decoder_matches_the_row_decoder(
+            rows in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![Some("GDPC1"), Some("UNRATE"), Some("fred:CPI/2"), None, Some("bad id"), Some("")]),
+                    proptest::sample::select(vec![-719_162, -1, 0, 19_000, 2_932_896, 2_932_897, -719_163]),
+                    proptest::sample::select(vec![19_100, 0, 2_932_896, 3_000_000]),
+                    proptest::sample::select(vec![Some(1.5), Some(-0.0), None, Some(f64::NAN), Some(f64::INFINITY), Some(2e300)]),
+                    proptest::sample::select(vec![Some(true), Some(false), None]),
+                    proptest::sample::select(vec![
+                        None,
+                        Some("6F1C2D4E-9A8B-4C3D-8E7F-0A1B2C3D4E5F"),
+                        Some("6f1c2d4e9a8b4c3d8e7f0a1b2c3d4e5f"),
+                        Some("not-a-uuid"),
+                    ]),
+                ),
+                1..40,
+            ),
+            weights in proptest::collection::vec(0u8..20, 8),
+            split in 0usize..40,
+            with_original in proptest::bool::ANY,
+            with_id in proptest::bool::ANY,
+        ) {
+            // Mostly valid rows, so that both the accept and the reject paths are exercised.
+            let rows: Vec<_> = rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut r)| {
+                    if weights[i % weights.len()] > 2 {
+                        r.0 = Some(["GDPC1", "UNRATE"][i % 2]);
+                        r.1 = 19_000 + i as i32;
+                        r.2 = 19_100;
+                        r.3 = r.3.filter(|v| v.is_finite());
+                        r.4 = r.4.or(Some(false));
+                        r.5 = r.5.filter(|s| s.len() > 10);
+                    }
+                    r
+                })
+                .collect();
+            let batch = generated(&rows, with_original, with_id);
+            let cut = split.min(batch.num_rows());
+            let bytes = stream_of(&[batch.slice(0, cut), batch.slice(cut, batch.num_rows() - cut)]);
+            let received = Timestamp::from_nanos(1_700_000_000_123_456_789);
+            let seq0 = 7 << MAX_IPC_ROWS_BITS;
+            let expected = reference_rows(&bytes, received, seq0);
+            let got = decode_data_points_ipc_to_table(&bytes, received, seq0);
+            match (expected, got) {
+                (Ok(expected), Ok(got)) => {
+                    let mut offset = 0;
+                    for b in &got {
+                        proptest::prop_assert_eq!(b, &expected.slice(offset, b.num_rows()));
+                        offset += b.num_rows();
+                    }
+                    proptest::prop_assert_eq!(offset, expected.num_rows());
+                }
+                (Err(e), Err(g)) => {
+                    proptest::prop_assert_eq!((e.field(), e.reason()), (g.field(), g.reason()));
+                }
+                (e, g) => proptest::prop_assert!(false, "row decoder {:?}, column decoder {:?}", e.map(|b| b.num_rows()), g.map(|b| b.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn more_rows_than_ingest_can_number_is_rejected() {
+        let n = MAX_IPC_ROWS / 2 + 1;
+        let batch = RecordBatch::try_new(
+            bulk_revision_schema().project(&[0, 1, 2, 3]).map(Arc::new).unwrap(),
+            vec![
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n("A", n))),
+                Arc::new(Date32Array::from(vec![1; n])),
+                Arc::new(Date32Array::from(vec![2; n])),
+                Arc::new(Float64Array::from(vec![1.0; n])),
+            ],
+        )
+        .unwrap();
+        let bytes = stream_of(&[batch.clone(), batch]);
+        let e = decode_data_points_ipc(&bytes).unwrap_err();
+        assert_eq!((e.field(), e.reason()), ("$", &Reason::TooManyRows { rows: 2 * n, max: MAX_IPC_ROWS }));
+        let e = decode_data_points_ipc_to_table(&bytes, Timestamp::from_nanos(0), 0).unwrap_err();
+        assert_eq!(e.reason().code(), "too_many_rows");
     }
 }

@@ -116,10 +116,18 @@ impl DataPoint {
 /// Deterministic id for a revision that arrives without one: UUID v5 of its vintage key, so a
 /// re-published message gets the same id.
 pub fn derived_data_point_id(series_id: &SeriesId, date: Date, revision_date: Date) -> Uuid {
+    derived_id_with(series_id.as_str(), date, revision_date, &mut String::new())
+}
+
+/// [`derived_data_point_id`] for a validated series id, formatting the name in `buf` (reused
+/// across rows by the bulk decoder, so no allocation per revision).
+pub(crate) fn derived_id_with(series_id: &str, date: Date, revision_date: Date, buf: &mut String) -> Uuid {
+    use std::fmt::Write;
     /// Namespace for vintagelake data point ids (a fixed random UUID).
     const NAMESPACE: Uuid = Uuid::from_u128(0x3f0c_9d7e_51a2_4b8e_9c61_7f2e_0d4b_a1c5);
-    let name = format!("{series_id}\u{1f}{date}\u{1f}{revision_date}");
-    Uuid::new_v5(&NAMESPACE, name.as_bytes())
+    buf.clear();
+    write!(buf, "{series_id}\u{1f}{date}\u{1f}{revision_date}").expect("writing to a String cannot fail");
+    Uuid::new_v5(&NAMESPACE, buf.as_bytes())
 }
 
 #[cfg(test)]
