@@ -137,15 +137,49 @@ impl FromStr for Date {
     }
 }
 
+impl Date {
+    /// ISO `YYYY-MM-DD` as bytes for years 0–9999, `None` outside them. Computed from the day
+    /// number directly (ingest formats two dates for every revision it derives an id for).
+    pub fn iso_bytes(self) -> Option<[u8; 10]> {
+        let (year, month, day) = civil_from_days(self.0);
+        let year = u32::try_from(year).ok().filter(|y| *y <= 9999)?;
+        let digit = |n: u32| b'0' + (n % 10) as u8;
+        Some([
+            digit(year / 1000),
+            digit(year / 100),
+            digit(year / 10),
+            digit(year),
+            b'-',
+            digit(month / 10),
+            digit(month),
+            b'-',
+            digit(day / 10),
+            digit(day),
+        ])
+    }
+}
+
+/// Proleptic Gregorian (year, month, day) of a day number (days since 1970-01-01), by the
+/// well-known era/day-of-era arithmetic (400-year cycles of 146 097 days, years from March).
+fn civil_from_days(days: i32) -> (i64, u32, u32) {
+    let z = i64::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 impl fmt::Display for Date {
-    /// ISO `YYYY-MM-DD`. Years 0–9999 take a direct path (this runs for every revision ingest
-    /// derives an id for); others keep chrono's signed form (`+10000-01-01`).
+    /// ISO `YYYY-MM-DD`; years outside 0–9999 keep chrono's signed form (`+10000-01-01`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use chrono::Datelike;
-        let d = self.to_naive();
-        match d.year() {
-            y @ 0..=9999 => write!(f, "{y:04}-{:02}-{:02}", d.month(), d.day()),
-            _ => write!(f, "{}", d.format("%Y-%m-%d")),
+        match self.iso_bytes() {
+            Some(b) => f.write_str(std::str::from_utf8(&b).expect("ASCII digits and dashes")),
+            None => write!(f, "{}", self.to_naive().format("%Y-%m-%d")),
         }
     }
 }

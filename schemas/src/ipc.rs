@@ -197,7 +197,7 @@ fn fast_table_rows(batch: &RecordBatch, received_at: Timestamp, seq0: i64, row0:
 
     let mut ids = StringBuilder::with_capacity(n, n * 36);
     let mut text = Uuid::encode_buffer();
-    let mut name = String::with_capacity(64);
+    let mut name = Vec::with_capacity(64);
     for row in 0..n {
         let uuid = match id {
             Some(a) if a.is_valid(row) => Uuid::try_parse(a.value(row)).ok()?,

@@ -116,18 +116,25 @@ impl DataPoint {
 /// Deterministic id for a revision that arrives without one: UUID v5 of its vintage key, so a
 /// re-published message gets the same id.
 pub fn derived_data_point_id(series_id: &SeriesId, date: Date, revision_date: Date) -> Uuid {
-    derived_id_with(series_id.as_str(), date, revision_date, &mut String::new())
+    derived_id_with(series_id.as_str(), date, revision_date, &mut Vec::new())
 }
 
-/// [`derived_data_point_id`] for a validated series id, formatting the name in `buf` (reused
-/// across rows by the bulk decoder, so no allocation per revision).
-pub(crate) fn derived_id_with(series_id: &str, date: Date, revision_date: Date, buf: &mut String) -> Uuid {
-    use std::fmt::Write;
+/// [`derived_data_point_id`] for a validated series id, building the name in `buf` (reused
+/// across rows by the bulk decoder, so no allocation or formatting machinery per revision).
+pub(crate) fn derived_id_with(series_id: &str, date: Date, revision_date: Date, buf: &mut Vec<u8>) -> Uuid {
     /// Namespace for vintagelake data point ids (a fixed random UUID).
     const NAMESPACE: Uuid = Uuid::from_u128(0x3f0c_9d7e_51a2_4b8e_9c61_7f2e_0d4b_a1c5);
+    let push_date = |buf: &mut Vec<u8>, d: Date| match d.iso_bytes() {
+        Some(b) => buf.extend_from_slice(&b),
+        None => buf.extend_from_slice(d.to_string().as_bytes()),
+    };
     buf.clear();
-    write!(buf, "{series_id}\u{1f}{date}\u{1f}{revision_date}").expect("writing to a String cannot fail");
-    Uuid::new_v5(&NAMESPACE, buf.as_bytes())
+    buf.extend_from_slice(series_id.as_bytes());
+    buf.push(0x1f);
+    push_date(buf, date);
+    buf.push(0x1f);
+    push_date(buf, revision_date);
+    Uuid::new_v5(&NAMESPACE, buf)
 }
 
 #[cfg(test)]
@@ -164,5 +171,8 @@ mod tests {
         assert_eq!(derived_data_point_id(&s, d, r1), derived_data_point_id(&s, d, r1));
         assert_ne!(derived_data_point_id(&s, d, r1), derived_data_point_id(&s, d, r2));
         assert_eq!(derived_data_point_id(&s, d, r1).get_version_num(), 5);
+        // Ids are stored data: the derivation must never change (Python's uuid.uuid5 of the same
+        // namespace and name "GDPC1\x1f2024-01-01\x1f2024-04-25" gives this value).
+        assert_eq!(derived_data_point_id(&s, d, r1).to_string(), "c56c4d96-3be2-5bcb-9e85-4adae13e59f5");
     }
 }

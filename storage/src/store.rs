@@ -19,7 +19,7 @@ use crate::catalog::{TableKind, Warehouse};
 use crate::commit::{CommitKind, CommitRequest, Committed, OffsetUpdate, RetryPolicy, commit, recorded_offsets};
 use crate::error::{Result, StorageError};
 use crate::scan::{SnapshotSelector, View, VintageQuery, query_table, resolve};
-use crate::write::write_data_files;
+use crate::write::{Encoding, write_data_files};
 
 /// The seed's storage abstraction, with revisions: `read_data_points` returns every revision of
 /// the series in the date range (corrections applied), sorted by date then revision date;
@@ -148,18 +148,10 @@ impl IcebergStore {
         offsets: Vec<OffsetUpdate>,
         origin: &str,
     ) -> Result<Committed> {
-        self.write_and_commit(kind, batches, |files| CommitRequest::append(files, origin).with_offsets(offsets)).await
-    }
-
-    /// Writes `rows` to new data files and commits the request built around them; the new files
-    /// are deleted if the commit does not land (nothing references them).
-    async fn write_and_commit(
-        &self,
-        kind: TableKind,
-        rows: &[RecordBatch],
-        request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
-    ) -> Result<Committed> {
-        self.write_tiers_and_commit(kind, &[(None, rows.to_vec())], request).await
+        self.write_tiers_and_commit(kind, &[(None, batches.to_vec())], Encoding::Fresh, |files| {
+            CommitRequest::append(files, origin).with_offsets(offsets)
+        })
+        .await
     }
 
     /// Writes each group of rows into its tier (`None`: the hot tier), then one commit; on failure
@@ -168,12 +160,13 @@ impl IcebergStore {
         &self,
         kind: TableKind,
         groups: &[(Option<crate::config::TierName>, Vec<RecordBatch>)],
+        encoding: Encoding,
         request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
     ) -> Result<Committed> {
         let table = self.wh.load(kind).await?;
         let mut files = Vec::new();
         for (tier, rows) in groups {
-            files.extend(write_data_files(&self.wh, &table, kind, rows, tier.as_ref()).await?);
+            files.extend(write_data_files(&self.wh, &table, kind, rows, tier.as_ref(), encoding).await?);
         }
         let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
         let result = commit(&self.wh, kind, &request(files), &self.retry).await;
@@ -208,7 +201,7 @@ impl IcebergStore {
         origin: &str,
         summary: BTreeMap<String, String>,
     ) -> Result<Committed> {
-        self.write_and_commit(kind, rows, |files| {
+        self.write_tiers_and_commit(kind, &[(None, rows.to_vec())], Encoding::Settled, |files| {
             let mut request = CommitRequest::new(commit_kind, files, remove, origin);
             request.summary = summary;
             request
@@ -227,7 +220,7 @@ impl IcebergStore {
         origin: &str,
         summary: BTreeMap<String, String>,
     ) -> Result<Committed> {
-        self.write_tiers_and_commit(kind, groups, |files| {
+        self.write_tiers_and_commit(kind, groups, Encoding::Settled, |files| {
             let mut request = CommitRequest::new(commit_kind, files, remove, origin);
             request.summary = summary;
             request

@@ -46,7 +46,7 @@ use crate::commit::{CommitKind, Committed, OffsetUpdate};
 use crate::error::{Result, StorageError};
 use crate::scan::{SnapshotSelector, VintageQuery, resolve};
 use crate::store::{FinancialDataStorage, IngestTarget, Sequencer, check_series, latest_per_series};
-use crate::write::{sort_batch, writer_properties};
+use crate::write::{Encoding, sort_batch, writer_properties};
 
 /// Directory of the commit log inside a V1 store.
 pub const LOG_DIR: &str = "_log";
@@ -488,7 +488,7 @@ impl Inner {
         };
         let rel = format!("{}/{dir}part-{}.parquet", kind.name(), uuid::Uuid::now_v7().simple());
         let mut buf = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties()))
+        let mut writer = ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties(Encoding::Settled)))
             .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
         writer.write(&rows).map_err(|e| StorageError::InvalidData(format!("parquet write: {e}")))?;
         writer.close().map_err(|e| StorageError::InvalidData(format!("parquet close: {e}")))?;

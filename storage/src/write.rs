@@ -45,15 +45,88 @@ pub fn sort_batch(kind: TableKind, batch: &RecordBatch) -> Result<RecordBatch> {
     let columns = sort_columns(kind)
         .iter()
         .map(|name| {
-            let values = batch
+            batch
                 .column_by_name(name)
-                .ok_or_else(|| StorageError::InvalidData(format!("batch lacks sort column {name}")))?
-                .clone();
-            Ok(SortColumn { values, options: None })
+                .cloned()
+                .ok_or_else(|| StorageError::InvalidData(format!("batch lacks sort column {name}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let indices = lexsort_to_indices(&columns, None)?;
+    let indices = match key_indices(&columns) {
+        Some(indices) => indices,
+        None => {
+            let columns = columns.into_iter().map(|values| SortColumn { values, options: None }).collect::<Vec<_>>();
+            lexsort_to_indices(&columns, None)?
+        }
+    };
     Ok(take_record_batch(batch, &indices)?)
+}
+
+/// The order of [`lexsort_to_indices`] (ascending) for the shape both tables' keys have — one
+/// non-null string column, then up to three non-null integer or date columns — without comparing
+/// strings per comparison: each distinct string is ranked once (rows of one series mostly come
+/// together, so that is one lookup per run), then rows sort by a fixed-size integer key. `None`
+/// for any other shape.
+fn key_indices(columns: &[arrow::array::ArrayRef]) -> Option<UInt32Array> {
+    use arrow::datatypes::{DataType, Int64Type};
+    let (first, rest) = columns.split_first()?;
+    if rest.len() > 3 || columns.iter().any(|c| c.null_count() > 0) || first.len() > u32::MAX as usize {
+        return None;
+    }
+    let strings = first.as_string_opt::<i32>()?;
+    // Ints in order-preserving unsigned form, each at most 64 bits: (rank, a, b) fit in a u128,
+    // the last column (the arrival sequence) in a u64.
+    let mut ints: Vec<Box<dyn Fn(usize) -> u64 + '_>> = Vec::new();
+    for c in rest {
+        match c.data_type() {
+            DataType::Date32 => {
+                let a = c.as_primitive::<Date32Type>();
+                ints.push(Box::new(move |i| u64::from((a.value(i) as u32) ^ 0x8000_0000)));
+            }
+            DataType::Int64 => {
+                let a = c.as_primitive::<Int64Type>();
+                ints.push(Box::new(move |i| (a.value(i) as u64) ^ 0x8000_0000_0000_0000));
+            }
+            _ => return None,
+        }
+    }
+    // Only the last column may be 64 bits wide: the others share the u128 with the rank.
+    if ints.len() > 1 && rest[..rest.len() - 1].iter().any(|c| c.data_type() != &DataType::Date32) {
+        return None;
+    }
+    let mut distinct: Vec<&str> = Vec::new();
+    {
+        let mut seen = std::collections::HashSet::new();
+        let mut previous = None;
+        for s in strings.iter().flatten() {
+            if previous != Some(s) && seen.insert(s) {
+                distinct.push(s);
+            }
+            previous = Some(s);
+        }
+    }
+    distinct.sort_unstable();
+    let rank: std::collections::HashMap<&str, u32> = distinct.iter().enumerate().map(|(r, s)| (*s, r as u32)).collect();
+    let (last, middle) = match ints.split_last() {
+        Some((last, middle)) => (Some(last), middle),
+        None => (None, &[][..]),
+    };
+    let mut keys: Vec<(u128, u64, u32)> = Vec::with_capacity(strings.len());
+    let mut previous: Option<(&str, u32)> = None;
+    for (i, s) in strings.iter().enumerate() {
+        let s = s?;
+        let r = match previous {
+            Some((p, r)) if p == s => r,
+            _ => rank[s],
+        };
+        previous = Some((s, r));
+        let mut high = u128::from(r);
+        for f in middle {
+            high = (high << 32) | u128::from(f(i));
+        }
+        keys.push((high, last.map_or(0, |f| f(i)), i as u32));
+    }
+    keys.sort_unstable();
+    Some(UInt32Array::from_iter_values(keys.into_iter().map(|(_, _, i)| i)))
 }
 
 /// Writes rows (in the table's Arrow schema) to new data files in `tier` (default: the hot tier).
@@ -64,6 +137,7 @@ pub async fn write_data_files(
     kind: TableKind,
     batches: &[RecordBatch],
     tier: Option<&TierName>,
+    encoding: Encoding,
 ) -> Result<Vec<DataFile>> {
     let Some(first) = batches.first() else { return Ok(Vec::new()) };
     let batch = concat_batches(&first.schema(), batches)?;
@@ -85,7 +159,7 @@ pub async fn write_data_files(
         .get(crate::catalog::PROP_TARGET_FILE_SIZE)
         .and_then(|v| v.parse().ok())
         .unwrap_or(wh.target_file_size()) as usize;
-    let parquet = ParquetWriterBuilder::new(writer_properties(), iceberg_schema.clone());
+    let parquet = ParquetWriterBuilder::new(writer_properties(encoding), iceberg_schema.clone());
     let rolling = RollingFileWriterBuilder::new(parquet, target, wh.file_io().clone(), location, names);
     let builder = DataFileWriterBuilder::new(rolling);
     let spec = table.metadata().default_partition_spec().as_ref().clone();
@@ -109,9 +183,26 @@ pub async fn write_data_files(
     Ok(files)
 }
 
-pub(crate) fn writer_properties() -> WriterProperties {
+/// How a data file is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Appended rows (ingest, API writes): compaction rewrites these files soon, so they favour
+    /// write speed (zstd level 1; compressing is most of an ingest commit's CPU at level 3).
+    Fresh,
+    /// Rewritten or tiered rows, which stay: they favour size (zstd level 3).
+    Settled,
+}
+
+pub(crate) fn writer_properties(encoding: Encoding) -> WriterProperties {
+    let level = match encoding {
+        Encoding::Fresh => 1,
+        Encoding::Settled => 3,
+    };
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("valid zstd level")))
+        // Data-point ids are unique UUIDs: a dictionary never pays off, and trying one (until the
+        // writer gives up at the page limit) costs a hash per value.
+        .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(col::ID), false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .build()
@@ -162,6 +253,60 @@ fn split_by_partition(kind: TableKind, batch: &RecordBatch) -> Result<Vec<(Struc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ranked sort orders rows exactly as arrow's `lexsort_to_indices` (ties aside: neither
+    /// is stable, so rows are compared by their key values, not their positions).
+    #[test]
+    fn ranked_sort_matches_lexsort() {
+        use arrow::array::{ArrayRef, Date32Array, Int64Array, StringArray};
+        use rand::{Rng, SeedableRng};
+        use std::sync::Arc;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for n in [0usize, 1, 2, 17, 1000, 5000] {
+            let ids = ["B", "A", "AA", "", "b", "A.1", "Z/9", "a"];
+            let series: Vec<&str> = (0..n)
+                .map(|i| {
+                    if rng.random_bool(0.7) && i > 0 {
+                        ids[(i / 7) % ids.len()]
+                    } else {
+                        ids[rng.random_range(0..ids.len())]
+                    }
+                })
+                .collect();
+            let date: Vec<i32> = (0..n).map(|_| rng.random_range(-800_000..3_000_000)).collect();
+            let revision: Vec<i32> = (0..n).map(|_| [i32::MIN, -1, 0, 1, i32::MAX][rng.random_range(0..5)]).collect();
+            let seq: Vec<i64> = (0..n).map(|_| [i64::MIN, -5, 0, 3, i64::MAX][rng.random_range(0..5)]).collect();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(series)),
+                Arc::new(Date32Array::from(date)),
+                Arc::new(Date32Array::from(revision)),
+                Arc::new(Int64Array::from(seq)),
+            ];
+            for width in 1..=4 {
+                let cols = &columns[..width];
+                let ours = key_indices(cols).expect("the table key shape");
+                let sort: Vec<SortColumn> =
+                    cols.iter().map(|c| SortColumn { values: c.clone(), options: None }).collect();
+                let theirs = lexsort_to_indices(&sort, None).unwrap();
+                let key = |i: u32| {
+                    let i = i as usize;
+                    cols.iter()
+                        .map(|c| match c.data_type() {
+                            arrow::datatypes::DataType::Utf8 => c.as_string::<i32>().value(i).to_owned(),
+                            arrow::datatypes::DataType::Date32 => c.as_primitive::<Date32Type>().value(i).to_string(),
+                            _ => c.as_primitive::<arrow::datatypes::Int64Type>().value(i).to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let ours: Vec<_> = ours.values().iter().map(|&i| key(i)).collect();
+                let theirs: Vec<_> = theirs.values().iter().map(|&i| key(i)).collect();
+                assert_eq!(ours, theirs, "n={n} width={width}");
+            }
+        }
+        // Other shapes are left to lexsort.
+        let floats: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![1.0]));
+        assert!(key_indices(&[floats]).is_none());
+    }
 
     #[test]
     fn months_match_iceberg() {

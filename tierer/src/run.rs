@@ -24,7 +24,7 @@ use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::files::{LiveFile, copy_verified, live_files, read_data_file, relocated};
 use vintagelake_storage::store::IcebergStore;
-use vintagelake_storage::write::write_data_files;
+use vintagelake_storage::write::{Encoding, write_data_files};
 
 use crate::metrics as m;
 use crate::plan::{Action, FileFacts, Pins, Policy, plan};
@@ -311,7 +311,7 @@ async fn execute(
             let n: usize = kept.iter().map(RecordBatch::num_rows).sum();
             report.originals_kept += n as u64;
             report.rows_deleted += rows - n as u64;
-            added.extend(write_data_files(&wh, table, kind, &kept, Some(tier)).await?);
+            added.extend(write_data_files(&wh, table, kind, &kept, Some(tier), Encoding::Settled).await?);
         } else {
             report.rows_deleted += rows;
         }

@@ -10,7 +10,7 @@ use vintagelake_storage::io::TierSpec;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
 use vintagelake_storage::tools::S3Server;
-use vintagelake_storage::write::write_data_files;
+use vintagelake_storage::write::{Encoding, write_data_files};
 
 use crate::fixture::*;
 
@@ -39,8 +39,16 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
     };
     let table = wh.load(TableKind::DataPoints).await.unwrap();
     let batch = stored_data_points_to_batch(&[old]).unwrap();
-    let files =
-        write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&TierName::new("archive"))).await.unwrap();
+    let files = write_data_files(
+        &wh,
+        &table,
+        TableKind::DataPoints,
+        &[batch],
+        Some(&TierName::new("archive")),
+        Encoding::Settled,
+    )
+    .await
+    .unwrap();
     assert!(files[0].file_path().starts_with("s3://econ-archive/vintagelake/"), "{}", files[0].file_path());
     commit(&wh, TableKind::DataPoints, &CommitRequest::append(files, "test"), &RetryPolicy::default()).await.unwrap();
 

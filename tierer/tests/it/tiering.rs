@@ -225,7 +225,7 @@ print(len(t.scan().to_arrow()), sum(1 for f in files if f["file_path"].startswit
 async fn compaction_merges_closed_files_within_their_tier() {
     use vintagelake_schemas::table::stored_data_points_to_batch;
     use vintagelake_storage::commit::{CommitRequest, RetryPolicy, commit};
-    use vintagelake_storage::write::write_data_files;
+    use vintagelake_storage::write::{Encoding, write_data_files};
     let dir = tempfile::tempdir().unwrap();
     let store = tiered_store(dir.path()).await;
     let wh = store.warehouse().clone();
@@ -237,7 +237,10 @@ async fn compaction_merges_closed_files_within_their_tier() {
     for half in rows.chunks(rows.len() / 2) {
         let table = wh.load(TableKind::DataPoints).await.unwrap();
         let batch = stored_data_points_to_batch(half).unwrap();
-        let files = write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&name("warm"))).await.unwrap();
+        let files =
+            write_data_files(&wh, &table, TableKind::DataPoints, &[batch], Some(&name("warm")), Encoding::Settled)
+                .await
+                .unwrap();
         commit(&wh, TableKind::DataPoints, &CommitRequest::append(files, "test"), &RetryPolicy::default())
             .await
             .unwrap();
