@@ -1,7 +1,7 @@
 //! The producer side: publish revisions (from a CSV or JSON-lines file, or synthetic) to Kafka,
 //! keyed by series id, validating each one first.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
@@ -35,11 +35,36 @@ pub async fn publish(
     producer: &FutureProducer,
     topic: &str,
     messages: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<u64> {
+    Ok(publish_tracked(producer, topic, messages, progress).await?.count)
+}
+
+/// What [`publish_tracked`] delivered.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub count: u64,
+    /// Per partition, the offset after the last message delivered there.
+    pub ends: BTreeMap<i32, i64>,
+}
+
+/// [`publish`], also saying where the messages landed.
+pub async fn publish_tracked(
+    producer: &FutureProducer,
+    topic: &str,
+    messages: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    mut progress: impl FnMut(u64),
+) -> Result<Published> {
     let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
-    let mut done = 0u64;
+    let mut out = Published::default();
     let fail = |reason: String| IngestError::Produce { topic: topic.to_owned(), reason };
+    let delivered = |out: &mut Published, d: rdkafka::producer::future_producer::OwnedDeliveryResult| {
+        let d = d.map_err(|(e, _)| fail(e.to_string()))?;
+        let end = out.ends.entry(d.partition).or_default();
+        *end = (*end).max(d.offset + 1);
+        out.count += 1;
+        Ok::<_, IngestError>(())
+    };
     for (key, value) in messages {
         loop {
             match producer.send_result(FutureRecord::to(topic).key(&key).payload(&value)) {
@@ -51,11 +76,8 @@ pub async fn publish(
                 Err((e, _)) if matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)) => {
                     match in_flight.pop_front() {
                         Some(d) => {
-                            d.await
-                                .map_err(|_| fail("delivery cancelled".into()))?
-                                .map_err(|(e, _)| fail(e.to_string()))?;
-                            done += 1;
-                            progress(done);
+                            delivered(&mut out, d.await.map_err(|_| fail("delivery cancelled".into()))?)?;
+                            progress(out.count);
                         }
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
@@ -65,19 +87,17 @@ pub async fn publish(
         }
         while in_flight.len() >= IN_FLIGHT {
             let d = in_flight.pop_front().expect("non-empty");
-            d.await.map_err(|_| fail("delivery cancelled".into()))?.map_err(|(e, _)| fail(e.to_string()))?;
-            done += 1;
-            if done.is_multiple_of(1000) {
-                progress(done);
+            delivered(&mut out, d.await.map_err(|_| fail("delivery cancelled".into()))?)?;
+            if out.count.is_multiple_of(1000) {
+                progress(out.count);
             }
         }
     }
     for d in in_flight {
-        d.await.map_err(|_| fail("delivery cancelled".into()))?.map_err(|(e, _)| fail(e.to_string()))?;
-        done += 1;
+        delivered(&mut out, d.await.map_err(|_| fail("delivery cancelled".into()))?)?;
     }
-    progress(done);
-    Ok(done)
+    progress(out.count);
+    Ok(out)
 }
 
 /// Key and JSON value of a revision.

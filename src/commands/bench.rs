@@ -26,7 +26,7 @@ use arrow_flight::{FlightClient, Ticket};
 use futures::TryStreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::produce::{message, producer, publish};
+use vintagelake_ingest::produce::{message, producer, publish, publish_tracked};
 use vintagelake_ingest::synthetic;
 use vintagelake_query::ticket::TicketV1;
 use vintagelake_schemas::{DataPointRevision, Date, SeriesId, encode_data_points_ipc};
@@ -434,19 +434,28 @@ fn probe_revision(series: &str, value: f64) -> DataPointRevision {
     }
 }
 
-async fn committed_messages(store: &IcebergStore) -> Result<i64, Error> {
+/// Where the table's recorded positions stand: partition → next offset.
+async fn positions(store: &IcebergStore, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
     use vintagelake_storage::store::IngestTarget;
     let offsets = IngestTarget::recorded_offsets(store, TableKind::DataPoints).await?;
-    Ok(offsets.values().sum())
+    Ok(offsets.into_iter().filter(|((t, _), _)| t == topic).map(|((_, p), o)| (p, o)).collect())
 }
 
-/// Waits until the ingest's recorded positions cover `target()` messages (evaluated before each
-/// look at the table, so a target that grows meanwhile is honoured).
+/// What the run waits for: a number of messages in all (probes included, a target that grows
+/// while they are sent), or given positions in every partition (the load itself).
+enum Covered<'a> {
+    Messages(&'a dyn Fn() -> i64),
+    Positions(&'a BTreeMap<i32, i64>),
+}
+
+/// Waits until the ingest's recorded positions cover `what` (evaluated before each look at the
+/// table, so a target that grows meanwhile is honoured).
 async fn wait_committed(
     ingest: &mut Daemon,
     others: &mut [&mut Daemon],
     store: &IcebergStore,
-    target: impl Fn() -> i64,
+    topic: &str,
+    what: Covered<'_>,
     deadline: Instant,
 ) -> Result<(), Error> {
     loop {
@@ -454,14 +463,21 @@ async fn wait_committed(
         for d in others.iter_mut() {
             d.check_alive()?;
         }
-        let want = target();
-        let committed = committed_messages(store).await?;
-        if committed >= want {
+        let want = match &what {
+            Covered::Messages(target) => Some(target()),
+            Covered::Positions(_) => None,
+        };
+        let at = positions(store, topic).await?;
+        let done = match &what {
+            Covered::Messages(_) => want.is_some_and(|w| at.values().sum::<i64>() >= w),
+            Covered::Positions(ends) => ends.iter().all(|(p, end)| at.get(p).is_some_and(|o| o >= end)),
+        };
+        if done {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(Error::Usage(format!(
-                "{committed} of {want} messages committed in time; ingest log: {}",
+                "not all messages committed in time (table positions {at:?}); ingest log: {}",
                 ingest.log.display()
             )));
         }
@@ -523,7 +539,9 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     // not counted as throughput.
     let (key, payload) = message(&probe_revision("WARMUP", 0.0));
     let warmup = publish(&producer(&bootstrap)?, &topic, [(key, payload)], |_| {}).await? as i64;
-    wait_committed(&mut ingest, &mut [&mut query], &store, || warmup, spawned + args.timeout).await?;
+    let warmed = || warmup;
+    wait_committed(&mut ingest, &mut [&mut query], &store, &topic, Covered::Messages(&warmed), spawned + args.timeout)
+        .await?;
     let startup = spawned.elapsed();
 
     // The load, with freshness probes on the side.
@@ -541,15 +559,19 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     ));
     let load_messages = load.len();
     let started = Instant::now();
-    let produced = publish(&producer(&bootstrap)?, &topic, load, |_| {}).await?;
+    let published = publish_tracked(&producer(&bootstrap)?, &topic, load, |_| {}).await?;
+    let produced = published.count;
     let produce_time = started.elapsed();
     let deadline = started + args.timeout;
-    // Everything published (load and probes so far) is durable once the positions cover it.
-    let target = || warmup + produced as i64 + probes_sent.load(Ordering::SeqCst);
-    wait_committed(&mut ingest, &mut [&mut query], &store, target, deadline).await?;
+    // The load is durable once the positions reach where its messages landed (probes sent
+    // meanwhile lie below those ends too; those sent later are waited for below, not timed).
+    wait_committed(&mut ingest, &mut [&mut query], &store, &topic, Covered::Positions(&published.ends), deadline)
+        .await?;
     let sustained = started.elapsed();
     loading.store(false, Ordering::Relaxed);
     let fresh = probes.await.map_err(|e| Error::Usage(format!("probe task: {e}")))??;
+    let everything = || warmup + produced as i64 + probes_sent.load(Ordering::SeqCst);
+    wait_committed(&mut ingest, &mut [&mut query], &store, &topic, Covered::Messages(&everything), deadline).await?;
     let peak_rss = ingest.peak_rss();
     let metrics = http_get(ingest_http, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
     let commit_metric = vintagelake_ingest::metrics::COMMIT_DURATION;
@@ -707,7 +729,9 @@ async fn compare(
     let mut ingest = Daemon::spawn("ingest", &backlog, &env, http)?;
     ingest.wait_ready(Duration::from_secs(120)).await?;
     let store = IcebergStore::new(Warehouse::open(WarehouseConfig::new(&backlog)).await?);
-    wait_committed(&mut ingest, &mut [], &store, || total, started + args.timeout).await?;
+    let all = || total;
+    let topic = env["DATAPOINTS_TOPIC"].clone();
+    wait_committed(&mut ingest, &mut [], &store, &topic, Covered::Messages(&all), started + args.timeout).await?;
     let ours_backlog = started.elapsed();
     let ours_backlog_rss = ingest.peak_rss();
     let metrics = http_get(http, "/metrics").await.map(|(_, b)| b).unwrap_or_default();

@@ -37,6 +37,7 @@ async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
         stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix:?} in:\n{stdout}")).to_owned()
     };
     assert!(stdout.contains("20000 revisions in 50 ipc messages"), "{stdout}");
+    assert!(number_after(&line("| ingest start → first commit"), "throughput) |") > 0.0);
     assert!(number_after(&line("| sustained ingest"), "s, **") > 0.0);
     let commits = line("| commit latency");
     assert!(number_after(&commits, "(") >= 1.0, "{commits}");
