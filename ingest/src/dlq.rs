@@ -95,11 +95,6 @@ impl DeadLetterQueue {
         Ok(())
     }
 
-    /// Waits until every enqueued record is acknowledged by the broker.
-    pub async fn flush(&mut self) -> Result<usize> {
-        self.take_pending().wait().await
-    }
-
     /// The deliveries enqueued so far, to be awaited elsewhere (before the commit that moves the
     /// source offsets past them).
     pub fn take_pending(&mut self) -> PendingDeliveries {

@@ -332,8 +332,6 @@ impl Committer {
                     (a, b) => a.or(b),
                 };
             }
-            state.committing_bytes = 0;
-            state.publish_buffered();
             let mut tpl = TopicPartitionList::new();
             if result.is_ok() {
                 for ((topic, partition), pos) in &state.positions {
@@ -401,6 +399,7 @@ impl Drop for CommitEnded<'_> {
         let mut state = self.0.lock();
         state.committing = false;
         state.committing_bytes = 0;
+        state.publish_buffered();
         drop(state);
         self.0.commit_ended.notify_all();
     }
@@ -784,11 +783,7 @@ impl Ingest {
                         n as u64
                     }
                     Accepted::Point(r) => {
-                        buffer.points.push(StoredDataPoint {
-                            point: r.into_data_point(received),
-                            realtime_end: None,
-                            ingest_seq: seq0,
-                        });
+                        buffer.points.push(StoredDataPoint::arrived(r, received, seq0));
                         1
                     }
                     Accepted::Series(meta) => {

@@ -144,11 +144,7 @@ fn table_rows(
             let stored: Vec<StoredDataPoint> = revisions
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| StoredDataPoint {
-                    point: r.into_data_point(received_at),
-                    realtime_end: None,
-                    ingest_seq: seq0 | (row0 + i) as i64,
-                })
+                .map(|(i, r)| StoredDataPoint::arrived(r, received_at, seq0 | (row0 + i) as i64))
                 .collect();
             stored_data_points_to_batch(&stored)
                 .map_err(|e| ValidationError::whole(Reason::MalformedIpc { detail: excerpt(&e.to_string()) }))
@@ -509,11 +505,7 @@ mod tests {
         let stored: Vec<StoredDataPoint> = decode_data_points_ipc(bytes)?
             .into_iter()
             .enumerate()
-            .map(|(i, r)| StoredDataPoint {
-                point: r.into_data_point(received),
-                realtime_end: None,
-                ingest_seq: seq0 | i as i64,
-            })
+            .map(|(i, r)| StoredDataPoint::arrived(r, received, seq0 | i as i64))
             .collect();
         Ok(stored_data_points_to_batch(&stored).unwrap())
     }

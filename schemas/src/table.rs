@@ -184,6 +184,14 @@ pub struct StoredDataPoint {
     pub ingest_seq: i64,
 }
 
+impl StoredDataPoint {
+    /// A revision as ingest stores it on arrival: defaults applied
+    /// ([`crate::DataPointRevision::into_data_point`]), no real-time end yet.
+    pub fn arrived(revision: crate::DataPointRevision, received_at: crate::Timestamp, ingest_seq: i64) -> Self {
+        Self { point: revision.into_data_point(received_at), realtime_end: None, ingest_seq }
+    }
+}
+
 /// Rows in the `data_points` table schema.
 pub fn stored_data_points_to_batch(
     rows: &[StoredDataPoint],
