@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, one arrow in the tree, every test.
-# Needs only what a fresh machine has (cargo, python3 with pip): the tests provision their own
-# Kafka-protocol broker and pyiceberg environment under ~/.cache/vintagelake.
+# Needs only what a fresh machine has (cargo, python3 with pip, apt-get as root): the tests
+# provision their own Kafka-protocol broker and pyiceberg environment under ~/.cache/vintagelake,
+# and start their own PostgreSQL server from Debian's package (installed here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL (the catalog fault tests start their own server from it)"
+if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  ls -d /usr/lib/postgresql/*/bin
+elif [[ "$(id -u)" -eq 0 ]]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  ls -d /usr/lib/postgresql/*/bin
+else
+  echo "error: the tests need Debian's postgresql package: sudo apt-get install postgresql" >&2
+  exit 1
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check

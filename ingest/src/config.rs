@@ -37,6 +37,11 @@ pub struct IngestConfig {
     #[arg(long, env = "DLQ_SUFFIX", default_value = ".dlq")]
     pub dlq_suffix: String,
 
+    /// How long the broker may take to acknowledge a dead letter before the delivery counts as
+    /// failed (its partition then holds its position and the letter is sent again later).
+    #[arg(long, env = "DLQ_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub dlq_delivery_timeout: Duration,
+
     /// Kafka consumer group shared by all ingest replicas.
     #[arg(long, env = "CONSUMER_GROUP", default_value = "vintagelake-ingest")]
     pub consumer_group: String,

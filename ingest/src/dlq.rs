@@ -1,11 +1,16 @@
 //! The dead-letter topic: a rejected message goes to `<topic><suffix>` with its original key and
-//! value and headers saying why and where it came from. Deliveries are confirmed before the
-//! table commit that moves past the message, so a rejection is never lost.
+//! value and headers saying why and where it came from.
+//!
+//! A rejected message is kept (as a [`Letter`]) in its partition's buffer until the broker has
+//! acknowledged its dead letter; only then may a commit move the partition's position past it.
+//! A letter whose delivery failed is sent again by a later commit: a dead letter is written at
+//! least once, and a rejected message is never in neither the table nor the dead-letter topic.
 
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-
-use crate::error::{IngestError, Result};
 
 /// Header names on dead-lettered records.
 pub mod headers {
@@ -26,107 +31,182 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// A message to dead-letter.
-#[derive(Debug)]
-pub struct DeadLetter<'a> {
-    pub topic: &'a str,
+/// A rejected message, kept until its dead letter is acknowledged.
+pub struct Letter {
+    pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub payload: Option<&'a [u8]>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
     pub rejection: Rejection,
+    /// The delivery in flight; `None`: not sent yet, or its last delivery failed.
+    delivery: Option<DeliveryFuture>,
+    /// The broker acknowledged it (a later retry of its partition does not send it again).
+    delivered: bool,
 }
 
-/// Sends rejected messages and tracks their delivery.
+impl std::fmt::Debug for Letter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Letter")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("code", &self.rejection.code)
+            .field("in_flight", &self.delivery.is_some())
+            .field("delivered", &self.delivered)
+            .finish()
+    }
+}
+
+impl Letter {
+    pub fn new(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        rejection: Rejection,
+    ) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.map(<[u8]>::to_vec),
+            rejection,
+            delivery: None,
+            delivered: false,
+        }
+    }
+
+    /// Bytes it holds in the buffer.
+    pub fn size(&self) -> u64 {
+        (self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len) + 256) as u64
+    }
+}
+
+/// Sends rejected messages to their dead-letter topics.
 pub struct DeadLetterQueue {
     producer: FutureProducer,
     suffix: String,
-    pending: Vec<(String, DeliveryFuture)>,
 }
 
 impl std::fmt::Debug for DeadLetterQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadLetterQueue").field("suffix", &self.suffix).field("pending", &self.pending.len()).finish()
+        f.debug_struct("DeadLetterQueue").field("suffix", &self.suffix).finish()
     }
+}
+
+/// Why the letters of a partition are not all acknowledged.
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub dlq_topic: String,
+    pub letters: usize,
+    pub reason: String,
 }
 
 impl DeadLetterQueue {
     pub fn new(producer: FutureProducer, suffix: impl Into<String>) -> Self {
-        Self { producer, suffix: suffix.into(), pending: Vec::new() }
+        Self { producer, suffix: suffix.into() }
     }
 
     pub fn topic_for(&self, source: &str) -> String {
         format!("{source}{}", self.suffix)
     }
 
-    /// Enqueues a rejected message (delivery is awaited by [`Self::flush`]).
-    pub fn send(&mut self, letter: DeadLetter<'_>) -> Result<()> {
-        let dlq = self.topic_for(letter.topic);
+    /// Hands the letter to the producer. A full producer queue is backpressure: wait for room
+    /// (deliveries free it), never give up. Any other refusal leaves the letter unsent; its
+    /// partition is then held and the letter sent again later.
+    pub async fn send(&self, letter: &mut Letter) {
+        if letter.delivered || letter.delivery.is_some() {
+            return;
+        }
+        let dlq = self.topic_for(&letter.topic);
         let partition = letter.partition.to_string();
         let offset = letter.offset.to_string();
         let at = chrono::Utc::now().to_rfc3339();
-        let r = &letter.rejection;
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: headers::ERROR_CODE, value: Some(r.code) })
-            .insert(Header { key: headers::ERROR_FIELD, value: Some(r.field.as_str()) })
-            .insert(Header { key: headers::ERROR_MESSAGE, value: Some(r.message.as_str()) })
-            .insert(Header { key: headers::SOURCE_TOPIC, value: Some(letter.topic) })
-            .insert(Header { key: headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
-            .insert(Header { key: headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
-            .insert(Header { key: headers::DEAD_LETTERED_AT, value: Some(at.as_str()) });
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&dlq).headers(headers);
-        if let Some(k) = letter.key {
-            record = record.key(k);
-        }
-        if let Some(p) = letter.payload {
-            record = record.payload(p);
-        }
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(e, _)| IngestError::DeadLetter { topic: dlq.clone(), reason: e.to_string() })?;
-        metrics::counter!(
-            crate::metrics::DEAD_LETTERED,
-            "topic" => letter.topic.to_owned(),
-            "reason" => r.code
-        )
-        .increment(1);
-        self.pending.push((dlq, delivery));
-        Ok(())
-    }
-
-    /// The deliveries enqueued so far, to be awaited elsewhere (before the commit that moves the
-    /// source offsets past them).
-    pub fn take_pending(&mut self) -> PendingDeliveries {
-        PendingDeliveries(std::mem::take(&mut self.pending))
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-}
-
-/// Dead letters sent but not yet acknowledged.
-#[derive(Default)]
-pub struct PendingDeliveries(Vec<(String, DeliveryFuture)>);
-
-impl std::fmt::Debug for PendingDeliveries {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("PendingDeliveries").field(&self.0.len()).finish()
-    }
-}
-
-impl PendingDeliveries {
-    /// Waits until the broker acknowledged every one; returns how many.
-    pub async fn wait(self) -> Result<usize> {
-        let n = self.0.len();
-        for (topic, delivery) in self.0 {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(IngestError::DeadLetter { topic, reason: e.to_string() }),
-                Err(_) => return Err(IngestError::DeadLetter { topic, reason: "delivery cancelled".into() }),
+        let mut waited = Duration::ZERO;
+        loop {
+            let r = &letter.rejection;
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: headers::ERROR_CODE, value: Some(r.code) })
+                .insert(Header { key: headers::ERROR_FIELD, value: Some(r.field.as_str()) })
+                .insert(Header { key: headers::ERROR_MESSAGE, value: Some(r.message.as_str()) })
+                .insert(Header { key: headers::SOURCE_TOPIC, value: Some(letter.topic.as_str()) })
+                .insert(Header { key: headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
+                .insert(Header { key: headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
+                .insert(Header { key: headers::DEAD_LETTERED_AT, value: Some(at.as_str()) });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&dlq).headers(headers);
+            if let Some(k) = &letter.key {
+                record = record.key(k);
+            }
+            if let Some(p) = &letter.payload {
+                record = record.payload(p);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    letter.delivery = Some(delivery);
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if waited.is_zero() {
+                        tracing::warn!(topic = %dlq, "dead-letter producer queue full; waiting for deliveries");
+                    }
+                    self.producer.poll(Duration::ZERO);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    waited += Duration::from_millis(20);
+                }
+                Err((e, _)) => {
+                    tracing::warn!(topic = %dlq, error = %e, "dead-letter producer refused a letter; it is sent again later");
+                    metrics::counter!(crate::metrics::DEAD_LETTER_FAILURES, "topic" => dlq.clone()).increment(1);
+                    return;
+                }
             }
         }
-        Ok(n)
+    }
+
+    /// Sends every letter not yet acknowledged and waits for the broker's answers. Returns the
+    /// partitions whose letters did not all land (their letters stay, to be sent again).
+    pub async fn deliver<'a>(
+        &self,
+        letters: impl IntoIterator<Item = &'a mut Letter>,
+    ) -> std::collections::HashMap<(String, i32), Undelivered> {
+        let mut letters: Vec<&mut Letter> = letters.into_iter().filter(|l| !l.delivered).collect();
+        for l in letters.iter_mut() {
+            self.send(l).await;
+        }
+        let mut failed: std::collections::HashMap<(String, i32), Undelivered> = Default::default();
+        for l in letters {
+            let outcome = match l.delivery.take() {
+                Some(d) => match d.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Err(_) => Err("delivery cancelled".to_owned()),
+                },
+                None => Err("the producer refused the letter".to_owned()),
+            };
+            match outcome {
+                Ok(()) => {
+                    l.delivered = true;
+                    metrics::counter!(
+                        crate::metrics::DEAD_LETTERED,
+                        "topic" => l.topic.clone(),
+                        "reason" => l.rejection.code
+                    )
+                    .increment(1);
+                }
+                Err(reason) => {
+                    let dlq = self.topic_for(&l.topic);
+                    metrics::counter!(crate::metrics::DEAD_LETTER_FAILURES, "topic" => dlq.clone()).increment(1);
+                    let e = failed.entry((l.topic.clone(), l.partition)).or_insert(Undelivered {
+                        dlq_topic: dlq,
+                        letters: 0,
+                        reason,
+                    });
+                    e.letters += 1;
+                }
+            }
+        }
+        failed
     }
 }

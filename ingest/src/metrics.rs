@@ -3,6 +3,8 @@
 pub const CONSUMED: &str = "vintagelake_ingest_records_consumed_total";
 pub const COMMITTED: &str = "vintagelake_ingest_records_committed_total";
 pub const DEAD_LETTERED: &str = "vintagelake_ingest_records_dead_lettered_total";
+pub const DEAD_LETTER_FAILURES: &str = "vintagelake_ingest_dead_letter_failures_total";
+pub const DLQ_HELD_PARTITIONS: &str = "vintagelake_ingest_dlq_held_partitions";
 pub const COMMIT_DURATION: &str = "vintagelake_ingest_commit_duration_seconds";
 pub const COMMIT_RETRIES: &str = "vintagelake_ingest_commit_retries_total";
 pub const COMMIT_FAILURES: &str = "vintagelake_ingest_commit_failures_total";
@@ -23,7 +25,19 @@ pub const CATALOGUE: &[MetricDoc] = &[
         DEAD_LETTERED,
         Kind::Counter,
         &["topic", "reason"],
-        "Records sent to the dead-letter topic, by source topic and reason code.",
+        "Records acknowledged by the dead-letter topic, by source topic and reason code.",
+    ),
+    doc(
+        DEAD_LETTER_FAILURES,
+        Kind::Counter,
+        &["topic"],
+        "Dead-letter deliveries that failed, by dead-letter topic (the letter is kept and sent again).",
+    ),
+    doc(
+        DLQ_HELD_PARTITIONS,
+        Kind::Gauge,
+        &[],
+        "Source partitions holding their position because a dead letter is not acknowledged yet.",
     ),
     doc(
         COMMIT_DURATION,

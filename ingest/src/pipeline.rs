@@ -45,7 +45,7 @@ use vintagelake_storage::health::Readiness;
 use vintagelake_storage::store::IngestTarget;
 
 use crate::config::IngestConfig;
-use crate::dlq::{DeadLetter, DeadLetterQueue, PendingDeliveries, Rejection};
+use crate::dlq::{DeadLetterQueue, Letter, Rejection, Undelivered};
 use crate::error::{IngestError, Result};
 use crate::metrics as m;
 
@@ -92,6 +92,8 @@ struct PartitionBuffer {
     /// Single-revision messages.
     points: Vec<StoredDataPoint>,
     series: Vec<(EconomicSeries, i64)>,
+    /// Rejected messages: the position moves past them only once their dead letters are acknowledged.
+    letters: Vec<Letter>,
     rows: u64,
     bytes: u64,
 }
@@ -103,6 +105,7 @@ impl PartitionBuffer {
         self.batches.extend(older.batches);
         self.points.extend(older.points);
         self.series.extend(older.series);
+        self.letters.extend(older.letters);
         self.rows += older.rows;
         self.bytes += older.bytes;
     }
@@ -120,12 +123,36 @@ struct State {
     committing: bool,
     /// Bytes held by that commit: they count against `MAX_BUFFERED_BYTES` until it ends.
     committing_bytes: u64,
+    /// Partitions whose dead letters the broker did not acknowledge: they hold their position
+    /// (paused) until a retry delivers them.
+    held: HashMap<PartitionKey, Held>,
     report: IngestReport,
+}
+
+/// A partition waiting for its dead letters to be acknowledged.
+#[derive(Debug, Clone)]
+struct Held {
+    undelivered: Undelivered,
+    since: Instant,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+impl Held {
+    fn waiting(&self, now: Instant) -> bool {
+        self.retry_at > now
+    }
+}
+
+/// Backoff between deliveries of a held partition's dead letters: 1 s doubling to 30 s.
+fn dlq_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
 impl State {
     fn clear_buffers(&mut self) {
         self.buffers.clear();
+        self.held.clear();
         self.buffered_bytes = 0;
         self.buffered_rows = 0;
         self.oldest = None;
@@ -245,6 +272,7 @@ impl ConsumerContext for Context {
                         state.buffered_rows -= b.rows;
                         state.buffered_bytes -= b.bytes;
                     }
+                    state.held.remove(&key);
                     state.positions.insert(key, Position { committed, next: None });
                 }
             }
@@ -256,6 +284,7 @@ impl ConsumerContext for Context {
                     let key = (elem.topic().to_owned(), elem.partition());
                     tracing::info!(topic = %key.0, partition = key.1, "revoked");
                     state.positions.remove(&key);
+                    state.held.remove(&key);
                     if let Some(b) = state.buffers.remove(&key) {
                         state.buffered_rows -= b.rows;
                         state.buffered_bytes -= b.bytes;
@@ -278,8 +307,6 @@ struct Sealed {
     rows: u64,
     bytes: u64,
     oldest: Option<Instant>,
-    /// Dead letters of the offsets this commit moves past: acknowledged before it commits.
-    dead_letters: PendingDeliveries,
 }
 
 /// Commits sealed buffers; cheap to clone into a task.
@@ -289,6 +316,7 @@ struct Committer {
     shared: Arc<Shared>,
     consumer: Arc<StreamConsumer<Context>>,
     readiness: Arc<Readiness>,
+    dlq: Arc<DeadLetterQueue>,
 }
 
 impl Committer {
@@ -298,11 +326,18 @@ impl Committer {
     async fn commit(self, mut sealed: Sealed) -> Result<()> {
         // Whatever happens (even a panic), the end of this commit is signalled.
         let _ended = CommitEnded(&self.shared);
-        let dead_letters = std::mem::take(&mut sealed.dead_letters);
+        // Dead letters first: a position moves past a rejected message only once the broker has
+        // its dead letter. Partitions whose letters did not all land stay out of this commit.
+        let undelivered = self.dlq.deliver(sealed.buffers.values_mut().flat_map(|b| b.letters.iter_mut())).await;
+        for offsets in sealed.updates.values_mut() {
+            offsets.retain(|o| !undelivered.contains_key(&(o.topic.clone(), o.partition)));
+        }
+        sealed.updates.retain(|_, offsets| !offsets.is_empty());
         let mut landed = Vec::new();
-        let result = self.write(&sealed, dead_letters, &mut landed).await;
+        let result = self.write(&sealed, &mut landed).await;
         let tpl = {
             let mut state = self.shared.lock();
+            self.hold(&mut state, &mut sealed, undelivered);
             for kind in &landed {
                 for o in &sealed.updates[kind] {
                     if let Some(p) = state.positions.get_mut(&(o.topic.clone(), o.partition)) {
@@ -351,9 +386,58 @@ impl Committer {
         result
     }
 
+    /// Gives the buffers of partitions whose dead letters did not all land back (rows and letters)
+    /// and holds those partitions; releases the sealed partitions whose letters all landed.
+    fn hold(&self, state: &mut State, sealed: &mut Sealed, undelivered: HashMap<PartitionKey, Undelivered>) {
+        let now = Instant::now();
+        for key in sealed.buffers.keys() {
+            if !undelivered.contains_key(key) && state.held.remove(key).is_some() {
+                tracing::info!(topic = %key.0, partition = key.1, "dead letters acknowledged; the partition moves on");
+            }
+        }
+        for (key, u) in undelivered {
+            let Some(b) = sealed.buffers.remove(&key) else { continue };
+            if !state.positions.contains_key(&key) {
+                continue; // revoked meanwhile: the next owner re-reads it
+            }
+            state.buffered_rows += b.rows;
+            state.buffered_bytes += b.bytes;
+            state.buffers.entry(key.clone()).or_default().absorb(b);
+            let held =
+                state.held.entry(key.clone()).or_insert(Held { undelivered: u.clone(), since: now, attempts: 0, retry_at: now });
+            held.attempts += 1;
+            held.undelivered = u;
+            held.retry_at = now + dlq_backoff(held.attempts);
+            tracing::warn!(
+                topic = %key.0, partition = key.1, dlq = %held.undelivered.dlq_topic, letters = held.undelivered.letters,
+                reason = %held.undelivered.reason, attempts = held.attempts, retry_in = ?dlq_backoff(held.attempts),
+                "dead letters not acknowledged: the partition holds its position and retries"
+            );
+        }
+        metrics::gauge!(m::DLQ_HELD_PARTITIONS).set(state.held.len() as f64);
+        if state.held.is_empty() {
+            self.readiness.set("dlq", true, "every dead letter acknowledged");
+        } else {
+            let mut parts: Vec<String> = state
+                .held
+                .iter()
+                .map(|((t, p), h)| {
+                    format!(
+                        "{t}[{p}] holds {} letter(s) for {} since {:.0?}: {}",
+                        h.undelivered.letters,
+                        h.undelivered.dlq_topic,
+                        h.since.elapsed(),
+                        h.undelivered.reason
+                    )
+                })
+                .collect();
+            parts.sort();
+            self.readiness.set("dlq", false, format!("dead-letter topic not writable: {}", parts.join("; ")));
+        }
+    }
+
     /// Writes and commits each table's rows; `landed` says which tables committed.
-    async fn write(&self, sealed: &Sealed, dead_letters: PendingDeliveries, landed: &mut Vec<TableKind>) -> Result<()> {
-        let dead = dead_letters.wait().await?;
+    async fn write(&self, sealed: &Sealed, landed: &mut Vec<TableKind>) -> Result<()> {
         let started = Instant::now();
         let mut total = 0;
         for kind in [TableKind::DataPoints, TableKind::Series] {
@@ -386,7 +470,7 @@ impl Committer {
         }
         metrics::histogram!(m::BATCH_ROWS).record(total as f64);
         metrics::histogram!(m::BATCH_BYTES).record(sealed.bytes as f64);
-        tracing::debug!(rows = total, dead_lettered = dead, took = ?started.elapsed(), "committed");
+        tracing::debug!(rows = total, took = ?started.elapsed(), "committed");
         Ok(())
     }
 }
@@ -437,7 +521,9 @@ pub struct Ingest {
     readiness: Arc<Readiness>,
     consumer: Arc<StreamConsumer<Context>>,
     shared: Arc<Shared>,
-    dlq: DeadLetterQueue,
+    dlq: Arc<DeadLetterQueue>,
+    /// Partitions paused because they are held for their dead letters.
+    paused: std::collections::HashSet<PartitionKey>,
     /// The background commit, if one runs.
     in_flight: Option<JoinHandle<Result<()>>>,
     /// Since when commits fail (consuming is paused meanwhile).
@@ -496,12 +582,16 @@ impl Ingest {
         let mut pcfg = ClientConfig::new();
         pcfg.set("bootstrap.servers", &options.bootstrap_servers)
             .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "60000");
+            // Dead letters go where the operator (or CREATE_TOPICS) made the topic, never into one
+            // the broker invents with its defaults; a missing topic holds the partition, loudly.
+            .set("allow.auto.create.topics", "false")
+            .set("message.timeout.ms", c.dlq_delivery_timeout.as_millis().max(1).to_string());
         for (k, v) in &options.kafka_overrides {
             pcfg.set(k, v);
         }
         let producer: FutureProducer = pcfg.create().map_err(IngestError::client)?;
-        let dlq = DeadLetterQueue::new(producer, c.dlq_suffix.clone());
+        let dlq = Arc::new(DeadLetterQueue::new(producer, c.dlq_suffix.clone()));
+        readiness.set("dlq", true, "no dead letter waiting");
         Ok(Self {
             options,
             store,
@@ -509,6 +599,7 @@ impl Ingest {
             consumer: Arc::new(consumer),
             shared,
             dlq,
+            paused: Default::default(),
             in_flight: None,
             failing_since: None,
             retry_delay: FIRST_RETRY_DELAY,
@@ -521,6 +612,7 @@ impl Ingest {
             shared: self.shared.clone(),
             consumer: self.consumer.clone(),
             readiness: self.readiness.clone(),
+            dlq: self.dlq.clone(),
         }
     }
 
@@ -548,6 +640,8 @@ impl Ingest {
         let interval = self.options.config.commit_interval;
         let max_buffered = self.options.config.max_buffered_bytes;
         let consumer = self.consumer.clone();
+        let mut position_check = tokio::time::interval(self.options.health_check_interval.max(Duration::from_millis(100)));
+        position_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // While commits fail (catalog or disk down), stop consuming: the buffer stays bounded and
             // the Kafka position stays put.
@@ -566,9 +660,14 @@ impl Ingest {
                 match self.in_flight {
                     // The running commit's end wakes the loop; nothing else is due before it.
                     Some(_) => (None, state.buffered_bytes + state.committing_bytes >= max_buffered),
-                    None => (state.oldest.map(|t| t + interval), false),
+                    None => {
+                        let retry = state.held.values().map(|h| h.retry_at).min();
+                        let due = state.oldest.map(|t| t + interval);
+                        (due.into_iter().chain(retry).min(), false)
+                    }
                 }
             };
+            let mut letter = None;
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -578,13 +677,14 @@ impl Ingest {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = sleep => {}
+                _ = position_check.tick(), if self.in_flight.is_none() => self.check_positions().await?,
                 done = join(&mut self.in_flight) => {
                     self.in_flight = None;
                     self.after_commit(done).await?;
                 }
                 // At MAX_BUFFERED_BYTES (sealed + new), wait for the running commit to end.
                 msg = consumer.recv(), if !full => match msg {
-                    Ok(msg) => self.accept(&msg)?,
+                    Ok(msg) => letter = self.accept(&msg),
                     Err(e) if is_out_of_range(&e) => {
                         tracing::warn!(error = %e, "a position is outside the broker's log; repositioning");
                         self.settle().await?;
@@ -597,6 +697,12 @@ impl Ingest {
                     }
                 },
             }
+            if let Some(mut l) = letter {
+                // Sent now so the delivery overlaps consuming; the commit awaits it.
+                self.dlq.send(&mut l).await;
+                self.buffer_letter(l);
+            }
+            self.sync_paused();
             if self.in_flight.is_none()
                 && self.failing_since.is_none()
                 && self.commit_due()
@@ -622,6 +728,11 @@ impl Ingest {
                     Err(e @ IngestError::CommitTask(_)) => return Err(e),
                     Err(e) => tracing::warn!(error = %e, "commit failed; retrying with the rest of the buffer"),
                 }
+            }
+            // Held partitions try their dead letters once more; if those still fail, the
+            // partitions keep their positions and a restart re-reads them.
+            for h in self.shared.lock().held.values_mut() {
+                h.retry_at = Instant::now();
             }
             let mut delay = Duration::from_millis(100);
             loop {
@@ -669,6 +780,36 @@ impl Ingest {
         Ok(())
     }
 
+    /// The table's positions can move under a running replica: a rollback (ours or another
+    /// engine's) takes them back with the data. When they differ from what this replica last
+    /// committed, re-read every owned partition from the table's positions.
+    async fn check_positions(&mut self) -> Result<()> {
+        let mut recorded = HashMap::new();
+        for kind in [TableKind::DataPoints, TableKind::Series] {
+            match self.store.recorded_offsets(kind).await {
+                Ok(r) => recorded.extend(r),
+                Err(_) => return Ok(()), // the health check reports the catalog
+            }
+        }
+        let moved: Vec<String> = {
+            let state = self.shared.lock();
+            if state.committing {
+                return Ok(());
+            }
+            state
+                .positions
+                .iter()
+                .filter(|(k, p)| recorded.get(*k).copied() != p.committed)
+                .map(|((t, p), pos)| format!("{t}[{p}]: {:?} -> {:?}", pos.committed, recorded.get(&(t.clone(), *p))))
+                .collect()
+        };
+        if !moved.is_empty() {
+            tracing::warn!(partitions = ?moved, "the table's positions moved under this replica (a rollback?); re-reading from them");
+            self.reposition(None).await?;
+        }
+        Ok(())
+    }
+
     /// Waits for the running commit, if any, and acts on its outcome.
     async fn settle(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
@@ -689,17 +830,70 @@ impl Ingest {
     fn commit_due(&self) -> bool {
         let c = &self.options.config;
         let state = self.shared.lock();
+        let now = Instant::now();
         state.buffered_rows >= c.commit_max_rows
             || state.buffered_bytes >= c.commit_max_bytes.min(c.max_buffered_bytes)
             || state.oldest.is_some_and(|t| t.elapsed() >= c.commit_interval)
+            || state.held.values().any(|h| !h.waiting(now))
+    }
+
+    /// Pauses the partitions held for their dead letters (their buffers stay bounded) and resumes
+    /// those released.
+    fn sync_paused(&mut self) {
+        let held: std::collections::HashSet<PartitionKey> = self.shared.lock().held.keys().cloned().collect();
+        let to_tpl = |keys: &[&PartitionKey]| {
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in keys {
+                tpl.add_partition(t, *p);
+            }
+            tpl
+        };
+        let pause: Vec<&PartitionKey> = held.difference(&self.paused).collect();
+        if !pause.is_empty() {
+            if let Err(e) = self.consumer.pause(&to_tpl(&pause)) {
+                tracing::warn!(error = %e, "cannot pause held partitions");
+            }
+        }
+        let resume: Vec<&PartitionKey> = self.paused.difference(&held).collect();
+        if !resume.is_empty() {
+            // A revoked partition is not ours any more; resuming it is harmless.
+            if let Err(e) = self.consumer.resume(&to_tpl(&resume)) {
+                tracing::debug!(error = %e, "cannot resume released partitions");
+            }
+        }
+        self.paused = held;
+    }
+
+    /// Keeps a rejected message in its partition's buffer until its dead letter is acknowledged.
+    fn buffer_letter(&mut self, letter: Letter) {
+        let key = (letter.topic.clone(), letter.partition);
+        let mut state = self.shared.lock();
+        if !state.positions.contains_key(&key) {
+            return; // revoked meanwhile: the next owner re-reads it
+        }
+        let size = letter.size();
+        let waiting = state.held.get(&key).is_some_and(|h| h.waiting(Instant::now()));
+        let buffer = state.buffers.entry(key).or_default();
+        buffer.letters.push(letter);
+        buffer.bytes += size;
+        state.buffered_bytes += size;
+        state.report.dead_lettered += 1;
+        if !waiting {
+            state.oldest.get_or_insert_with(Instant::now);
+        }
+        state.publish_buffered();
     }
 
     /// Takes the buffer and the positions it moves out for one commit; `None` if nothing moved.
     fn seal(&mut self) -> Option<Sealed> {
         let mut state = self.shared.lock();
         debug_assert!(!state.committing, "one commit at a time");
+        let now = Instant::now();
         let mut updates: HashMap<TableKind, Vec<OffsetUpdate>> = HashMap::new();
         for (key, pos) in &state.positions {
+            if state.held.get(key).is_some_and(|h| h.waiting(now)) {
+                continue; // its dead letters are retried when its backoff ends
+            }
             let Some(next) = pos.next else { continue };
             if pos.committed == Some(next) {
                 continue;
@@ -714,28 +908,33 @@ impl Ingest {
             });
         }
         if updates.is_empty() {
+            // Only held partitions have data: their retry time, not the interval, wakes the loop.
+            state.oldest = None;
             return None;
         }
-        let buffers = std::mem::take(&mut state.buffers);
-        let sealed = Sealed {
-            buffers,
-            updates,
-            rows: state.buffered_rows,
-            bytes: state.buffered_bytes,
-            oldest: state.oldest.take(),
-            dead_letters: self.dlq.take_pending(),
-        };
+        // Held partitions still waiting keep their buffers.
+        let mut buffers = HashMap::new();
+        let (mut rows, mut bytes) = (0, 0);
+        for o in updates.values().flatten() {
+            let key = (o.topic.clone(), o.partition);
+            if let Some(b) = state.buffers.remove(&key) {
+                rows += b.rows;
+                bytes += b.bytes;
+                buffers.insert(key, b);
+            }
+        }
+        let sealed = Sealed { buffers, updates, rows, bytes, oldest: state.oldest.take() };
         state.committing = true;
         state.committing_bytes = sealed.bytes;
-        state.buffered_rows = 0;
-        state.buffered_bytes = 0;
+        state.buffered_rows -= rows;
+        state.buffered_bytes -= bytes;
         state.publish_buffered();
         tracing::trace!(rows = sealed.rows, bytes = sealed.bytes, "sealed a buffer for commit");
         Some(sealed)
     }
 
-    /// Validates one message into the buffer, or dead-letters it.
-    fn accept(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+    /// Validates one message into the buffer; a rejected one comes back as a letter to send.
+    fn accept(&mut self, msg: &BorrowedMessage<'_>) -> Option<Letter> {
         let topic = msg.topic();
         let key = (topic.to_owned(), msg.partition());
         let offset = msg.offset();
@@ -747,10 +946,10 @@ impl Ingest {
         {
             let mut state = self.shared.lock();
             let Some(pos) = state.positions.get_mut(&key) else {
-                return Ok(()); // not ours (any more)
+                return None; // not ours (any more)
             };
             if pos.next.is_some_and(|n| offset < n) || pos.committed.is_some_and(|c| offset < c) {
-                return Ok(()); // re-delivered after a seek
+                return None; // re-delivered after a seek
             }
             pos.next = Some(offset + 1);
             state.report.records_consumed += 1;
@@ -799,20 +998,10 @@ impl Ingest {
                 state.publish_buffered();
             }
             Err(rejection) => {
-                state.report.dead_lettered += 1;
-                state.oldest.get_or_insert_with(Instant::now);
-                drop(state);
-                self.dlq.send(DeadLetter {
-                    topic,
-                    partition: msg.partition(),
-                    offset,
-                    key: msg.key(),
-                    payload: msg.payload(),
-                    rejection,
-                })?;
+                return Some(Letter::new(topic, msg.partition(), offset, msg.key(), msg.payload(), rejection));
             }
         }
-        Ok(())
+        None
     }
 }
 

@@ -33,7 +33,9 @@ impl QueryError {
             QueryError::Storage(e) => match e {
                 StorageError::NoSuchSnapshot(_) | StorageError::NoSnapshotAtTime(_) => Status::not_found(msg),
                 StorageError::InvalidData(_) => Status::invalid_argument(msg),
-                StorageError::OpenCatalog { .. } | StorageError::Catalog { .. } => Status::unavailable(msg),
+                StorageError::OpenCatalog { .. }
+                | StorageError::Catalog { .. }
+                | StorageError::CommitOutcomeUnknown { .. } => Status::unavailable(msg),
                 StorageError::ReadFile { .. } => Status::data_loss(msg),
                 StorageError::Iceberg(_)
                 | StorageError::Arrow(_)

@@ -74,6 +74,30 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Roll a table back to an earlier snapshot of its lineage. The Kafka positions recorded in
+    /// that snapshot come back with it, so ingest (running or not) re-reads what the rollback took
+    /// out. Refused when the Kafka log no longer holds those offsets, unless --accept-gap.
+    /// Audited as `rollback`.
+    Rollback {
+        /// The snapshot to make current again (see `admin snapshots`).
+        #[arg(long, conflicts_with = "to_time", required_unless_present = "to_time")]
+        to_snapshot: Option<i64>,
+        /// The newest snapshot committed at or before this time (RFC 3339, or YYYY-MM-DD = midnight UTC).
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Which table.
+        #[arg(long, default_value = "data-points", value_parser = ["data-points", "series"])]
+        table: String,
+        /// Show what would change (snapshots undone, rows, Kafka positions) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Roll back even though Kafka retention deleted messages the restored positions need
+        /// (those messages are lost to the table); the gap is recorded in the audit trail.
+        #[arg(long)]
+        accept_gap: bool,
+        #[command(flatten)]
+        common: CommonConfig,
+    },
     /// Copy a V1 (Parquet) store into the Iceberg tables: resumable after a crash (re-run the same
     /// command), validated per series (row count and checksum) at the end.
     Migrate {
@@ -171,6 +195,15 @@ pub async fn run(command: AdminCommand, matches: &clap::ArgMatches) -> Result<Ex
         AdminCommand::Audit { common, action, last, json } => audit(common.resolve(sub)?, action, last, json),
         AdminCommand::Expire => Err(Error::NotAvailable("admin expire")),
         AdminCommand::Verify { common, json } => verify(common.resolve(sub)?, json).await,
+        AdminCommand::Rollback { to_snapshot, to_time, table, dry_run, accept_gap, common } => {
+            let target = match (to_snapshot, to_time) {
+                (Some(id), _) => vintagelake_storage::rollback::RollbackTarget::Snapshot(id),
+                (None, Some(t)) => vintagelake_storage::rollback::RollbackTarget::AsOfMs(parse_time(&t)?),
+                (None, None) => return Err(Error::Usage("give --to-snapshot ID or --to-time T".into())),
+            };
+            let kind = if table == "series" { TableKind::Series } else { TableKind::DataPoints };
+            rollback(common.resolve(sub)?, kind, target, dry_run, accept_gap).await
+        }
         AdminCommand::Migrate { from: _, to: _, source, chunk_rows, common } => {
             migrate(common.resolve(sub)?, source, chunk_rows).await
         }
@@ -217,6 +250,151 @@ fn audit(common: CommonConfig, action: Option<String>, last: Option<usize>, json
         }
         eprintln!("{} entries in {}", entries.len(), log.path().display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-11-30T12:00:00Z` or `2026-11-30` (midnight UTC) → ms since the epoch.
+fn parse_time(t: &str) -> Result<i64, Error> {
+    if let Ok(ts) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(ts.timestamp_millis());
+    }
+    if let Ok(d) = t.parse::<vintagelake_schemas::Date>() {
+        return Ok(i64::from(d.days_since_epoch()) * 86_400_000);
+    }
+    Err(Error::Usage(format!("--to-time {t:?}: expected RFC 3339 (2026-11-30T12:00:00Z) or a date (2026-11-30)")))
+}
+
+fn time_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_else(|| ms.to_string())
+}
+
+/// Positions the restored snapshot needs that the Kafka log no longer holds (retention deleted
+/// them): one line per partition.
+async fn kafka_gaps(
+    common: &CommonConfig,
+    plan: &vintagelake_storage::rollback::RollbackPlan,
+) -> Result<Vec<String>, Error> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    // Every partition whose position moves: where ingest will resume (`None`: the beginning).
+    let mut wanted: Vec<(String, i32, Option<i64>)> = Vec::new();
+    for (name, (_, after)) in &plan.positions {
+        let Some((topic, partition)) = name.strip_suffix(']').and_then(|n| n.rsplit_once('[')) else { continue };
+        let Ok(partition) = partition.parse() else { continue };
+        wanted.push((topic.to_owned(), partition, *after));
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(bootstrap) = common.kafka_bootstrap_servers.clone() else {
+        return Err(Error::Usage(
+            "the rollback moves Kafka positions: set KAFKA_BOOTSTRAP_SERVERS so it can check that the log still              holds them (or pass --accept-gap to skip the check)"
+                .into(),
+        ));
+    };
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .map_err(|e| Error::Usage(format!("cannot reach the broker at {bootstrap}: {e}")))?;
+        let mut gaps = Vec::new();
+        for (topic, partition, at) in wanted {
+            let (low, _) = consumer
+                .fetch_watermarks(&topic, partition, std::time::Duration::from_secs(10))
+                .map_err(|e| Error::Usage(format!("cannot read the log of {topic}[{partition}] at {bootstrap}: {e}")))?;
+            let from = at.unwrap_or(0);
+            if from < low {
+                gaps.push(format!(
+                    "{topic}[{partition}]: the restored position is {from} but the log starts at {low} ({} messages                      deleted by retention)",
+                    low - from
+                ));
+            }
+        }
+        Ok(gaps)
+    })
+    .await
+    .expect("watermark task")
+}
+
+async fn rollback(
+    common: CommonConfig,
+    kind: TableKind,
+    target: vintagelake_storage::rollback::RollbackTarget,
+    dry_run: bool,
+    accept_gap: bool,
+) -> Result<ExitCode, Error> {
+    use vintagelake_storage::audit::AuditEntry;
+    let store = super::open_store(&common).await?;
+    let wh = store.warehouse();
+    let plan = vintagelake_storage::rollback::plan(&wh.load(kind).await?, target)?;
+    if plan.to_snapshot == plan.from_snapshot {
+        println!("{}: snapshot {} is already the current one; nothing to do", plan.table, plan.to_snapshot);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let records = |r: Option<u64>| r.map_or("?".to_owned(), |n| n.to_string());
+    println!(
+        "{}: current snapshot {} → {} (committed {}); {} snapshot(s) undone; records {} → {}",
+        plan.table,
+        plan.from_snapshot,
+        plan.to_snapshot,
+        time_text(plan.to_timestamp_ms),
+        plan.undone.len(),
+        records(plan.records_before),
+        records(plan.records_after)
+    );
+    for u in &plan.undone {
+        println!(
+            "  undone {:>20} {:<25} {:<10} {}",
+            u.snapshot_id,
+            time_text(u.timestamp_ms),
+            u.operation,
+            u.origin.as_deref().unwrap_or("")
+        );
+    }
+    for (partition, (now, after)) in &plan.positions {
+        let show = |o: &Option<i64>| o.map_or("(none: from the beginning)".to_owned(), |o| o.to_string());
+        println!("  kafka position {partition}: {} → {}", show(now), show(after));
+    }
+    let gaps = if accept_gap && common.kafka_bootstrap_servers.is_none() {
+        vec!["not checked (no KAFKA_BOOTSTRAP_SERVERS)".to_owned()]
+    } else {
+        kafka_gaps(&common, &plan).await?
+    };
+    for g in &gaps {
+        println!("  gap: {g}");
+    }
+    if !gaps.is_empty() && !accept_gap {
+        eprintln!(
+            "error: refusing to roll back {}: the Kafka log no longer holds messages the restored snapshot needs,              so ingest could not re-read them ({}). Pass --accept-gap to roll back anyway; the gap is audited.",
+            plan.table,
+            gaps.join("; ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if dry_run {
+        println!("dry run: nothing changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = vintagelake_storage::rollback::rollback(wh, kind, target).await?;
+    wh.audit().record(
+        &AuditEntry::new("admin", "rollback")
+            .table(&done.table)
+            .rule(if gaps.is_empty() { "manual".to_owned() } else { "manual, gap accepted".to_owned() })
+            .snapshot(Some(done.to_snapshot))
+            .counts(done.records_before.unwrap_or(0).saturating_sub(done.records_after.unwrap_or(0)), 0)
+            .detail(serde_json::json!({
+                "from_snapshot": done.from_snapshot,
+                "to_snapshot": done.to_snapshot,
+                "undone": done.undone,
+                "positions": done.positions,
+                "gaps": gaps,
+            })),
+    );
+    println!(
+        "rolled back {} to snapshot {} ({} snapshot(s) undone); ingest re-reads from the restored positions",
+        done.table,
+        done.to_snapshot,
+        done.undone.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

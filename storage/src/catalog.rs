@@ -322,6 +322,14 @@ impl Warehouse {
             .execute(&self.pool)
             .await
             .map_err(|e| StorageError::catalog("compare-and-swap metadata_location", &ident, e))?;
+        if crate::failpoint::fails("catalog-reply-lost") {
+            // The UPDATE applied; its reply is lost on the way back (a dropped connection).
+            return Err(StorageError::Catalog {
+                op: "compare-and-swap metadata_location",
+                table: ident.to_string(),
+                source: "injected: the connection dropped before the reply".into(),
+            });
+        }
         match done.rows_affected() {
             0 => Ok(false),
             1 => Ok(true),

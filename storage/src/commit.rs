@@ -32,7 +32,13 @@ use crate::error::{Result, StorageError};
 pub const SUMMARY_OPERATION: &str = "vintagelake.operation";
 /// Summary key with the Kafka offsets a commit covers (JSON: topic → partition → [from, to)).
 pub const SUMMARY_OFFSETS: &str = "vintagelake.kafka-offsets";
-/// Table property prefix of recorded offsets: `vintagelake.offset:<topic>:<partition>` = next offset.
+/// Summary key with every Kafka position the table holds as of the snapshot (JSON: topic →
+/// partition → next offset). Every snapshot we write carries it, so time travel and a rollback
+/// (ours or another engine's) take the positions back with the data.
+pub const SUMMARY_POSITIONS: &str = "vintagelake.kafka-positions";
+/// Table property prefix of recorded offsets: `vintagelake.offset:<topic>:<partition>` = next
+/// offset. Still written (tools read it), but read only for tables whose snapshots predate
+/// [`SUMMARY_POSITIONS`].
 pub const OFFSET_PROPERTY_PREFIX: &str = "vintagelake.offset:";
 /// More carried-over manifests than this get merged into one, keeping scan planning fast.
 pub const MANIFEST_MERGE_THRESHOLD: usize = 64;
@@ -168,8 +174,46 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The Kafka positions recorded in the table: (topic, partition) → next offset to consume.
+/// The Kafka positions recorded in the table's current snapshot: (topic, partition) → next offset.
 pub fn recorded_offsets(metadata: &TableMetadata) -> BTreeMap<(String, i32), i64> {
+    positions_at(metadata, metadata.current_snapshot_id())
+}
+
+/// The Kafka positions as of a snapshot: those of the nearest snapshot in its ancestry (itself
+/// first) that records them — a snapshot another engine wrote does not — else, for tables
+/// written before positions lived in snapshots, the table properties.
+pub fn positions_at(metadata: &TableMetadata, snapshot_id: Option<i64>) -> BTreeMap<(String, i32), i64> {
+    let mut next = snapshot_id.and_then(|id| metadata.snapshot_by_id(id));
+    while let Some(s) = next {
+        if let Some(json) = s.summary().additional_properties.get(SUMMARY_POSITIONS) {
+            return parse_positions(json);
+        }
+        next = s.parent_snapshot_id().and_then(|id| metadata.snapshot_by_id(id));
+    }
+    property_offsets(metadata)
+}
+
+fn parse_positions(json: &str) -> BTreeMap<(String, i32), i64> {
+    let by_topic: BTreeMap<String, BTreeMap<String, i64>> = serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "unreadable {SUMMARY_POSITIONS} in a snapshot summary");
+        BTreeMap::new()
+    });
+    by_topic
+        .into_iter()
+        .flat_map(|(t, parts)| parts.into_iter().filter_map(move |(p, o)| Some(((t.clone(), p.parse().ok()?), o))))
+        .collect()
+}
+
+/// `{"topic": {"0": 12, …}}`.
+pub fn positions_json(positions: &BTreeMap<(String, i32), i64>) -> String {
+    let mut by_topic: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
+    for ((t, p), o) in positions {
+        by_topic.entry(t).or_default().insert(p.to_string(), *o);
+    }
+    serde_json::to_string(&by_topic).expect("positions serialise")
+}
+
+fn property_offsets(metadata: &TableMetadata) -> BTreeMap<(String, i32), i64> {
     metadata
         .properties()
         .iter()
@@ -181,7 +225,7 @@ pub fn recorded_offsets(metadata: &TableMetadata) -> BTreeMap<(String, i32), i64
         .collect()
 }
 
-fn offset_property(topic: &str, partition: i32) -> String {
+pub(crate) fn offset_property(topic: &str, partition: i32) -> String {
     format!("{OFFSET_PROPERTY_PREFIX}{topic}:{partition}")
 }
 
@@ -279,12 +323,9 @@ pub(crate) async fn publish<C: Change>(
         crate::failpoint::hit("commit-before-swap");
         let swapped = match wh.swap_metadata_location(kind, &current, &staged.metadata_location).await {
             Ok(swapped) => swapped,
-            Err(e) => {
-                // Unknown outcome (e.g. the database went away mid-statement): keep the files, a
-                // later orphan scan decides; never delete what might have been committed.
-                tracing::warn!(table = %table_name, error = %e, "catalog swap failed");
-                return Err(e);
-            }
+            // The reply was lost (e.g. the connection dropped after the UPDATE reached the
+            // database): find out what happened before touching any file.
+            Err(e) => settle_ambiguous_swap(wh, kind, &current, &staged.metadata_location, e).await?,
         };
         if swapped {
             metrics::counter!(crate::metrics::COMMITS, "table" => kind.name(), "origin" => origin.to_owned())
@@ -301,6 +342,85 @@ pub(crate) async fn publish<C: Change>(
         backoff = (backoff * 2).min(policy.max_backoff);
     }
     Err(StorageError::TooManyConflicts { table: table_name, attempts: policy.max_attempts, last: last_conflict })
+}
+
+/// How often an ambiguous swap re-reads the catalog before it gives up (with backoff, ~10 s).
+const AMBIGUOUS_SWAP_READS: u32 = 8;
+
+/// Decides a catalog swap whose reply was lost: `Ok(true)` it committed, `Ok(false)` it did not
+/// (and never can), [`StorageError::CommitOutcomeUnknown`] if the catalog does not answer — then
+/// the caller keeps every file it wrote.
+///
+/// - The row holds the staged location: committed.
+/// - The row still holds `expected`: the UPDATE did not apply — or not yet, since a statement the
+///   database received before the connection dropped may still run. Sending the same
+///   compare-and-swap again makes the outcome definite: if it applies, the lost one never can
+///   (it expects `expected`); if it finds the row moved, read again.
+/// - The row holds another location: either another writer moved on from `expected` (then ours
+///   can never apply) or one committed on top of ours (then the staged location is in the
+///   metadata log of the current table).
+async fn settle_ambiguous_swap(
+    wh: &Warehouse,
+    kind: TableKind,
+    expected: &str,
+    staged: &str,
+    error: StorageError,
+) -> Result<bool> {
+    let table = wh.ident(kind).to_string();
+    tracing::warn!(%table, %error, staged, "catalog swap has an unknown outcome; re-reading the catalog");
+    let outcome = |o: &'static str| {
+        metrics::counter!(crate::metrics::COMMITS_AMBIGUOUS, "table" => kind.name(), "outcome" => o).increment(1);
+    };
+    let mut last = error.to_string();
+    let mut delay = Duration::from_millis(100);
+    // Fault tests: the catalog stays unreadable for the whole settling of this swap.
+    let unreadable = crate::failpoint::fails("catalog-unreadable");
+    for read in 0..AMBIGUOUS_SWAP_READS {
+        if read > 0 {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(3));
+        }
+        if unreadable {
+            last = "injected: the catalog does not answer".into();
+            continue;
+        }
+        let current = match wh.metadata_location(kind).await {
+            Ok(l) => l,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        if current == staged {
+            tracing::info!(%table, staged, "the ambiguous swap had committed");
+            outcome("committed");
+            return Ok(true);
+        }
+        if current == expected {
+            match wh.swap_metadata_location(kind, expected, staged).await {
+                Ok(true) => {
+                    tracing::info!(%table, staged, "the ambiguous swap did not apply; the repeated swap committed");
+                    outcome("committed");
+                    return Ok(true);
+                }
+                Ok(false) => {}
+                Err(e) => last = e.to_string(),
+            }
+            continue;
+        }
+        match wh.load(kind).await {
+            Ok(t) => {
+                let ours = t.metadata().metadata_log().iter().any(|m| m.metadata_file == staged);
+                tracing::info!(%table, staged, current, committed = ours, "the catalog moved on after an ambiguous swap");
+                outcome(if ours { "committed" } else { "not_committed" });
+                return Ok(ours);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    tracing::error!(%table, staged, reason = %last, "cannot tell whether a commit happened; keeping every file it wrote");
+    outcome("unknown");
+    Err(StorageError::CommitOutcomeUnknown { table, metadata_location: staged.to_owned(), reason: last })
 }
 
 /// Builds and writes the new snapshot's files and metadata, without publishing them.
@@ -476,6 +596,11 @@ impl Stager<'_> {
         if !request.offsets.is_empty() {
             props.insert(SUMMARY_OFFSETS.to_owned(), offsets_summary(&request.offsets));
         }
+        let mut positions = recorded_offsets(meta);
+        for o in &request.offsets {
+            positions.insert((o.topic.clone(), o.partition), o.next);
+        }
+        props.insert(SUMMARY_POSITIONS.to_owned(), positions_json(&positions));
         update_totals(&mut props, meta.current_snapshot().map(|s| s.summary()));
 
         let list_path =

@@ -36,6 +36,11 @@ pub enum StorageError {
     FileNotLive { table: String, path: String },
     #[error("commit to {table} conflicted {attempts} times in a row; giving up (last: {last})")]
     TooManyConflicts { table: String, attempts: u32, last: String },
+    #[error(
+        "commit to {table}: the catalog swap to {metadata_location} has an unknown outcome ({reason}); \
+         every file it wrote is kept (orphan cleanup decides later) and the change may or may not be visible"
+    )]
+    CommitOutcomeUnknown { table: String, metadata_location: String, reason: String },
     #[error("commit to {table}: nothing to do (no files added or removed)")]
     EmptyCommit { table: String },
     #[error("reading {path}: {source}")]
@@ -63,6 +68,12 @@ impl From<iceberg::Error> for StorageError {
 }
 
 impl StorageError {
+    /// True when the change this error reports may have been committed after all: nothing it
+    /// wrote may be deleted (the orphan scan decides once the catalog answers again).
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, StorageError::CommitOutcomeUnknown { .. })
+    }
+
     pub(crate) fn catalog(
         op: &'static str,
         table: impl ToString,

@@ -12,6 +12,7 @@ pub mod io;
 pub mod metrics;
 pub mod migrate;
 pub mod scan;
+pub mod rollback;
 pub mod schedule;
 pub mod snapshots;
 pub mod store;

@@ -37,6 +37,7 @@ pub const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str]
 
 pub const COMMITS: &str = "vintagelake_commits_total";
 pub const COMMIT_CONFLICTS: &str = "vintagelake_commit_conflicts_total";
+pub const COMMITS_AMBIGUOUS: &str = "vintagelake_commits_ambiguous_total";
 pub const SNAPSHOTS_EXPIRED: &str = "vintagelake_snapshots_expired_total";
 pub const ORPHANS_REMOVED: &str = "vintagelake_orphans_removed_total";
 
@@ -53,6 +54,13 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Kind::Counter,
         &["table", "origin"],
         "Commit attempts that lost the catalog compare-and-swap to another writer and were re-planned.",
+    ),
+    doc(
+        COMMITS_AMBIGUOUS,
+        Kind::Counter,
+        &["table", "outcome"],
+        "Catalog swaps whose reply was lost, by what re-reading the catalog found: committed, not_committed, or \
+         unknown (the catalog did not answer; every file was kept and the commit reported failed).",
     ),
     doc(SNAPSHOTS_EXPIRED, Kind::Counter, &["table"], "Snapshots removed by expiry."),
     doc(ORPHANS_REMOVED, Kind::Counter, &["table"], "Unreferenced files deleted after the grace period."),

@@ -140,7 +140,8 @@ impl IcebergStore {
     }
 
     /// Writes rows (table schema) to new files and commits them, with the Kafka offsets they cover,
-    /// as one append. If the commit fails (fenced, conflicts exhausted), the new files are deleted.
+    /// as one append. If the commit fails (fenced, conflicts exhausted), the new files are deleted;
+    /// if its outcome is unknown they are kept.
     pub async fn append(
         &self,
         kind: TableKind,
@@ -154,8 +155,9 @@ impl IcebergStore {
         .await
     }
 
-    /// Writes each group of rows into its tier (`None`: the hot tier), then one commit; on failure
-    /// the files written are removed again.
+    /// Writes each group of rows into its tier (`None`: the hot tier), then one commit; when the
+    /// commit is known not to have happened the files written are removed again (never when its
+    /// outcome is unknown: the orphan scan decides once the catalog answers).
     async fn write_tiers_and_commit(
         &self,
         kind: TableKind,
@@ -170,7 +172,9 @@ impl IcebergStore {
         }
         let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
         let result = commit(&self.wh, kind, &request(files), &self.retry).await;
-        if result.is_err() {
+        if let Err(e) = &result
+            && !e.may_have_committed()
+        {
             for p in &paths {
                 if let Err(del) = self.wh.file_io().delete(p).await {
                     tracing::warn!(path = %p, error = %del, "could not remove a data file of a failed commit");

@@ -308,7 +308,9 @@ impl ParquetStore {
         blocking(move || {
             let added = i.write_files(kind, &rows)?;
             let result = i.commit(kind, commit_kind, &added, remove, offsets, origin, summary);
-            if result.is_err() {
+            if let Err(e) = &result
+                && !e.may_have_committed()
+            {
                 for f in &added {
                     let _ = std::fs::remove_file(i.root.join(STAGING_DIR).join(&f.path));
                 }
@@ -579,20 +581,38 @@ impl Inner {
                 summary: summary.clone(),
             };
             let tmp = log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+            let bytes = serde_json::to_vec_pretty(&entry).expect("log entries serialise");
             {
                 let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&serde_json::to_vec_pretty(&entry).expect("log entries serialise"))?;
+                f.write_all(&bytes)?;
                 f.sync_all()?;
             }
             let target = log_dir.join(log_file_name(version));
-            let linked = std::fs::hard_link(&tmp, &target);
+            let mut linked = std::fs::hard_link(&tmp, &target);
             let _ = std::fs::remove_file(&tmp);
+            if let Err(e) = &linked
+                && e.kind() != std::io::ErrorKind::AlreadyExists
+                && std::fs::read(&target).is_ok_and(|b| b == bytes)
+            {
+                // The link was made and then reported failed (a network file system): it is ours.
+                linked = Ok(());
+            }
             match linked {
                 Ok(()) => {
-                    fsync_dir(&log_dir)?;
-                    crate::failpoint::hit("v1-after-log");
+                    // Committed: the log holds this version. Nothing it names may be deleted now,
+                    // whatever fails below.
                     log.entries.push(entry.clone());
-                    self.apply(&entry)?;
+                    let settled = fsync_dir(&log_dir).and_then(|()| {
+                        crate::failpoint::hit("v1-after-log");
+                        self.apply(&entry)
+                    });
+                    if let Err(e) = settled {
+                        return Err(StorageError::CommitOutcomeUnknown {
+                            table: table.to_owned(),
+                            metadata_location: target.to_string_lossy().into_owned(),
+                            reason: format!("log version {version} was written, then: {e}"),
+                        });
+                    }
                     return Ok(Committed {
                         snapshot_id: version as i64,
                         sequence_number: version as i64,

@@ -21,11 +21,11 @@ use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
 
 use crate::support::*;
 
-type Key = (String, i32);
+pub(crate) type Key = (String, i32);
 
 /// Latest value per (series, date) and the number of distinct revisions, from what was produced
 /// (last publication of a revision wins: corrections).
-fn expected(produced: &[DataPointRevision]) -> (BTreeMap<Key, Option<u64>>, usize) {
+pub(crate) fn expected(produced: &[DataPointRevision]) -> (BTreeMap<Key, Option<u64>>, usize) {
     let mut revisions: BTreeMap<(String, i32, i32), Option<u64>> = BTreeMap::new();
     for r in produced {
         let key = (r.series_id.as_str().to_owned(), r.date.days_since_epoch(), r.revision_date.days_since_epoch());
@@ -38,7 +38,7 @@ fn expected(produced: &[DataPointRevision]) -> (BTreeMap<Key, Option<u64>>, usiz
     (latest, revisions.len())
 }
 
-async fn view(store: &IcebergStore, v: View) -> (BTreeMap<Key, Option<u64>>, usize) {
+pub(crate) async fn view(store: &IcebergStore, v: View) -> (BTreeMap<Key, Option<u64>>, usize) {
     let b = store.query(&VintageQuery::new(v)).await.unwrap();
     let series = b.column_by_name("series_id").unwrap().as_string::<i32>();
     let date = b.column_by_name("date").unwrap().as_primitive::<Date32Type>();

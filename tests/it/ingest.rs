@@ -87,7 +87,7 @@ print(len(t.scan().to_arrow()))
 }
 
 /// What the validator must say about each kind of bad message.
-fn malformed(i: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
+pub(crate) fn malformed(i: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
     let key = b"GDPC1".to_vec();
     let good = |date: &str| {
         format!(r#"{{"version":1,"series_id":"GDPC1","date":"{date}","revision_date":"2024-04-25","value":1}}"#)

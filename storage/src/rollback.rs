@@ -1,0 +1,180 @@
+//! Rollback: make an earlier snapshot of a table its current one again (the seed's "revert to
+//! previous data states"), through the same compare-and-swap as every commit.
+//!
+//! The Kafka positions live in each snapshot's summary, so the rollback takes them back too: the
+//! next ingest commit is fenced (its expected positions are gone), ingest re-reads from the
+//! positions of the restored snapshot, and the rolled-back rows come in again exactly once.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use iceberg::MetadataLocation;
+use iceberg::spec::{MAIN_BRANCH, SnapshotReference, SnapshotRetention, TableMetadata};
+use iceberg::table::Table;
+use serde::Serialize;
+
+use crate::catalog::{TableKind, Warehouse};
+use crate::commit::{
+    Change, OFFSET_PROPERTY_PREFIX, RetryPolicy, SUMMARY_OPERATION, Staged, offset_property, positions_at, publish,
+};
+use crate::error::{Result, StorageError};
+
+/// Which snapshot to go back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTarget {
+    Snapshot(i64),
+    /// The newest snapshot of the current lineage committed at or before this time (ms).
+    AsOfMs(i64),
+}
+
+/// A snapshot the rollback takes out of the table's lineage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Undone {
+    pub snapshot_id: i64,
+    pub timestamp_ms: i64,
+    pub operation: String,
+    pub origin: Option<String>,
+}
+
+/// What a rollback changes, computed against the table as it is now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackPlan {
+    pub table: String,
+    pub from_snapshot: i64,
+    pub to_snapshot: i64,
+    pub to_timestamp_ms: i64,
+    /// Newest first.
+    pub undone: Vec<Undone>,
+    pub records_before: Option<u64>,
+    pub records_after: Option<u64>,
+    /// `topic[partition]` → (now, after the rollback); only the partitions that change.
+    pub positions: BTreeMap<String, (Option<i64>, Option<i64>)>,
+    /// Every position of the restored snapshot.
+    #[serde(skip)]
+    pub restored_positions: BTreeMap<(String, i32), i64>,
+}
+
+fn total_records(meta: &TableMetadata, id: i64) -> Option<u64> {
+    meta.snapshot_by_id(id)?.summary().additional_properties.get("total-records")?.parse().ok()
+}
+
+/// The current snapshot's ancestry, newest first.
+fn lineage(meta: &TableMetadata) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut next = meta.current_snapshot_id();
+    while let Some(id) = next {
+        if out.contains(&id) {
+            break;
+        }
+        out.push(id);
+        next = meta.snapshot_by_id(id).and_then(|s| s.parent_snapshot_id());
+    }
+    out
+}
+
+/// What rolling `table` back to `target` would do now. The target must be an ancestor of the
+/// current snapshot (a rollback, not a jump to another branch of history).
+pub fn plan(table: &Table, target: RollbackTarget) -> Result<RollbackPlan> {
+    let meta = table.metadata();
+    let name = table.identifier().to_string();
+    let from = meta
+        .current_snapshot_id()
+        .ok_or_else(|| StorageError::InvalidData(format!("{name} has no snapshot to roll back from")))?;
+    let ancestry = lineage(meta);
+    let to = match target {
+        RollbackTarget::Snapshot(id) => {
+            if meta.snapshot_by_id(id).is_none() {
+                return Err(StorageError::NoSuchSnapshot(id));
+            }
+            if !ancestry.contains(&id) {
+                return Err(StorageError::InvalidData(format!(
+                    "snapshot {id} is not an ancestor of {name}'s current snapshot {from} (it was itself rolled back \
+                     or belongs to another lineage); roll back to one of `vintagelake admin snapshots`' lineage"
+                )));
+            }
+            id
+        }
+        RollbackTarget::AsOfMs(t) => *ancestry
+            .iter()
+            .find(|id| meta.snapshot_by_id(**id).is_some_and(|s| s.timestamp_ms() <= t))
+            .ok_or(StorageError::NoSnapshotAtTime(t))?,
+    };
+    let undone = ancestry
+        .iter()
+        .take_while(|id| **id != to)
+        .filter_map(|id| meta.snapshot_by_id(*id))
+        .map(|s| Undone {
+            snapshot_id: s.snapshot_id(),
+            timestamp_ms: s.timestamp_ms(),
+            operation: s.summary().operation.as_str().to_owned(),
+            origin: s.summary().additional_properties.get(SUMMARY_OPERATION).cloned(),
+        })
+        .collect();
+    let now = positions_at(meta, Some(from));
+    let then = positions_at(meta, Some(to));
+    let mut positions = BTreeMap::new();
+    for key in now.keys().chain(then.keys()) {
+        let (a, b) = (now.get(key).copied(), then.get(key).copied());
+        if a != b {
+            positions.insert(format!("{}[{}]", key.0, key.1), (a, b));
+        }
+    }
+    Ok(RollbackPlan {
+        table: name,
+        from_snapshot: from,
+        to_snapshot: to,
+        to_timestamp_ms: meta.snapshot_by_id(to).map(|s| s.timestamp_ms()).unwrap_or_default(),
+        undone,
+        records_before: total_records(meta, from),
+        records_after: total_records(meta, to),
+        positions,
+        restored_positions: then,
+    })
+}
+
+struct SetCurrent {
+    target: RollbackTarget,
+}
+
+impl Change for SetCurrent {
+    type Output = RollbackPlan;
+    async fn stage(&self, wh: &Warehouse, table: &Table, _attempt: u32) -> Result<Staged<RollbackPlan>> {
+        // Planned again on every attempt: ingest may have committed on top meanwhile.
+        let plan = plan(table, self.target)?;
+        let current = table.metadata_location_result()?.to_owned();
+        let meta = table.metadata();
+        // The position properties follow the restored snapshot too (tools that read them).
+        let stale: Vec<String> = meta
+            .properties()
+            .keys()
+            .filter(|k| k.starts_with(OFFSET_PROPERTY_PREFIX))
+            .filter(|k| {
+                !plan.restored_positions.keys().any(|(t, p)| offset_property(t, *p) == **k)
+            })
+            .cloned()
+            .collect();
+        let restored: std::collections::HashMap<String, String> =
+            plan.restored_positions.iter().map(|((t, p), o)| (offset_property(t, *p), o.to_string())).collect();
+        let mut builder = meta.clone().into_builder(Some(current.clone())).set_ref(
+            MAIN_BRANCH,
+            SnapshotReference::new(plan.to_snapshot, SnapshotRetention::branch(None, None, None)),
+        )?;
+        if !stale.is_empty() {
+            builder = builder.remove_properties(&stale)?;
+        }
+        if !restored.is_empty() {
+            builder = builder.set_properties(restored)?;
+        }
+        let new_meta = builder.build()?.metadata;
+        let location = MetadataLocation::from_str(&current)?.with_next_version().with_new_metadata(&new_meta);
+        new_meta.write_to(wh.file_io(), &location).await?;
+        Ok(Staged { metadata_location: location.to_string(), written: vec![location.to_string()], value: plan })
+    }
+}
+
+/// Rolls the table back to `target`; returns what it did (as planned against the table it was
+/// committed on).
+pub async fn rollback(wh: &Warehouse, kind: TableKind, target: RollbackTarget) -> Result<RollbackPlan> {
+    let (plan, _) = publish(wh, kind, &RetryPolicy::default(), "rollback", &SetCurrent { target }).await?;
+    Ok(plan)
+}
