@@ -134,15 +134,14 @@ pub struct FaultyProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Fault plan: a swap's reply is lost with `lose_percent`; after a lost reply the proxy refuses
-/// every connection for `outage` with `outage_percent` (so the re-read after the lost reply
-/// cannot reach the catalog either).
+/// Fault plan: every `lose_every`-th swap loses its reply; every `outage_every`-th lost reply is
+/// followed by an outage of `outage` (every connection cut and refused), so the re-read after the
+/// lost reply cannot reach the catalog either.
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
-    pub lose_percent: u64,
-    pub outage_percent: u64,
+    pub lose_every: u64,
+    pub outage_every: u64,
     pub outage: Duration,
-    pub seed: u64,
 }
 
 impl FaultyProxy {
@@ -153,7 +152,6 @@ impl FaultyProxy {
         let stats = Arc::new(ProxyStats::default());
         let armed = Arc::new(AtomicBool::new(false));
         let down_until = Arc::new(std::sync::Mutex::new(None::<Instant>));
-        let rng = Arc::new(std::sync::Mutex::new(faults.seed | 1));
         let (s, a) = (stats.clone(), armed.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -163,7 +161,7 @@ impl FaultyProxy {
                     drop(client);
                     continue;
                 }
-                let conn = Conn { stats: s.clone(), armed: a.clone(), down_until: down_until.clone(), rng: rng.clone(), faults };
+                let conn = Conn { stats: s.clone(), armed: a.clone(), down_until: down_until.clone(), faults };
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await {
                         conn.pump(client, server).await;
@@ -193,17 +191,10 @@ struct Conn {
     stats: Arc<ProxyStats>,
     armed: Arc<AtomicBool>,
     down_until: Arc<std::sync::Mutex<Option<Instant>>>,
-    rng: Arc<std::sync::Mutex<u64>>,
     faults: Faults,
 }
 
 impl Conn {
-    fn draw(&self, percent: u64) -> bool {
-        let mut s = self.rng.lock().unwrap();
-        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (*s >> 33) % 100 < percent
-    }
-
     async fn pump(self, mut client: TcpStream, mut server: TcpStream) {
         let (mut cbuf, mut sbuf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
         loop {
@@ -219,12 +210,12 @@ impl Conn {
                     }
                     // Only our compare-and-swap binds metadata file names on the way in.
                     if contains(chunk, b".metadata.json") {
-                        self.stats.swaps_seen.fetch_add(1, Ordering::Relaxed);
-                        if self.armed.load(Ordering::SeqCst) && self.draw(self.faults.lose_percent) {
+                        let seen = self.stats.swaps_seen.fetch_add(1, Ordering::Relaxed) + 1;
+                        if self.armed.load(Ordering::SeqCst) && seen.is_multiple_of(self.faults.lose_every) {
                             // Let the server execute and commit it; read its reply and drop it.
                             let _ = tokio::time::timeout(Duration::from_secs(5), until_ready(&mut server, &mut sbuf)).await;
-                            self.stats.replies_lost.fetch_add(1, Ordering::Relaxed);
-                            if self.draw(self.faults.outage_percent) {
+                            let lost = self.stats.replies_lost.fetch_add(1, Ordering::Relaxed) + 1;
+                            if lost.is_multiple_of(self.faults.outage_every) {
                                 self.stats.outages.fetch_add(1, Ordering::Relaxed);
                                 *self.down_until.lock().unwrap() = Some(Instant::now() + self.faults.outage);
                             }
