@@ -403,8 +403,12 @@ impl Committer {
             state.buffered_rows += b.rows;
             state.buffered_bytes += b.bytes;
             state.buffers.entry(key.clone()).or_default().absorb(b);
-            let held =
-                state.held.entry(key.clone()).or_insert(Held { undelivered: u.clone(), since: now, attempts: 0, retry_at: now });
+            let held = state.held.entry(key.clone()).or_insert(Held {
+                undelivered: u.clone(),
+                since: now,
+                attempts: 0,
+                retry_at: now,
+            });
             held.attempts += 1;
             held.undelivered = u;
             held.retry_at = now + dlq_backoff(held.attempts);
@@ -640,7 +644,8 @@ impl Ingest {
         let interval = self.options.config.commit_interval;
         let max_buffered = self.options.config.max_buffered_bytes;
         let consumer = self.consumer.clone();
-        let mut position_check = tokio::time::interval(self.options.health_check_interval.max(Duration::from_millis(100)));
+        let mut position_check =
+            tokio::time::interval(self.options.health_check_interval.max(Duration::from_millis(100)));
         position_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // While commits fail (catalog or disk down), stop consuming: the buffer stays bounded and
@@ -849,17 +854,17 @@ impl Ingest {
             tpl
         };
         let pause: Vec<&PartitionKey> = held.difference(&self.paused).collect();
-        if !pause.is_empty() {
-            if let Err(e) = self.consumer.pause(&to_tpl(&pause)) {
-                tracing::warn!(error = %e, "cannot pause held partitions");
-            }
+        if !pause.is_empty()
+            && let Err(e) = self.consumer.pause(&to_tpl(&pause))
+        {
+            tracing::warn!(error = %e, "cannot pause held partitions");
         }
         let resume: Vec<&PartitionKey> = self.paused.difference(&held).collect();
-        if !resume.is_empty() {
-            // A revoked partition is not ours any more; resuming it is harmless.
-            if let Err(e) = self.consumer.resume(&to_tpl(&resume)) {
-                tracing::debug!(error = %e, "cannot resume released partitions");
-            }
+        // A revoked partition is not ours any more; resuming it is harmless.
+        if !resume.is_empty()
+            && let Err(e) = self.consumer.resume(&to_tpl(&resume))
+        {
+            tracing::debug!(error = %e, "cannot resume released partitions");
         }
         self.paused = held;
     }

@@ -148,9 +148,7 @@ impl Change for SetCurrent {
             .properties()
             .keys()
             .filter(|k| k.starts_with(OFFSET_PROPERTY_PREFIX))
-            .filter(|k| {
-                !plan.restored_positions.keys().any(|(t, p)| offset_property(t, *p) == **k)
-            })
+            .filter(|k| !plan.restored_positions.keys().any(|(t, p)| offset_property(t, *p) == **k))
             .cloned()
             .collect();
         let restored: std::collections::HashMap<String, String> =

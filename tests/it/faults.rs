@@ -22,7 +22,7 @@ use vintagelake_storage::scan::View;
 use vintagelake_storage::store::IcebergStore;
 
 use crate::chaos::{expected, view};
-use crate::postgres::{FaultyProxy, Faults, Postgres};
+use crate::postgres::{Faults, FaultyProxy, Postgres};
 use crate::support::*;
 
 /// A metric's value summed over the label sets that contain `labels` (0 when absent).
@@ -193,12 +193,19 @@ async fn read_dead_letters(
         let m = m.unwrap();
         let headers = m.headers().expect("headers");
         let get = |name: &str| {
-            headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         let partition: i32 = get("vintagelake.source.partition").unwrap().parse().unwrap();
         let offset: i64 = get("vintagelake.source.offset").unwrap().parse().unwrap();
         assert!(get("vintagelake.error.message").is_some_and(|m| !m.is_empty()), "a reason message");
-        out.insert((partition, offset), (m.payload().unwrap_or_default().to_vec(), get("vintagelake.error.code").unwrap()));
+        out.insert(
+            (partition, offset),
+            (m.payload().unwrap_or_default().to_vec(), get("vintagelake.error.code").unwrap()),
+        );
         records += 1;
     }
     (out, records)

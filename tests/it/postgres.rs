@@ -58,7 +58,10 @@ impl Postgres {
         }
         let pg = Postgres { port: free_port(), dir, bin, as_root };
         let data = pg.data_dir();
-        pg.run("initdb", &["-D", data.to_str().unwrap(), "-U", "vintagelake", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        pg.run(
+            "initdb",
+            &["-D", data.to_str().unwrap(), "-U", "vintagelake", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        );
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c max_connections=200",
             pg.port,
@@ -68,7 +71,18 @@ impl Postgres {
         pg.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
         pg.run(
             "psql",
-            &["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "vintagelake", "-d", "postgres", "-c", "CREATE DATABASE catalog"],
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "vintagelake",
+                "-d",
+                "postgres",
+                "-c",
+                "CREATE DATABASE catalog",
+            ],
         );
         pg
     }
@@ -101,7 +115,6 @@ impl Postgres {
     pub fn url(&self) -> String {
         Self::url_via(self.port)
     }
-
 }
 
 impl Drop for Postgres {
