@@ -216,8 +216,13 @@ async fn kill_9_five_times_during_200k_loses_and_duplicates_nothing() {
     let produced = synthetic::revisions(N, 3);
     produce(broker.bootstrap_servers(), &topics.data, &produced).await;
     let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
-    // Many small commits, so a kill can land between any two of them.
+    // Many small commits, so a kill can land between any two of them. Commits run in the
+    // background while consuming goes on, so the buffer (not COMMIT_MAX_ROWS) bounds a commit:
+    // keep it small too, or a restarted run can read the rest in two commits and finish before
+    // the kill.
     env.insert("COMMIT_MAX_ROWS".into(), "2000".into());
+    env.insert("COMMIT_MAX_BYTES".into(), "1MiB".into());
+    env.insert("MAX_BUFFERED_BYTES".into(), "2MiB".into());
     let wh = open(dir.path()).await;
     let mut rng_state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     let mut random = move |bound: u64| {
