@@ -275,44 +275,35 @@ async fn kafka_gaps(
     plan: &vintagelake_storage::rollback::RollbackPlan,
 ) -> Result<Vec<String>, Error> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    // Every partition whose position moves: where ingest will resume (`None`: the beginning).
-    let mut wanted: Vec<(String, i32, Option<i64>)> = Vec::new();
-    for (name, (_, after)) in &plan.positions {
-        let Some((topic, partition)) = name.strip_suffix(']').and_then(|n| n.rsplit_once('[')) else { continue };
-        let Ok(partition) = partition.parse() else { continue };
-        wanted.push((topic.to_owned(), partition, *after));
-    }
-    if wanted.is_empty() {
+    if plan.moved.is_empty() {
         return Ok(Vec::new());
     }
     let Some(bootstrap) = common.kafka_bootstrap_servers.clone() else {
         return Err(Error::Usage(
-            "the rollback moves Kafka positions: set KAFKA_BOOTSTRAP_SERVERS so it can check that the log still              holds them (or pass --accept-gap to skip the check)"
+            "the rollback moves Kafka positions: set KAFKA_BOOTSTRAP_SERVERS so it can check that the log still \
+             holds them (or pass --accept-gap to skip the check)"
                 .into(),
         ));
     };
-    tokio::task::spawn_blocking(move || {
+    let partitions: Vec<(String, i32)> = plan.moved.keys().cloned().collect();
+    let starts = tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .create()
             .map_err(|e| Error::Usage(format!("cannot reach the broker at {bootstrap}: {e}")))?;
-        let mut gaps = Vec::new();
-        for (topic, partition, at) in wanted {
-            let (low, _) = consumer
-                .fetch_watermarks(&topic, partition, std::time::Duration::from_secs(10))
-                .map_err(|e| Error::Usage(format!("cannot read the log of {topic}[{partition}] at {bootstrap}: {e}")))?;
-            let from = at.unwrap_or(0);
-            if from < low {
-                gaps.push(format!(
-                    "{topic}[{partition}]: the restored position is {from} but the log starts at {low} ({} messages                      deleted by retention)",
-                    low - from
-                ));
-            }
+        let mut starts = std::collections::BTreeMap::new();
+        for (topic, partition) in partitions {
+            let (low, _) =
+                consumer.fetch_watermarks(&topic, partition, std::time::Duration::from_secs(10)).map_err(|e| {
+                    Error::Usage(format!("cannot read the log of {topic}[{partition}] at {bootstrap}: {e}"))
+                })?;
+            starts.insert((topic, partition), low);
         }
-        Ok(gaps)
+        Ok::<_, Error>(starts)
     })
     .await
-    .expect("watermark task")
+    .expect("watermark task")?;
+    Ok(plan.gaps(&starts))
 }
 
 async fn rollback(

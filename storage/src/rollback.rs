@@ -52,6 +52,33 @@ pub struct RollbackPlan {
     /// Every position of the restored snapshot.
     #[serde(skip)]
     pub restored_positions: BTreeMap<(String, i32), i64>,
+    /// The partitions whose position moves: (topic, partition) → (now, after).
+    #[serde(skip)]
+    pub moved: BTreeMap<(String, i32), (Option<i64>, Option<i64>)>,
+}
+
+impl RollbackPlan {
+    /// The restored positions the Kafka log no longer holds, given each moved partition's log
+    /// start (`None`: unknown, not a gap): one line per partition. A partition with no restored
+    /// position starts from the beginning, so any deleted message is a gap.
+    pub fn gaps(&self, log_start: &BTreeMap<(String, i32), i64>) -> Vec<String> {
+        self.moved
+            .iter()
+            .filter_map(|(key, (_, after))| {
+                let low = *log_start.get(key)?;
+                let from = after.unwrap_or(0);
+                (from < low).then(|| {
+                    format!(
+                        "{}[{}]: the restored position is {from} but the log starts at {low} ({} messages deleted \
+                         by retention)",
+                        key.0,
+                        key.1,
+                        low - from
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 fn total_records(meta: &TableMetadata, id: i64) -> Option<u64> {
@@ -112,13 +139,14 @@ pub fn plan(table: &Table, target: RollbackTarget) -> Result<RollbackPlan> {
         .collect();
     let now = positions_at(meta, Some(from));
     let then = positions_at(meta, Some(to));
-    let mut positions = BTreeMap::new();
+    let mut moved = BTreeMap::new();
     for key in now.keys().chain(then.keys()) {
         let (a, b) = (now.get(key).copied(), then.get(key).copied());
         if a != b {
-            positions.insert(format!("{}[{}]", key.0, key.1), (a, b));
+            moved.insert(key.clone(), (a, b));
         }
     }
+    let positions = moved.iter().map(|((t, p), v)| (format!("{t}[{p}]"), *v)).collect();
     Ok(RollbackPlan {
         table: name,
         from_snapshot: from,
@@ -129,6 +157,7 @@ pub fn plan(table: &Table, target: RollbackTarget) -> Result<RollbackPlan> {
         records_after: total_records(meta, to),
         positions,
         restored_positions: then,
+        moved,
     })
 }
 
@@ -175,4 +204,39 @@ impl Change for SetCurrent {
 pub async fn rollback(wh: &Warehouse, kind: TableKind, target: RollbackTarget) -> Result<RollbackPlan> {
     let (plan, _) = publish(wh, kind, &RetryPolicy::default(), "rollback", &SetCurrent { target }).await?;
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_moving(moved: &[((&str, i32), Option<i64>, Option<i64>)]) -> RollbackPlan {
+        RollbackPlan {
+            table: "econ.data_points".into(),
+            from_snapshot: 2,
+            to_snapshot: 1,
+            to_timestamp_ms: 0,
+            undone: Vec::new(),
+            records_before: None,
+            records_after: None,
+            positions: BTreeMap::new(),
+            restored_positions: BTreeMap::new(),
+            moved: moved.iter().map(|((t, p), a, b)| (((*t).to_owned(), *p), (*a, *b))).collect(),
+        }
+    }
+
+    #[test]
+    fn a_gap_is_a_restored_position_below_the_log_start() {
+        let plan =
+            plan_moving(&[(("t", 0), Some(500), Some(120)), (("t", 1), Some(90), Some(40)), (("t", 2), Some(7), None)]);
+        let starts = BTreeMap::from([(("t".to_owned(), 0), 300), (("t".to_owned(), 1), 40), (("t".to_owned(), 2), 3)]);
+        let gaps = plan.gaps(&starts);
+        assert_eq!(gaps.len(), 2, "{gaps:?}");
+        assert!(
+            gaps[0].starts_with("t[0]: the restored position is 120 but the log starts at 300 (180 messages"),
+            "{gaps:?}"
+        );
+        assert!(gaps[1].starts_with("t[2]: the restored position is 0 but the log starts at 3"), "{gaps:?}");
+        assert!(plan.gaps(&BTreeMap::new()).is_empty(), "an unknown log start is not a gap");
+    }
 }

@@ -84,3 +84,55 @@ async fn writers_of_different_partitions_both_commit_through_conflicts() {
     let table = a.warehouse().load(TableKind::DataPoints).await.unwrap();
     assert_eq!(table.metadata().snapshots().count(), 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_live_in_each_snapshot_and_a_rollback_takes_them_back() {
+    use vintagelake_storage::commit::{CommitKind, SUMMARY_POSITIONS};
+    use vintagelake_storage::rollback::{RollbackTarget, plan, rollback};
+    let dir = tempfile::tempdir().unwrap();
+    let store = IcebergStore::new(warehouse(dir.path()).await);
+    let wh = store.warehouse().clone();
+    let p0 = ("econ.datapoints".to_owned(), 0);
+    let first = store.append_points(&rows(3, 0), vec![offset(0, None, 3)], "ingest").await.unwrap();
+    store.append_points(&rows(2, 10), vec![offset(0, Some(3), 5)], "ingest").await.unwrap();
+    // A commit that moves no position (a compaction) carries every position forward.
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let files: Vec<String> =
+        vintagelake_storage::files::live_files(&wh, &table, None).await.unwrap().into_iter().map(|f| f.path).collect();
+    let batches = vintagelake_storage::files::read_data_files(&wh, &files, 2).await.unwrap();
+    let replaced = store
+        .rewrite(TableKind::DataPoints, files, &batches, CommitKind::Replace, "compaction", Default::default())
+        .await
+        .unwrap();
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let summary = &table.metadata().snapshot_by_id(replaced.snapshot_id).unwrap().summary().additional_properties;
+    assert_eq!(summary[SUMMARY_POSITIONS], r#"{"econ.datapoints":{"0":5}}"#);
+    assert_eq!(store.recorded_offsets(TableKind::DataPoints).await.unwrap()[&p0], 5);
+
+    // Roll back to the first snapshot: the position goes back with the data.
+    let planned = plan(&table, RollbackTarget::Snapshot(first.snapshot_id)).unwrap();
+    assert_eq!(planned.undone.len(), 2);
+    assert_eq!(planned.moved[&p0], (Some(5), Some(3)));
+    assert_eq!((planned.records_before, planned.records_after), (Some(5), Some(3)));
+    let done = rollback(&wh, TableKind::DataPoints, RollbackTarget::Snapshot(first.snapshot_id)).await.unwrap();
+    assert_eq!(done.to_snapshot, first.snapshot_id);
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    assert_eq!(table.metadata().current_snapshot_id(), Some(first.snapshot_id));
+    assert_eq!(store.recorded_offsets(TableKind::DataPoints).await.unwrap()[&p0], 3);
+    assert_eq!(table.metadata().properties()["vintagelake.offset:econ.datapoints:0"], "3", "properties follow");
+
+    // The writer that had moved on is fenced; one reading from the restored position commits.
+    let stale = store.append_points(&rows(1, 20), vec![offset(0, Some(5), 6)], "ingest").await.unwrap_err();
+    assert!(matches!(stale, StorageError::Fenced { expected: Some(5), found: Some(3), .. }), "{stale}");
+    store.append_points(&rows(2, 30), vec![offset(0, Some(3), 5)], "ingest").await.unwrap();
+    assert_eq!(store.recorded_offsets(TableKind::DataPoints).await.unwrap()[&p0], 5);
+
+    // An undone snapshot is no rollback target; a time finds the newest snapshot at or before it.
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let err = plan(&table, RollbackTarget::Snapshot(replaced.snapshot_id)).unwrap_err();
+    assert!(err.to_string().contains("is not an ancestor"), "{err}");
+    assert!(matches!(plan(&table, RollbackTarget::Snapshot(42)), Err(StorageError::NoSuchSnapshot(42))));
+    let at = table.metadata().snapshot_by_id(first.snapshot_id).unwrap().timestamp_ms();
+    assert_eq!(plan(&table, RollbackTarget::AsOfMs(at)).unwrap().to_snapshot, first.snapshot_id);
+    assert!(matches!(plan(&table, RollbackTarget::AsOfMs(at - 1)), Err(StorageError::NoSnapshotAtTime(_))));
+}
