@@ -210,7 +210,10 @@ pub async fn rollback(wh: &Warehouse, kind: TableKind, target: RollbackTarget) -
 mod tests {
     use super::*;
 
-    fn plan_moving(moved: &[((&str, i32), Option<i64>, Option<i64>)]) -> RollbackPlan {
+    /// (topic, partition), position now, position after.
+    type Move<'a> = ((&'a str, i32), Option<i64>, Option<i64>);
+
+    fn plan_moving(moved: &[Move<'_>]) -> RollbackPlan {
         RollbackPlan {
             table: "econ.data_points".into(),
             from_snapshot: 2,
