@@ -967,7 +967,10 @@ impl Ingest {
         } else {
             match WireFormat::detect(payload) {
                 WireFormat::ArrowIpc => {
-                    decode_data_points_ipc_to_table(payload, received, seq0).map(Accepted::Rows).map_err(rejection)
+                    decode_data_points_ipc_to_table(payload, received, seq0).map_err(rejection).and_then(|batches| {
+                        check_bulk_key(msg.key(), &batches)?;
+                        Ok(Accepted::Rows(batches))
+                    })
                 }
                 WireFormat::Json => decode_data_point_json(payload).map_err(rejection).and_then(|r| {
                     check_key(msg.key(), &r)?;
@@ -1116,19 +1119,103 @@ fn rejection(e: vintagelake_schemas::ValidationError) -> Rejection {
     Rejection { code: e.reason().code(), field: e.field().to_owned(), message: e.to_string() }
 }
 
-/// A single-revision JSON message must be keyed by its series id (ordering depends on it).
+/// The ordering contract: a revision message is keyed by its series id, so every revision of a
+/// series lands in one partition, in publication order. A message without a key (or with an
+/// empty one) could land anywhere and be ordered against nothing: it is rejected.
 fn check_key(key: Option<&[u8]>, record: &DataPointRevision) -> std::result::Result<(), Rejection> {
+    check_series_key(key, record.series_id.as_str())
+}
+
+fn check_series_key(key: Option<&[u8]>, series_id: &str) -> std::result::Result<(), Rejection> {
     match key {
-        Some(k) if k != record.series_id.as_str().as_bytes() => Err(Rejection {
+        None | Some([]) => Err(Rejection {
+            code: "missing_key",
+            field: "$key".into(),
+            message: format!(
+                "the message has no key: key it by its series id ({series_id:?}) so the series stays in one \
+                 partition, in order"
+            ),
+        }),
+        Some(k) if k != series_id.as_bytes() => Err(Rejection {
             code: "key_mismatch",
             field: "series_id".into(),
             message: format!(
-                "message key {:?} is not the series id {:?}: keys must be series ids so a series stays ordered",
+                "message key {:?} is not the series id {series_id:?}: keys must be series ids so a series stays ordered",
                 String::from_utf8_lossy(k),
-                record.series_id.as_str()
             ),
         }),
         _ => Ok(()),
+    }
+}
+
+/// A bulk message carries one series, and its key is that series id.
+fn check_bulk_key(key: Option<&[u8]>, batches: &[RecordBatch]) -> std::result::Result<(), Rejection> {
+    use arrow_array::cast::AsArray;
+    let mut series: Option<String> = None;
+    for (b, batch) in batches.iter().enumerate() {
+        let Some(ids) = batch.column_by_name(vintagelake_schemas::arrow::col::SERIES_ID) else { continue };
+        let ids = ids.as_string::<i32>();
+        for (row, id) in ids.iter().enumerate() {
+            let Some(id) = id else { continue };
+            match &series {
+                None => series = Some(id.to_owned()),
+                Some(first) if first != id => {
+                    let at: usize = batches[..b].iter().map(RecordBatch::num_rows).sum::<usize>() + row;
+                    return Err(Rejection {
+                        code: "mixed_series",
+                        field: format!("rows[{at}].series_id"),
+                        message: format!(
+                            "a bulk message carries one series: row {at} is {id:?}, earlier rows are {first:?}; \
+                             send one message per series, keyed by its id"
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    match series {
+        Some(id) => check_series_key(key, &id),
+        None => Ok(()), // no rows: nothing to order
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use vintagelake_schemas::ipc::decode_data_points_ipc_to_table;
+    use vintagelake_schemas::{Timestamp, encode_data_points_ipc};
+
+    fn revision(series: &str, date: &str) -> DataPointRevision {
+        decode_data_point_json(
+            format!(r#"{{"version":1,"series_id":"{series}","date":"{date}","revision_date":"2024-04-25","value":1}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn bulk(revisions: &[DataPointRevision]) -> Vec<RecordBatch> {
+        decode_data_points_ipc_to_table(&encode_data_points_ipc(revisions).unwrap(), Timestamp::now(), 0).unwrap()
+    }
+
+    #[test]
+    fn revisions_are_keyed_by_their_series() {
+        let r = revision("GDPC1", "2024-01-01");
+        assert!(check_key(Some(b"GDPC1"), &r).is_ok());
+        assert_eq!(check_key(None, &r).unwrap_err().code, "missing_key");
+        assert_eq!(check_key(Some(b""), &r).unwrap_err().code, "missing_key");
+        assert_eq!(check_key(Some(b"UNRATE"), &r).unwrap_err().code, "key_mismatch");
+    }
+
+    #[test]
+    fn a_bulk_message_carries_one_series_under_its_key() {
+        let one = bulk(&[revision("GDPC1", "2024-01-01"), revision("GDPC1", "2024-04-01")]);
+        assert!(check_bulk_key(Some(b"GDPC1"), &one).is_ok());
+        assert_eq!(check_bulk_key(None, &one).unwrap_err().code, "missing_key");
+        assert_eq!(check_bulk_key(Some(b"UNRATE"), &one).unwrap_err().code, "key_mismatch");
+        let mixed = bulk(&[revision("GDPC1", "2024-01-01"), revision("UNRATE", "2024-01-01")]);
+        let e = check_bulk_key(Some(b"GDPC1"), &mixed).unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), ("mixed_series", "rows[1].series_id"));
     }
 }
 

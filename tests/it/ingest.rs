@@ -92,7 +92,24 @@ pub(crate) fn malformed(i: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
     let good = |date: &str| {
         format!(r#"{{"version":1,"series_id":"GDPC1","date":"{date}","revision_date":"2024-04-25","value":1}}"#)
     };
-    match i % 8 {
+    let bulk = |series: &[&str]| {
+        let revisions: Vec<vintagelake_schemas::DataPointRevision> = series
+            .iter()
+            .map(|s| {
+                vintagelake_schemas::decode_data_point_json(
+                    format!(r#"{{"version":1,"series_id":"{s}","date":"2024-01-01","revision_date":"2024-04-25","value":1}}"#)
+                        .as_bytes(),
+                )
+                .unwrap()
+            })
+            .collect();
+        vintagelake_schemas::encode_data_points_ipc(&revisions).unwrap()
+    };
+    match i % 11 {
+        // The ordering contract: keyed by the series id, one series per bulk message.
+        8 => (Vec::new(), good("2024-01-01").into_bytes(), "missing_key"),
+        9 => (key, bulk(&["GDPC1", "UNRATE"]), "mixed_series"),
+        10 => (b"UNRATE".to_vec(), bulk(&["GDPC1", "GDPC1"]), "key_mismatch"),
         0 => (key, good("2024-13-01").into_bytes(), "bad_date"),
         1 => (
             key,
