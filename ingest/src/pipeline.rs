@@ -1180,6 +1180,33 @@ fn check_bulk_key(key: Option<&[u8]>, batches: &[RecordBatch]) -> std::result::R
     }
 }
 
+async fn health_checks(
+    consumer: Arc<StreamConsumer<Context>>,
+    store: Arc<dyn IngestTarget>,
+    readiness: Arc<Readiness>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match store.probe().await {
+            Ok(detail) => readiness.set("catalog", true, detail),
+            Err(e) => readiness.set("catalog", false, e.to_string()),
+        }
+        let c = consumer.clone();
+        let broker =
+            tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(3)).map(|_| ())).await;
+        match broker {
+            Ok(Ok(())) => readiness.set("broker", true, "metadata request answered"),
+            Ok(Err(e)) => readiness.set("broker", false, e.to_string()),
+            Err(e) => readiness.set("broker", false, e.to_string()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod key_tests {
     use super::*;
@@ -1216,32 +1243,5 @@ mod key_tests {
         let mixed = bulk(&[revision("GDPC1", "2024-01-01"), revision("UNRATE", "2024-01-01")]);
         let e = check_bulk_key(Some(b"GDPC1"), &mixed).unwrap_err();
         assert_eq!((e.code, e.field.as_str()), ("mixed_series", "rows[1].series_id"));
-    }
-}
-
-async fn health_checks(
-    consumer: Arc<StreamConsumer<Context>>,
-    store: Arc<dyn IngestTarget>,
-    readiness: Arc<Readiness>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        match store.probe().await {
-            Ok(detail) => readiness.set("catalog", true, detail),
-            Err(e) => readiness.set("catalog", false, e.to_string()),
-        }
-        let c = consumer.clone();
-        let broker =
-            tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(3)).map(|_| ())).await;
-        match broker {
-            Ok(Ok(())) => readiness.set("broker", true, "metadata request answered"),
-            Ok(Err(e)) => readiness.set("broker", false, e.to_string()),
-            Err(e) => readiness.set("broker", false, e.to_string()),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
-        }
     }
 }
