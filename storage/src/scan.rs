@@ -218,17 +218,13 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     let series_col = column(col::SERIES_ID)?;
     let date_col = column(col::DATE)?;
     let revision_col = column(col::REVISION_DATE)?;
-    let seq_col = column(col::INGEST_SEQ)?;
-    let sort: Vec<SortColumn> = [&series_col, &date_col, &revision_col, &seq_col]
-        .into_iter()
-        .map(|c| SortColumn { values: c.clone(), options: None })
-        .collect();
-    let order = lexsort_to_indices(&sort, None)?;
+    let order = vintage_order(&batch)?;
     let series = series_col.as_string::<i32>();
     let date = date_col.as_primitive::<Date32Type>();
     let revision = revision_col.as_primitive::<Date32Type>();
     let original = column(col::IS_ORIGINAL_RELEASE)?;
     let original = original.as_boolean();
+    let same = SameObservation::of(&batch)?;
     // The realtime_end compaction materialised: it still holds when retention has since deleted
     // the revision that superseded this one.
     let stored_end = batch.column_by_name(col::REALTIME_END).cloned();
@@ -255,9 +251,12 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
             }
             if as_of.is_none_or(|t| revision.value(r) <= t) {
                 match group.last() {
-                    // Same revision date again: a correction (later arrival) replaces it.
+                    // Same revision date again: an exact duplicate changes nothing (the first
+                    // arrival stays, with its timestamps); a correction replaces it.
                     Some(&last) if revision.value(last as usize) == revision.value(r) => {
-                        *group.last_mut().expect("non-empty") = r as u32;
+                        if !same.at(last as usize, r) {
+                            *group.last_mut().expect("non-empty") = r as u32;
+                        }
                     }
                     _ => group.push(r as u32),
                 }
@@ -311,6 +310,61 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// The one order of revisions every reader and lifecycle step uses: by series, date, revision
+/// date and arrival (`ingest_seq`); rows that tie on all of those (only possible across
+/// partitions or writers) are ordered by their contents (created_at, updated_at, value, flag),
+/// so every step picks the same row whatever order it read them in.
+pub fn vintage_order(batch: &RecordBatch) -> Result<UInt32Array> {
+    let names = [
+        col::SERIES_ID,
+        col::DATE,
+        col::REVISION_DATE,
+        col::INGEST_SEQ,
+        col::CREATED_AT,
+        col::UPDATED_AT,
+        col::VALUE,
+        col::IS_ORIGINAL_RELEASE,
+    ];
+    let sort = names
+        .iter()
+        .map(|n| {
+            let values =
+                batch.column_by_name(n).cloned().ok_or_else(|| StorageError::InvalidData(format!("rows lack {n}")))?;
+            Ok(SortColumn { values, options: None })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(lexsort_to_indices(&sort, None)?)
+}
+
+/// Whether two rows of one revision key carry the same observation (value and flag): a later
+/// such row is an exact duplicate, not a correction.
+struct SameObservation {
+    value: arrow::array::Float64Array,
+    original: arrow::array::BooleanArray,
+}
+
+impl SameObservation {
+    fn of(batch: &RecordBatch) -> Result<Self> {
+        let value = batch
+            .column_by_name(col::VALUE)
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::Float64Array>().cloned())
+            .ok_or_else(|| StorageError::InvalidData("rows lack a Float64 value".into()))?;
+        let original = batch
+            .column_by_name(col::IS_ORIGINAL_RELEASE)
+            .map(|c| c.as_boolean().clone())
+            .ok_or_else(|| StorageError::InvalidData("rows lack is_original_release".into()))?;
+        Ok(Self { value, original })
+    }
+
+    fn at(&self, a: usize, b: usize) -> bool {
+        use arrow::array::Array;
+        let v = &self.value;
+        v.is_valid(a) == v.is_valid(b)
+            && (!v.is_valid(a) || v.value(a).to_bits() == v.value(b).to_bits())
+            && self.original.value(a) == self.original.value(b)
+    }
+}
+
 /// Splits a batch into slices of at most `rows` rows (zero-copy).
 pub fn chunk(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
     let rows = rows.max(1);
@@ -359,7 +413,7 @@ pub struct CloseStats {
 /// rows are dropped), and every revision but the newest gets `realtime_end` = the day before the
 /// next revision. Sorted by the table's sort key. Every view answers the same before and after.
 pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> {
-    use arrow::array::{Array, Float64Array};
+    use arrow::array::Array;
     let Some(first) = rows.first() else {
         return Ok((
             RecordBatch::new_empty(vintagelake_schemas::table::data_points_table_schema()),
@@ -371,30 +425,15 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
     let column = |name: &str| {
         batch.column_by_name(name).cloned().ok_or_else(|| StorageError::InvalidData(format!("rows lack {name}")))
     };
-    let (series_col, date_col, revision_col, seq_col) =
-        (column(col::SERIES_ID)?, column(col::DATE)?, column(col::REVISION_DATE)?, column(col::INGEST_SEQ)?);
+    let (series_col, date_col, revision_col) =
+        (column(col::SERIES_ID)?, column(col::DATE)?, column(col::REVISION_DATE)?);
     let end_col = column(col::REALTIME_END)?;
-    let value_col = column(col::VALUE)?;
-    let original_col = column(col::IS_ORIGINAL_RELEASE)?;
-    let sort: Vec<SortColumn> = [&series_col, &date_col, &revision_col, &seq_col]
-        .into_iter()
-        .map(|c| SortColumn { values: c.clone(), options: None })
-        .collect();
-    let order = lexsort_to_indices(&sort, None)?;
+    let order = vintage_order(&batch)?;
     let series = series_col.as_string::<i32>();
     let date = date_col.as_primitive::<Date32Type>();
     let revision = revision_col.as_primitive::<Date32Type>();
     let stored_end = end_col.as_primitive::<Date32Type>();
-    let value = value_col
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .ok_or_else(|| StorageError::InvalidData("value is not Float64".into()))?;
-    let original = original_col.as_boolean();
-    let same_observation = |a: usize, b: usize| {
-        value.is_valid(a) == value.is_valid(b)
-            && (!value.is_valid(a) || value.value(a).to_bits() == value.value(b).to_bits())
-            && original.value(a) == original.value(b)
-    };
+    let same = SameObservation::of(&batch)?;
     let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
     let mut ends: Vec<Option<i32>> = Vec::with_capacity(batch.num_rows());
     let mut group: Vec<u32> = Vec::new();
@@ -411,12 +450,14 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
             }
             match group.last() {
                 Some(&last) if revision.value(last as usize) == revision.value(r) => {
-                    if same_observation(last as usize, r) {
+                    // An exact duplicate changes nothing: the first arrival stays (as `resolve`
+                    // answers it); a correction replaces what it corrects.
+                    if same.at(last as usize, r) {
                         stats.duplicates_dropped += 1;
                     } else {
                         stats.corrections_applied += 1;
+                        *group.last_mut().expect("non-empty") = r as u32;
                     }
-                    *group.last_mut().expect("non-empty") = r as u32;
                 }
                 _ => group.push(r as u32),
             }
