@@ -224,11 +224,14 @@ async fn run(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
+    // What the run did (a planned deletion that finds only first releases is left out).
+    report.actions.clear();
     for step in actions.chunks(FILES_PER_COMMIT) {
         let mut part = TierReport { today: report.today.clone(), actions: step.to_vec(), ..Default::default() };
         execute(store, &table, &files, &mut part, concurrency, cancel).await?;
         audit_actions(store, &part);
-        report.snapshot_id = part.snapshot_id;
+        report.actions.extend(part.actions.iter().cloned());
+        report.snapshot_id = part.snapshot_id.or(report.snapshot_id);
         report.snapshots.extend(part.snapshot_id);
         report.files_moved += part.files_moved;
         report.bytes_moved += part.bytes_moved;
@@ -300,21 +303,39 @@ async fn execute(
     }
     let mut removed: Vec<String> = moves.iter().map(|(f, _)| f.path.clone()).collect();
 
-    // 2. Deletions: whole files, or rewritten with their original releases only.
+    // 2. Deletions: whole files, or rewritten with their first releases only — by the rule the
+    // views use (the flagged revision, else the earliest), so retention never changes a
+    // first-release answer.
+    let mut contents: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
+    for a in &actions {
+        if let Action::Delete { path, keep_originals: true, .. } = a {
+            contents.insert(path.as_str(), read_data_file(&wh, path).await?);
+        }
+    }
+    let firsts = first_release_keys(store, contents.values().flatten()).await?;
+    let mut unchanged: Vec<String> = Vec::new();
     for a in &actions {
         let Action::Delete { path, tier, rows, keep_originals, .. } = a else { continue };
-        removed.push(path.clone());
-        report.files_deleted += 1;
         if *keep_originals {
-            let batches = read_data_file(&wh, path).await?;
-            let kept = originals(&batches)?;
+            let kept = first_releases(&contents[path.as_str()], &firsts)?;
             let n: usize = kept.iter().map(RecordBatch::num_rows).sum();
+            if n as u64 == *rows {
+                // Every row is a first release: nothing may go, leave the file as it is.
+                unchanged.push(path.clone());
+                continue;
+            }
             report.originals_kept += n as u64;
             report.rows_deleted += rows - n as u64;
             added.extend(write_data_files(&wh, table, kind, &kept, Some(tier), Encoding::Settled).await?);
         } else {
             report.rows_deleted += rows;
         }
+        removed.push(path.clone());
+        report.files_deleted += 1;
+    }
+    report.actions.retain(|a| !unchanged.iter().any(|p| p == a.path()));
+    if removed.is_empty() && added.is_empty() {
+        return Ok(());
     }
     if cancel.is_cancelled() {
         for df in &added {
@@ -359,16 +380,64 @@ async fn copy_one(wh: &Warehouse, file: &LiveFile, target: &str) -> Result<DataF
     relocated(&file.data_file, target)
 }
 
-/// The rows of `batches` that are original releases.
-fn originals(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, StorageError> {
+/// A revision key: (series id, date, revision date) in days since the epoch.
+type RevisionKey = (String, i32, i32);
+
+/// The revision keys that are first releases (as the `first_release` view answers them) among the
+/// series the batches hold, read from the whole table: a key with no flagged revision has its
+/// earliest one as first release, wherever that row is stored.
+async fn first_release_keys<'a>(
+    store: &IcebergStore,
+    batches: impl Iterator<Item = &'a RecordBatch>,
+) -> Result<std::collections::HashSet<RevisionKey>, StorageError> {
+    use vintagelake_schemas::arrow::col;
+    use vintagelake_storage::scan::{View, VintageQuery};
+    use vintagelake_storage::store::FinancialDataStorage;
+    let mut series = std::collections::BTreeSet::new();
+    for b in batches {
+        let ids =
+            b.column_by_name(col::SERIES_ID).ok_or_else(|| StorageError::InvalidData("rows lack series_id".into()))?;
+        series.extend(ids.as_string::<i32>().iter().flatten().map(str::to_owned));
+    }
+    if series.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids = series
+        .iter()
+        .map(|s| s.parse().map_err(|e| StorageError::InvalidData(format!("stored series id {s:?}: {e}"))))
+        .collect::<Result<Vec<vintagelake_schemas::SeriesId>, _>>()?;
+    let view = store.query(&VintageQuery::new(View::FirstRelease).series(ids)).await?;
+    let (s, d, r) = (
+        view.column_by_name(col::SERIES_ID).expect("view has series_id").as_string::<i32>(),
+        view.column_by_name(col::DATE).expect("view has date").as_primitive::<arrow::datatypes::Date32Type>(),
+        view.column_by_name(col::REVISION_DATE)
+            .expect("view has revision_date")
+            .as_primitive::<arrow::datatypes::Date32Type>(),
+    );
+    Ok((0..view.num_rows()).map(|i| (s.value(i).to_owned(), d.value(i), r.value(i))).collect())
+}
+
+/// The rows of `batches` that deletion keeps: flagged original releases, and every arrival of a
+/// revision that is its key's first release (so corrections of it still resolve).
+fn first_releases(
+    batches: &[RecordBatch],
+    firsts: &std::collections::HashSet<RevisionKey>,
+) -> Result<Vec<RecordBatch>, StorageError> {
+    use vintagelake_schemas::arrow::col;
     batches
         .iter()
         .map(|b| {
-            let flag = b
-                .column_by_name(vintagelake_schemas::arrow::col::IS_ORIGINAL_RELEASE)
-                .ok_or_else(|| StorageError::InvalidData("data file lacks is_original_release".into()))?
-                .as_boolean();
-            Ok(arrow::compute::filter_record_batch(b, flag)?)
+            let column = |name: &str| {
+                b.column_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("data file lacks {name}")))
+            };
+            let flag = column(col::IS_ORIGINAL_RELEASE)?.as_boolean();
+            let s = column(col::SERIES_ID)?.as_string::<i32>();
+            let d = column(col::DATE)?.as_primitive::<arrow::datatypes::Date32Type>();
+            let r = column(col::REVISION_DATE)?.as_primitive::<arrow::datatypes::Date32Type>();
+            let keep: arrow::array::BooleanArray = (0..b.num_rows())
+                .map(|i| Some(flag.value(i) || firsts.contains(&(s.value(i).to_owned(), d.value(i), r.value(i)))))
+                .collect();
+            Ok(arrow::compute::filter_record_batch(b, &keep)?)
         })
         .collect()
 }

@@ -255,3 +255,76 @@ async fn compaction_merges_closed_files_within_their_tier() {
     assert_eq!(files[0].tier.as_ref().map(TierName::as_str), Some("warm"), "the merged file stays in warm");
     assert_eq!(store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap(), before);
 }
+
+/// Retention never changes a first-release answer: a key with no flagged revision keeps its
+/// earliest one (the view's rule), a flagged key keeps its flagged one, everything else past
+/// `delete_after_days` goes; a second run finds nothing more to delete and commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_first_release_of_keys_without_a_flag() {
+    use vintagelake_schemas::table::StoredDataPoint;
+    use vintagelake_storage::testing::point;
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiered_store(dir.path()).await;
+    let wh = store.warehouse().clone();
+    // Per series, one date revised three times, a month apart; "F" flags its first revision, "U"
+    // flags none (a producer that never sets the flag).
+    let mut rows = Vec::new();
+    for (series, flagged) in [("F", true), ("U", false)] {
+        for (k, (revision, value)) in
+            [("2000-02-01", 100.0), ("2000-03-01", 110.0), ("2000-04-01", 120.0)].iter().enumerate()
+        {
+            rows.push(StoredDataPoint {
+                point: point(series, "2000-01-01", revision, Some(*value), flagged && k == 0),
+                realtime_end: None,
+                ingest_seq: rows.len() as i64,
+            });
+        }
+    }
+    // And a second date of "U" whose second revision is closed in the same month as the first
+    // revisions: that file must be rewritten, keeping its first releases only.
+    for (revision, value) in [("2000-01-15", 200.0), ("2000-02-10", 210.0), ("2000-03-01", 220.0)] {
+        rows.push(StoredDataPoint {
+            point: point("U", "2000-01-02", revision, Some(value), false),
+            realtime_end: None,
+            ingest_seq: rows.len() as i64,
+        });
+    }
+    store.append_points(&rows, vec![], "ingest").await.unwrap();
+    vintagelake_compactor::compact_once(&store, &Default::default(), &CancellationToken::new()).await.unwrap();
+    let first_before = store.query(&VintageQuery::new(View::FirstRelease)).await.unwrap();
+    let latest_before = store.query(&VintageQuery::new(View::Latest)).await.unwrap();
+    let values = |b: &arrow::array::RecordBatch| -> Vec<(String, f64)> {
+        let s = b.column_by_name("series_id").unwrap().as_string::<i32>();
+        let v = b.column_by_name("value").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
+        (0..b.num_rows()).map(|i| (s.value(i).to_owned(), v.value(i))).collect()
+    };
+    assert_eq!(values(&first_before), [("F".to_owned(), 100.0), ("U".to_owned(), 100.0), ("U".to_owned(), 200.0)]);
+
+    let retention = RetentionPolicy { delete_after_days: 30, ..RetentionPolicy::default() };
+    let policy = Policy::new(&retention, &TIERS.map(|t| (name(t), None)), true);
+    let today = Date::parse_iso("2030-01-01").unwrap();
+    let report = tier_once(&store, &policy, &Pins::new(), today, false, 2, &CancellationToken::new()).await.unwrap();
+    // Closed in February: F's flagged first revision, U's two earliest (first releases) and U's
+    // 2000-01-02 second revision — rewritten keeping three. Closed in March: the second revisions
+    // of 2000-01-01 — deleted.
+    assert_eq!(report.files_deleted, 2, "{report:?}");
+    assert_eq!(report.rows_deleted, 3, "the intermediate revisions went: {report:?}");
+    assert_eq!(report.originals_kept, 3, "the first releases stayed: {report:?}");
+    let all = store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
+    let expected: Vec<(String, f64)> =
+        [("F", 100.0), ("F", 120.0), ("U", 100.0), ("U", 120.0), ("U", 200.0), ("U", 220.0)]
+            .iter()
+            .map(|(s, v)| ((*s).to_owned(), *v))
+            .collect();
+    assert_eq!(values(&all), expected, "first and latest revisions remain");
+    let first_after = store.query(&VintageQuery::new(View::FirstRelease)).await.unwrap();
+    assert_eq!(values(&first_after), values(&first_before), "first_release unchanged by retention");
+    assert_eq!(values(&store.query(&VintageQuery::new(View::Latest)).await.unwrap()), values(&latest_before));
+
+    // Nothing more may go: the next run leaves the table alone.
+    let snapshot = wh.load(TableKind::DataPoints).await.unwrap().metadata().current_snapshot_id();
+    let again = tier_once(&store, &policy, &Pins::new(), today, false, 2, &CancellationToken::new()).await.unwrap();
+    assert_eq!((again.files_deleted, again.rows_deleted), (0, 0), "{again:?}");
+    assert!(again.actions.iter().all(|a| !matches!(a, vintagelake_tierer::plan::Action::Delete { .. })), "{again:?}");
+    assert_eq!(wh.load(TableKind::DataPoints).await.unwrap().metadata().current_snapshot_id(), snapshot);
+}
