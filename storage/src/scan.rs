@@ -215,16 +215,9 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     let column = |name: &str| {
         batch.column_by_name(name).cloned().ok_or_else(|| StorageError::InvalidData(format!("scan lacks {name}")))
     };
-    let series_col = column(col::SERIES_ID)?;
-    let date_col = column(col::DATE)?;
     let revision_col = column(col::REVISION_DATE)?;
     let order = vintage_order(&batch)?;
-    let series = series_col.as_string::<i32>();
-    let date = date_col.as_primitive::<Date32Type>();
     let revision = revision_col.as_primitive::<Date32Type>();
-    let original = column(col::IS_ORIGINAL_RELEASE)?;
-    let original = original.as_boolean();
-    let same = SameObservation::of(&batch)?;
     // The realtime_end compaction materialised: it still holds when retention has since deleted
     // the revision that superseded this one.
     let stored_end = batch.column_by_name(col::REALTIME_END).cloned();
@@ -235,71 +228,52 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     };
 
     let mut selected: Vec<u32> = Vec::new();
+    let mut flags: Vec<bool> = Vec::new();
     let mut ends: Vec<i32> = Vec::new();
-    // Effective revisions of the current (series, date) group: the last arrival per revision date.
-    let mut group: Vec<u32> = Vec::new();
-    let order = order.values();
-    let mut i = 0;
-    while i < order.len() {
-        let head = order[i] as usize;
-        let (s, d) = (series.value(head), date.value(head));
-        group.clear();
-        while i < order.len() {
-            let r = order[i] as usize;
-            if series.value(r) != s || date.value(r) != d {
-                break;
-            }
-            if as_of.is_none_or(|t| revision.value(r) <= t) {
-                match group.last() {
-                    // Same revision date again: an exact duplicate changes nothing (the first
-                    // arrival stays, with its timestamps); a correction replaces it.
-                    Some(&last) if revision.value(last as usize) == revision.value(r) => {
-                        if !same.at(last as usize, r) {
-                            *group.last_mut().expect("non-empty") = r as u32;
-                        }
-                    }
-                    _ => group.push(r as u32),
-                }
-            }
-            i += 1;
-        }
-        if group.is_empty() || !query.keeps(s, d) {
-            continue;
+    let visible = |r: usize| as_of.is_none_or(|t| revision.value(r) <= t);
+    for_each_key(&batch, order.values(), visible, |s, d, group| {
+        if !query.keeps(s, d) {
+            return;
         }
         // The day before the next revision present, or the stored end if that is earlier (the
         // next revision was deleted past retention); a late intermediate revision wins over a
         // stored end it now precedes.
         let end_after = |k: usize| -> i32 {
-            let next = group.get(k + 1).map_or(OPEN_END.days_since_epoch(), |&n| revision.value(n as usize) - 1);
-            let r = group[k] as usize;
+            let next = group.get(k + 1).map_or(OPEN_END.days_since_epoch(), |n| revision.value(n.row as usize) - 1);
+            let r = group[k].row as usize;
             match stored_end {
                 Some(e) if arrow::array::Array::is_valid(e, r) => next.min(e.value(r)),
                 _ => next,
             }
         };
+        let mut pick = |k: usize, end: i32| {
+            selected.push(group[k].row);
+            flags.push(group[k].flagged);
+            ends.push(end);
+        };
         match query.view {
-            View::Latest | View::AsOf(_) => {
-                selected.push(*group.last().expect("non-empty"));
-                ends.push(OPEN_END.days_since_epoch());
-            }
+            View::Latest | View::AsOf(_) => pick(group.len() - 1, OPEN_END.days_since_epoch()),
             View::FirstRelease => {
-                let k = group.iter().position(|&r| original.value(r as usize)).unwrap_or(0);
-                selected.push(group[k]);
-                ends.push(end_after(k));
+                let k = group.iter().position(|e| e.flagged).unwrap_or(0);
+                pick(k, end_after(k));
             }
             View::AllRevisions => {
-                for (k, &r) in group.iter().enumerate() {
-                    selected.push(r);
-                    ends.push(end_after(k));
+                for k in 0..group.len() {
+                    pick(k, end_after(k));
                 }
             }
         }
-    }
+    })?;
 
     let indices = UInt32Array::from(selected);
     let seed = to_seed_timestamps(&batch)?;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for f in data_point_schema().fields() {
+        if f.name() == col::IS_ORIGINAL_RELEASE {
+            // The flag belongs to the revision: any arrival of it that was flagged.
+            columns.push(Arc::new(arrow::array::BooleanArray::from(std::mem::take(&mut flags))));
+            continue;
+        }
         let c = seed
             .column_by_name(f.name())
             .ok_or_else(|| StorageError::InvalidData(format!("scan lacks {}", f.name())))?;
@@ -365,6 +339,71 @@ impl SameObservation {
     }
 }
 
+/// One revision of a key as every view sees it.
+#[derive(Debug, Clone, Copy)]
+struct Effective {
+    /// The row that answers for it: its last correction (an exact duplicate keeps the first
+    /// arrival).
+    row: u32,
+    /// Any arrival of the revision was flagged `is_original_release`: a correction published
+    /// without the flag is still the original release (the flag belongs to the revision).
+    flagged: bool,
+}
+
+/// The one walk over revisions used by `resolve` and compaction: rows in [`vintage_order`], per
+/// `(series_id, date)` the effective revisions (oldest first) of the rows `visible` admits.
+/// Returns how many exact duplicates and corrections it folded.
+fn for_each_key(
+    batch: &RecordBatch,
+    order: &[u32],
+    visible: impl Fn(usize) -> bool,
+    mut each: impl FnMut(&str, i32, &[Effective]),
+) -> Result<(usize, usize)> {
+    let (mut duplicates, mut corrections) = (0, 0);
+    let column =
+        |name: &str| batch.column_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("rows lack {name}")));
+    let series = column(col::SERIES_ID)?.as_string::<i32>();
+    let date = column(col::DATE)?.as_primitive::<Date32Type>();
+    let revision = column(col::REVISION_DATE)?.as_primitive::<Date32Type>();
+    let original = column(col::IS_ORIGINAL_RELEASE)?.as_boolean();
+    let same = SameObservation::of(batch)?;
+    let mut group: Vec<Effective> = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let head = order[i] as usize;
+        let (s, d) = (series.value(head), date.value(head));
+        group.clear();
+        while i < order.len() {
+            let r = order[i] as usize;
+            if series.value(r) != s || date.value(r) != d {
+                break;
+            }
+            i += 1;
+            if !visible(r) {
+                continue;
+            }
+            match group.last_mut() {
+                // Same revision date again: an exact duplicate changes nothing (the first arrival
+                // stays, with its timestamps); a correction replaces it.
+                Some(last) if revision.value(last.row as usize) == revision.value(r) => {
+                    if same.at(last.row as usize, r) {
+                        duplicates += 1;
+                    } else {
+                        corrections += 1;
+                        last.row = r as u32;
+                    }
+                    last.flagged |= original.value(r);
+                }
+                _ => group.push(Effective { row: r as u32, flagged: original.value(r) }),
+            }
+        }
+        if !group.is_empty() {
+            each(s, d, &group);
+        }
+    }
+    Ok((duplicates, corrections))
+}
+
 /// Splits a batch into slices of at most `rows` rows (zero-copy).
 pub fn chunk(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
     let rows = rows.max(1);
@@ -425,56 +464,38 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
     let column = |name: &str| {
         batch.column_by_name(name).cloned().ok_or_else(|| StorageError::InvalidData(format!("rows lack {name}")))
     };
-    let (series_col, date_col, revision_col) =
-        (column(col::SERIES_ID)?, column(col::DATE)?, column(col::REVISION_DATE)?);
+    let revision_col = column(col::REVISION_DATE)?;
     let end_col = column(col::REALTIME_END)?;
     let order = vintage_order(&batch)?;
-    let series = series_col.as_string::<i32>();
-    let date = date_col.as_primitive::<Date32Type>();
     let revision = revision_col.as_primitive::<Date32Type>();
     let stored_end = end_col.as_primitive::<Date32Type>();
-    let same = SameObservation::of(&batch)?;
     let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
+    let mut flags: Vec<bool> = Vec::with_capacity(batch.num_rows());
     let mut ends: Vec<Option<i32>> = Vec::with_capacity(batch.num_rows());
-    let mut group: Vec<u32> = Vec::new();
-    let order = order.values();
-    let mut i = 0;
-    while i < order.len() {
-        let head = order[i] as usize;
-        let (s, d) = (series.value(head), date.value(head));
-        group.clear();
-        while i < order.len() {
-            let r = order[i] as usize;
-            if series.value(r) != s || date.value(r) != d {
-                break;
-            }
-            match group.last() {
-                Some(&last) if revision.value(last as usize) == revision.value(r) => {
-                    // An exact duplicate changes nothing: the first arrival stays (as `resolve`
-                    // answers it); a correction replaces what it corrects.
-                    if same.at(last as usize, r) {
-                        stats.duplicates_dropped += 1;
-                    } else {
-                        stats.corrections_applied += 1;
-                        *group.last_mut().expect("non-empty") = r as u32;
+    let mut periods_closed = 0;
+    let (duplicates, corrections) = for_each_key(
+        &batch,
+        order.values(),
+        |_| true,
+        |_, _, group| {
+            for (k, e) in group.iter().enumerate() {
+                let r = e.row as usize;
+                keep.push(e.row);
+                flags.push(e.flagged);
+                match group.get(k + 1) {
+                    Some(next) => {
+                        ends.push(Some(revision.value(next.row as usize) - 1));
+                        periods_closed += usize::from(stored_end.is_null(r));
                     }
+                    // The newest revision keeps what it had (null while current).
+                    None => ends.push(stored_end.is_valid(r).then(|| stored_end.value(r))),
                 }
-                _ => group.push(r as u32),
             }
-            i += 1;
-        }
-        for (k, &r) in group.iter().enumerate() {
-            keep.push(r);
-            match group.get(k + 1) {
-                Some(&next) => {
-                    ends.push(Some(revision.value(next as usize) - 1));
-                    stats.periods_closed += usize::from(stored_end.is_null(r as usize));
-                }
-                // The newest revision keeps what it had (null while current).
-                None => ends.push(stored_end.is_valid(r as usize).then(|| stored_end.value(r as usize))),
-            }
-        }
-    }
+        },
+    )?;
+    stats.duplicates_dropped = duplicates;
+    stats.corrections_applied = corrections;
+    stats.periods_closed = periods_closed;
     stats.rows_out = keep.len();
     let indices = UInt32Array::from(keep);
     let schema = batch.schema();
@@ -485,6 +506,8 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
         .map(|(f, c)| {
             if f.name() == col::REALTIME_END {
                 Ok(Arc::new(Date32Array::from(ends.clone())) as ArrayRef)
+            } else if f.name() == col::IS_ORIGINAL_RELEASE {
+                Ok(Arc::new(arrow::array::BooleanArray::from(flags.clone())) as ArrayRef)
             } else {
                 Ok(take(c.as_ref(), &indices, None)?)
             }

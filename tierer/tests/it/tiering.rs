@@ -328,3 +328,44 @@ async fn retention_keeps_the_first_release_of_keys_without_a_flag() {
     assert!(again.actions.iter().all(|a| !matches!(a, vintagelake_tierer::plan::Action::Delete { .. })), "{again:?}");
     assert_eq!(wh.load(TableKind::DataPoints).await.unwrap().metadata().current_snapshot_id(), snapshot);
 }
+
+/// A correction of a flagged revision published without the flag is still the original release
+/// (the flag belongs to the revision): first_release and as_of answer the correction, before and
+/// after compaction, and retention keeps the correction with the original it corrects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_without_the_flag_survives_compaction_and_retention() {
+    use vintagelake_schemas::table::StoredDataPoint;
+    use vintagelake_storage::testing::point;
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiered_store(dir.path()).await;
+    let row = |revision: &str, value: f64, flagged: bool, seq: i64| StoredDataPoint {
+        point: point("S", "2010-01-01", revision, Some(value), flagged),
+        realtime_end: None,
+        ingest_seq: seq,
+    };
+    let (options, cancel) = (Default::default(), CancellationToken::new());
+    let compact = || vintagelake_compactor::compact_once(&store, &options, &cancel);
+    store
+        .append_points(&[row("2010-04-30", 100.0, true, 1), row("2010-05-28", 110.0, false, 2)], vec![], "ingest")
+        .await
+        .unwrap();
+    compact().await.unwrap();
+    store.append_points(&[row("2010-04-30", 101.0, false, 3)], vec![], "ingest").await.unwrap();
+    let answers = || async {
+        let first = store.query(&VintageQuery::new(View::FirstRelease)).await.unwrap();
+        let as_of = store.query(&VintageQuery::new(View::AsOf(Date::parse_iso("2010-05-01").unwrap()))).await.unwrap();
+        let value = |b: &arrow::array::RecordBatch| {
+            b.column_by_name("value").unwrap().as_primitive::<arrow::datatypes::Float64Type>().value(0)
+        };
+        let flag = first.column_by_name("is_original_release").unwrap().as_boolean().value(0);
+        (value(&first), flag, value(&as_of))
+    };
+    assert_eq!(answers().await, (101.0, true, 101.0), "before compaction");
+    compact().await.unwrap();
+    assert_eq!(answers().await, (101.0, true, 101.0), "after compaction");
+    let retention = RetentionPolicy { delete_after_days: 365, ..RetentionPolicy::default() };
+    let policy = Policy::new(&retention, &TIERS.map(|t| (name(t), None)), true);
+    let today = Date::parse_iso("2030-01-01").unwrap();
+    tier_once(&store, &policy, &Pins::new(), today, false, 2, &CancellationToken::new()).await.unwrap();
+    assert_eq!(answers().await, (101.0, true, 101.0), "after retention");
+}
