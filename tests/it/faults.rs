@@ -177,7 +177,7 @@ async fn read_dead_letters(
 ) -> (BTreeMap<(i32, i64), (Vec<u8>, String)>, usize) {
     use rdkafka::ClientConfig;
     use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::{Headers, Message};
+    use rdkafka::message::Message;
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("dlq-reader"))
@@ -191,14 +191,7 @@ async fn read_dead_letters(
     while let Ok(m) = tokio::time::timeout(wait, consumer.recv()).await {
         wait = quiet;
         let m = m.unwrap();
-        let headers = m.headers().expect("headers");
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        let get = |name: &str| header(&m, name);
         let partition: i32 = get("vintagelake.source.partition").unwrap().parse().unwrap();
         let offset: i64 = get("vintagelake.source.offset").unwrap().parse().unwrap();
         assert!(get("vintagelake.error.message").is_some_and(|m| !m.is_empty()), "a reason message");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use vintagelake_ingest::broker::{Broker, create_topics};
 use vintagelake_ingest::synthetic;
 use vintagelake_storage::catalog::TableKind;
@@ -193,14 +193,7 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
     let mut seen = 0;
     while seen < 1_000 {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("DLQ records").unwrap();
-        let headers = m.headers().expect("headers");
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        let get = |name: &str| header(&m, name);
         let code = get("vintagelake.error.code").expect("reason header");
         assert_eq!(get("vintagelake.source.topic").as_deref(), Some(topics.data.as_str()));
         assert!(get("vintagelake.source.offset").is_some() && get("vintagelake.source.partition").is_some());

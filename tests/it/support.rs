@@ -236,3 +236,10 @@ pub async fn produce(bootstrap: &str, topic: &str, revisions: &[DataPointRevisio
         .await
         .unwrap();
 }
+
+/// A header of a consumed record, as text.
+pub fn header(m: &rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
