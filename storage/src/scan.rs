@@ -311,7 +311,7 @@ pub fn vintage_order(batch: &RecordBatch) -> Result<UInt32Array> {
 }
 
 /// Whether two rows of one revision key carry the same observation (value and flag): a later
-/// such row is an exact duplicate, not a correction.
+/// such row is counted as an exact duplicate, not a correction.
 struct SameObservation {
     value: arrow::array::Float64Array,
     original: arrow::array::BooleanArray,
@@ -342,8 +342,7 @@ impl SameObservation {
 /// One revision of a key as every view sees it.
 #[derive(Debug, Clone, Copy)]
 struct Effective {
-    /// The row that answers for it: its last correction (an exact duplicate keeps the first
-    /// arrival).
+    /// The row that answers for it: its last arrival.
     row: u32,
     /// Any arrival of the revision was flagged `is_original_release`: a correction published
     /// without the flag is still the original release (the flag belongs to the revision).
@@ -383,15 +382,18 @@ fn for_each_key(
                 continue;
             }
             match group.last_mut() {
-                // Same revision date again: an exact duplicate changes nothing (the first arrival
-                // stays, with its timestamps); a correction replaces it.
+                // Same revision date again: the later arrival answers (a correction, or an exact
+                // duplicate). Last-arrival-wins holds on any subset of the arrivals that contains
+                // the last one, which is what makes compaction's partial rewrites safe; "keep the
+                // first duplicate" would not (a dropped intermediate correction would make a
+                // correction back to an earlier value look like a duplicate of it).
                 Some(last) if revision.value(last.row as usize) == revision.value(r) => {
                     if same.at(last.row as usize, r) {
                         duplicates += 1;
                     } else {
                         corrections += 1;
-                        last.row = r as u32;
                     }
+                    last.row = r as u32;
                     last.flagged |= original.value(r);
                 }
                 _ => group.push(Effective { row: r as u32, flagged: original.value(r) }),
