@@ -183,14 +183,24 @@ pub fn recorded_offsets(metadata: &TableMetadata) -> BTreeMap<(String, i32), i64
 /// first) that records them — a snapshot another engine wrote does not — else, for tables
 /// written before positions lived in snapshots, the table properties.
 pub fn positions_at(metadata: &TableMetadata, snapshot_id: Option<i64>) -> BTreeMap<(String, i32), i64> {
-    let mut next = snapshot_id.and_then(|id| metadata.snapshot_by_id(id));
-    while let Some(s) = next {
-        if let Some(json) = s.summary().additional_properties.get(SUMMARY_POSITIONS) {
-            return parse_positions(json);
-        }
+    ancestors(metadata, snapshot_id)
+        .find_map(|s| s.summary().additional_properties.get(SUMMARY_POSITIONS))
+        .map_or_else(|| property_offsets(metadata), |json| parse_positions(json))
+}
+
+/// A snapshot and its ancestors, newest first; ends at the first expired parent (and never loops,
+/// even on damaged metadata).
+pub fn ancestors(
+    metadata: &TableMetadata,
+    from: Option<i64>,
+) -> impl Iterator<Item = &iceberg::spec::SnapshotRef> + '_ {
+    let mut next = from.and_then(|id| metadata.snapshot_by_id(id));
+    std::iter::from_fn(move || {
+        let s = next.take()?;
         next = s.parent_snapshot_id().and_then(|id| metadata.snapshot_by_id(id));
-    }
-    property_offsets(metadata)
+        Some(s)
+    })
+    .take(metadata.snapshots().len())
 }
 
 fn parse_positions(json: &str) -> BTreeMap<(String, i32), i64> {

@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::catalog::{TableKind, Warehouse};
 use crate::commit::{
-    Change, OFFSET_PROPERTY_PREFIX, RetryPolicy, SUMMARY_OPERATION, Staged, offset_property, positions_at, publish,
+    Change, OFFSET_PROPERTY_PREFIX, RetryPolicy, SUMMARY_OPERATION, Staged, ancestors, offset_property, positions_at,
+    publish,
 };
 use crate::error::{Result, StorageError};
 
@@ -87,16 +88,7 @@ fn total_records(meta: &TableMetadata, id: i64) -> Option<u64> {
 
 /// The current snapshot's ancestry, newest first.
 fn lineage(meta: &TableMetadata) -> Vec<i64> {
-    let mut out = Vec::new();
-    let mut next = meta.current_snapshot_id();
-    while let Some(id) = next {
-        if out.contains(&id) {
-            break;
-        }
-        out.push(id);
-        next = meta.snapshot_by_id(id).and_then(|s| s.parent_snapshot_id());
-    }
-    out
+    ancestors(meta, meta.current_snapshot_id()).map(|s| s.snapshot_id()).collect()
 }
 
 /// What rolling `table` back to `target` would do now. The target must be an ancestor of the

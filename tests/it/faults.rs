@@ -25,6 +25,13 @@ use crate::chaos::{expected, view};
 use crate::postgres::{Faults, FaultyProxy, Postgres};
 use crate::support::*;
 
+/// The table's recorded positions are the partition ends: every message committed (or
+/// dead-lettered).
+async fn at_ends(store: &IcebergStore, ends: &BTreeMap<i32, i64>, topic: &str) -> bool {
+    let Ok(recorded) = store.recorded_offsets(TableKind::DataPoints).await else { return false };
+    ends.iter().all(|(p, end)| recorded.get(&(topic.to_owned(), *p)) == Some(end))
+}
+
 /// A metric's value summed over the label sets that contain `labels` (0 when absent).
 fn metric_sum(metrics: &str, name: &str, labels: &str) -> f64 {
     metrics
@@ -92,11 +99,7 @@ async fn lost_replies_lose_nothing(
     wait_for(Duration::from_secs(400), "every message committed", || {
         ingest.assert_alive();
         compactor.assert_alive();
-        let (store, ends, topic) = (&store, &ends, &topics.data);
-        async move {
-            let Ok(recorded) = store.recorded_offsets(TableKind::DataPoints).await else { return false };
-            ends.iter().all(|(p, end)| recorded.get(&(topic.clone(), *p)) == Some(end))
-        }
+        at_ends(&store, &ends, &topics.data)
     })
     .await;
     // The compactor gets a few more runs in on the faulty catalog.
@@ -263,11 +266,7 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
     create_topics(&bootstrap, &[&dlq_topic], 1).await.unwrap();
     wait_for(Duration::from_secs(180), "every message accounted for after the DLQ came back", || {
         ingest.assert_alive();
-        let (store, ends, topic) = (&store, &ends, &topics.data);
-        async move {
-            let recorded = store.recorded_offsets(TableKind::DataPoints).await.unwrap();
-            ends.iter().all(|(p, end)| recorded.get(&(topic.clone(), *p)) == Some(end))
-        }
+        at_ends(&store, &ends, &topics.data)
     })
     .await;
     wait_for(Duration::from_secs(30), "ready again", || {
@@ -301,23 +300,14 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
 async fn ingest_lineage(wh: &Warehouse) -> Vec<i64> {
     let table = wh.load(TableKind::DataPoints).await.unwrap();
     let meta = table.metadata();
-    let mut out = Vec::new();
-    let mut next = meta.current_snapshot_id();
-    while let Some(id) = next {
-        let s = meta.snapshot_by_id(id).unwrap();
-        if s.summary().additional_properties.get("vintagelake.operation").map(String::as_str) == Some("ingest") {
-            out.push(id);
-        }
-        next = s.parent_snapshot_id();
-    }
+    let mut out: Vec<i64> = vintagelake_storage::commit::ancestors(meta, meta.current_snapshot_id())
+        .filter(|s| {
+            s.summary().additional_properties.get("vintagelake.operation").map(String::as_str) == Some("ingest")
+        })
+        .map(|s| s.snapshot_id())
+        .collect();
     out.reverse();
     out
-}
-
-async fn caught_up(store: &IcebergStore, bootstrap: &str, topic: &str) -> bool {
-    let ends = end_offsets(bootstrap, topic).await;
-    let Ok(recorded) = store.recorded_offsets(TableKind::DataPoints).await else { return false };
-    ends.iter().all(|(p, end)| recorded.get(&(topic.to_owned(), *p)) == Some(end))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -339,9 +329,10 @@ async fn rollback_while_ingest_runs_reingests_exactly_once() {
     }
     let wh = open(&data).await;
     let store = IcebergStore::new(wh.clone());
+    let ends = end_offsets(&bootstrap, &topics.data).await;
     wait_for(Duration::from_secs(240), "the first half committed", || {
         ingest.assert_alive();
-        caught_up(&store, &bootstrap, &topics.data)
+        at_ends(&store, &ends, &topics.data)
     })
     .await;
     let lineage = ingest_lineage(&wh).await;
@@ -386,9 +377,10 @@ async fn rollback_while_ingest_runs_reingests_exactly_once() {
     let entry = audit.entries.iter().rev().find(|e| e.action == "rollback").expect("the rollback is audited");
     assert_eq!(entry.snapshot_id, Some(middle));
     producer.await.unwrap();
+    let ends = end_offsets(&bootstrap, &topics.data).await;
     wait_for(Duration::from_secs(300), "ingest caught up after the rollback", || {
         ingest.assert_alive();
-        caught_up(&store, &bootstrap, &topics.data)
+        at_ends(&store, &ends, &topics.data)
     })
     .await;
     let rows = table_rows(&wh).await;
@@ -420,9 +412,10 @@ print(cat.load_table("econ.data_points").current_snapshot().snapshot_id)
     assert_eq!(out.trim(), target.to_string(), "pyiceberg rolled the table back");
     let after_pyiceberg = table_rows(&wh).await.len();
     assert!(after_pyiceberg < produced.len(), "the rollback took rows out ({after_pyiceberg})");
+    let ends = end_offsets(&bootstrap, &topics.data).await;
     wait_for(Duration::from_secs(300), "ingest caught up after pyiceberg's rollback", || {
         ingest.assert_alive();
-        caught_up(&store, &bootstrap, &topics.data)
+        at_ends(&store, &ends, &topics.data)
     })
     .await;
     assert!(ingest.terminate(Duration::from_secs(30)).success(), "{}", ingest.log_text());
