@@ -337,6 +337,10 @@ async fn broker_down_30s_then_back_ingest_recovers_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = ingest_env(dir.path(), &bootstrap, &topics);
     env.insert("COMMIT_MAX_ROWS".into(), "4000".into());
+    // Commits run in the background while consuming goes on: small buffers keep each commit
+    // small, so the outage lands mid-run instead of after a few huge commits took everything.
+    env.insert("COMMIT_MAX_BYTES".into(), "1MiB".into());
+    env.insert("MAX_BUFFERED_BYTES".into(), "2MiB".into());
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
     let wh = open(dir.path()).await;
     wait_for(Duration::from_secs(120), "a quarter of the rows", || {
