@@ -11,8 +11,8 @@ use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
-use vintagelake_storage::files::{LiveFile, live_files, read_data_files};
-use vintagelake_storage::scan::{CloseStats, close_periods};
+use vintagelake_storage::files::{LiveFile, live_files, read_data_file, read_data_files, written_by_compaction};
+use vintagelake_storage::scan::{CloseStats, backfilled_keys, close_periods, split_keys};
 use vintagelake_storage::snapshots::{ExpirePolicy, expire_snapshots, remove_orphans};
 use vintagelake_storage::store::IcebergStore;
 
@@ -148,25 +148,20 @@ async fn compact_inner(
     let mut report = CompactionReport::default();
     let mut current: Vec<&LiveFile> = Vec::new();
     let mut closed: Vec<&LiveFile> = Vec::new();
+    // A current file compaction wrote holds each key's open revision; the others hold arrivals.
+    let from_compaction = |f: &LiveFile| written_by_compaction(&table, f);
     for (month, group) in &by_partition {
         let smalls: Vec<&LiveFile> = group.iter().copied().filter(|f| f.size_bytes < small).collect();
         let label = group[0].partition.clone();
         metrics::gauge!(m::SMALL_FILES, "partition" => label.clone()).set(smalls.len() as f64);
         report.small_files.insert(label, smalls.len());
-        // A lone current file written by compaction has nothing left to close or merge.
-        let from_compaction = |f: &LiveFile| {
-            f.added_snapshot_id
-                .and_then(|id| table.metadata().snapshot_by_id(id))
-                .and_then(|s| {
-                    s.summary().additional_properties.get(vintagelake_storage::commit::SUMMARY_OPERATION).cloned()
-                })
-                .is_some_and(|origin| origin == "compaction")
-        };
         match month {
-            // The current partition is read whole: closing a period needs every open revision of a key.
+            // The current partition is read whole: closing a period needs every open revision of
+            // a key. A lone current file written by compaction has nothing left to close or merge.
             None if group.len() >= 2 || !from_compaction(group[0]) => current.extend(group.iter().copied()),
             None => {}
-            // Closed rows never change: merging their small files is enough.
+            // Closed rows change only when a backfill reaches them (below); merging their small
+            // files is otherwise enough.
             Some(_) if smalls.len() >= 2 => closed.extend(smalls),
             Some(_) => {}
         }
@@ -174,35 +169,88 @@ async fn compact_inner(
 
     if !current.is_empty() || !closed.is_empty() {
         let paths = |fs: &[&LiveFile]| fs.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
-        let (current_paths, closed_paths) = (paths(&current), paths(&closed));
-        let records_in: u64 = current.iter().chain(&closed).map(|f| f.records).sum();
-        report.files_in = current.len() + closed.len();
-        report.bytes_in = current.iter().chain(&closed).map(|f| f.size_bytes).sum();
+        let (open_files, arrived_files): (Vec<&LiveFile>, Vec<&LiveFile>) =
+            current.iter().copied().partition(|f| from_compaction(f));
+        let (open_rows, arrived_rows) = tokio::select! {
+            _ = cancel.cancelled() => return Err(CompactError::Cancelled),
+            read = async {
+                let open = read_data_files(&wh, &paths(&open_files), options.concurrency).await?;
+                let arrived = read_data_files(&wh, &paths(&arrived_files), options.concurrency).await?;
+                Ok::<_, StorageError>((open, arrived))
+            } => read?,
+        };
+        // Keys an arrival backfilled below their open revision: their closed rows are read and
+        // folded too, so stored periods stay exact and a closed revision's corrections and
+        // re-publications fold into it.
+        let backfilled = backfilled_keys(&open_rows, &arrived_rows)?;
+        let mut reread: Vec<(&LiveFile, Vec<arrow::array::RecordBatch>)> = Vec::new();
+        if !backfilled.is_empty() {
+            let candidates = files
+                .iter()
+                .filter(|f| f.realtime_end_month.is_some() && backfilled.iter().any(|(s, d)| f.may_hold(s, *d)));
+            for f in candidates {
+                if cancel.is_cancelled() {
+                    return Err(CompactError::Cancelled);
+                }
+                let rows = read_data_file(&wh, &f.path).await?;
+                let holds = rows.iter().try_fold(false, |any, b| {
+                    Ok::<_, StorageError>(any || split_keys(b, &backfilled)?.0.num_rows() > 0)
+                })?;
+                if holds {
+                    reread.push((f, rows));
+                }
+            }
+            tracing::info!(keys = backfilled.len(), files = reread.len(), "backfilled keys: closed rows re-read");
+        }
+        let closed: Vec<&LiveFile> =
+            closed.into_iter().filter(|f| !reread.iter().any(|(r, _)| r.path == f.path)).collect();
+        let current_paths = paths(&current);
+        let mut closed_paths = paths(&closed);
+        closed_paths.extend(reread.iter().map(|(f, _)| f.path.clone()));
+        let records_in: u64 = current.iter().chain(&closed).map(|f| f.records).sum::<u64>()
+            + reread.iter().map(|(f, _)| f.records).sum::<u64>();
+        report.files_in = current.len() + closed.len() + reread.len();
+        report.bytes_in = current.iter().chain(&closed).map(|f| f.size_bytes).sum::<u64>()
+            + reread.iter().map(|(f, _)| f.size_bytes).sum::<u64>();
         tracing::info!(files = report.files_in, rows = records_in, "compacting");
-        // Closed files stay in their tier: merged per tier, written back to it.
+        // Closed files stay in their tier: merged per tier, written back to it (less the rows of
+        // backfilled keys, which are folded with the current rows).
         let mut closed_by_tier: BTreeMap<Option<TierName>, Vec<String>> = BTreeMap::new();
         for f in &closed {
             closed_by_tier.entry(f.tier.clone()).or_default().push(f.path.clone());
         }
-        let (current_rows, closed_groups) = tokio::select! {
+        let mut closed_groups: BTreeMap<Option<TierName>, Vec<arrow::array::RecordBatch>> = BTreeMap::new();
+        tokio::select! {
             _ = cancel.cancelled() => return Err(CompactError::Cancelled),
             read = async {
-                let current = read_data_files(&wh, &current_paths, options.concurrency).await?;
-                let mut groups = Vec::new();
                 for (tier, paths) in &closed_by_tier {
-                    groups.push((tier.clone(), read_data_files(&wh, paths, options.concurrency).await?));
+                    closed_groups.entry(tier.clone()).or_default().extend(read_data_files(&wh, paths, options.concurrency).await?);
                 }
-                Ok::<_, StorageError>((current, groups))
+                Ok::<_, StorageError>(())
             } => read?,
         };
-        let closed_rows: Vec<_> = closed_groups.iter().flat_map(|(_, b)| b).collect();
-        let (rewritten, mut stats) = close_periods(&current_rows)?;
-        let closed_count: usize = closed_rows.iter().map(|b| b.num_rows()).sum();
+        let read: usize = open_rows
+            .iter()
+            .chain(&arrived_rows)
+            .chain(closed_groups.values().flatten())
+            .chain(reread.iter().flat_map(|(_, b)| b))
+            .map(|b| b.num_rows())
+            .sum();
+        let mut fold = open_rows;
+        fold.extend(arrived_rows);
+        for (f, rows) in reread {
+            for b in rows {
+                let (of_keys, rest) = split_keys(&b, &backfilled)?;
+                fold.push(of_keys);
+                closed_groups.entry(f.tier.clone()).or_default().push(rest);
+            }
+        }
+        let (rewritten, mut stats) = close_periods(&fold)?;
+        let closed_count: usize = closed_groups.values().flatten().map(|b| b.num_rows()).sum();
         stats.rows_in += closed_count;
         stats.rows_out += closed_count;
         report.rows = stats;
         // Rows in = rows out + rows dropped, and the files held what the manifests say.
-        let read: usize = current_rows.iter().chain(closed_rows.iter().copied()).map(|b| b.num_rows()).sum();
         let out = rewritten.num_rows() + closed_count;
         if read as u64 != records_in
             || stats.rows_in != stats.rows_out + stats.duplicates_dropped + stats.corrections_applied
@@ -220,19 +268,21 @@ async fn compact_inner(
             duplicates = stats.duplicates_dropped,
             corrections = stats.corrections_applied,
             periods_closed = stats.periods_closed,
+            periods_corrected = stats.periods_corrected,
             "row accounting adds up"
         );
         if cancel.is_cancelled() {
             return Err(CompactError::Cancelled);
         }
         let mut groups = vec![(None, vec![rewritten])];
-        groups.extend(closed_groups);
+        groups.extend(closed_groups.into_iter().filter(|(_, rows)| rows.iter().any(|b| b.num_rows() > 0)));
         let summary = BTreeMap::from([
             ("vintagelake.compaction.rows-in".to_owned(), stats.rows_in.to_string()),
             ("vintagelake.compaction.rows-out".to_owned(), stats.rows_out.to_string()),
             ("vintagelake.compaction.duplicates-dropped".to_owned(), stats.duplicates_dropped.to_string()),
             ("vintagelake.compaction.corrections-applied".to_owned(), stats.corrections_applied.to_string()),
             ("vintagelake.compaction.periods-closed".to_owned(), stats.periods_closed.to_string()),
+            ("vintagelake.compaction.periods-corrected".to_owned(), stats.periods_corrected.to_string()),
         ]);
         let mut remove = current_paths;
         remove.extend(closed_paths);

@@ -45,6 +45,7 @@ impl QueryError {
                 | StorageError::OffsetsBackwards { .. }
                 | StorageError::FileNotLive { .. }
                 | StorageError::TooManyConflicts { .. }
+                | StorageError::ArrivalsMoved { .. }
                 | StorageError::EmptyCommit { .. }
                 | StorageError::Io(_) => Status::internal(msg),
             },

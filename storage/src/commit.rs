@@ -89,6 +89,9 @@ pub struct CommitRequest {
     pub origin: String,
     /// Extra snapshot summary entries (policy rule, run id, …).
     pub summary: BTreeMap<String, String>,
+    /// Arrival numbers the added rows carry ([`crate::arrivals`]): the commit holds only if the
+    /// table's mark is still the one they were assigned after.
+    pub arrivals: Option<crate::arrivals::ArrivalRange>,
 }
 
 impl CommitRequest {
@@ -97,11 +100,24 @@ impl CommitRequest {
     }
 
     pub fn new(kind: CommitKind, added: Vec<DataFile>, removed: Vec<String>, origin: impl Into<String>) -> Self {
-        Self { kind, added, removed, offsets: Vec::new(), origin: origin.into(), summary: BTreeMap::new() }
+        Self {
+            kind,
+            added,
+            removed,
+            offsets: Vec::new(),
+            origin: origin.into(),
+            summary: BTreeMap::new(),
+            arrivals: None,
+        }
     }
 
     pub fn with_offsets(mut self, offsets: Vec<OffsetUpdate>) -> Self {
         self.offsets = offsets;
+        self
+    }
+
+    pub fn with_arrivals(mut self, arrivals: Option<crate::arrivals::ArrivalRange>) -> Self {
+        self.arrivals = arrivals;
         self
     }
 
@@ -177,6 +193,12 @@ impl Default for RetryPolicy {
 /// The Kafka positions recorded in the table's current snapshot: (topic, partition) → next offset.
 pub fn recorded_offsets(metadata: &TableMetadata) -> BTreeMap<(String, i32), i64> {
     positions_at(metadata, metadata.current_snapshot_id())
+}
+
+/// The highest arrival number the current snapshot's lineage assigned ([`crate::arrivals`]);
+/// `None` for a table written before marks existed.
+pub fn arrival_mark(metadata: &TableMetadata) -> Option<i64> {
+    ancestors(metadata, None).find_map(|s| crate::arrivals::mark_in(&s.summary().additional_properties))
 }
 
 /// The Kafka positions as of a snapshot: those of the nearest snapshot in its ancestry (itself
@@ -444,6 +466,12 @@ async fn stage(
     let meta = table.metadata();
     let table_name = table.identifier().to_string();
     check_offsets(meta, &request.offsets)?;
+    if let Some(a) = request.arrivals {
+        let found = arrival_mark(meta);
+        if found != a.expected {
+            return Err(StorageError::ArrivalsMoved { table: table_name, expected: a.expected, found });
+        }
+    }
     let mut stager = Stager {
         wh,
         table,
@@ -611,6 +639,9 @@ impl Stager<'_> {
             positions.insert((o.topic.clone(), o.partition), o.next);
         }
         props.insert(SUMMARY_POSITIONS.to_owned(), positions_json(&positions));
+        if let Some(mark) = request.arrivals.map(|a| a.last).or_else(|| arrival_mark(meta)) {
+            props.insert(crate::arrivals::SUMMARY_ARRIVALS.to_owned(), mark.to_string());
+        }
         update_totals(&mut props, meta.current_snapshot().map(|s| s.summary()));
 
         let list_path =

@@ -41,6 +41,10 @@ pub enum StorageError {
          every file it wrote is kept (orphan cleanup decides later) and the change may or may not be visible"
     )]
     CommitOutcomeUnknown { table: String, metadata_location: String, reason: String },
+    #[error(
+        "append to {table}: another writer assigned arrival numbers meanwhile (mark {found:?}, expected {expected:?}); renumbering"
+    )]
+    ArrivalsMoved { table: String, expected: Option<i64>, found: Option<i64> },
     #[error("commit to {table}: nothing to do (no files added or removed)")]
     EmptyCommit { table: String },
     #[error("reading {path}: {source}")]

@@ -27,6 +27,58 @@ pub struct LiveFile {
     pub data_file: DataFile,
 }
 
+impl LiveFile {
+    /// Whether the file's column bounds admit a row of `series` on `date` (days since the epoch);
+    /// a file without bounds may hold anything.
+    pub fn may_hold(&self, series: &str, date: i32) -> bool {
+        use vintagelake_schemas::table::data_points_ids as field;
+        let df = &self.data_file;
+        let within = |id: i32, value: &PrimitiveLiteral| {
+            let below =
+                df.lower_bounds().get(&id).is_none_or(|lo| lo.literal().partial_cmp(value).is_some_and(|o| o.is_le()));
+            let above = df.upper_bounds().get(&id).is_none_or(|hi| {
+                hi.literal().partial_cmp(value).is_some_and(|o| o.is_ge())
+                    // A truncated string bound is a prefix of the values it stands for.
+                    || matches!((hi.literal(), value), (PrimitiveLiteral::String(h), PrimitiveLiteral::String(v)) if v.starts_with(h.as_str()))
+            });
+            below && above
+        };
+        within(field::SERIES_ID, &PrimitiveLiteral::String(series.to_owned()))
+            && within(field::DATE, &PrimitiveLiteral::Int(date))
+    }
+}
+
+/// Whether a current-partition file holds open revisions compaction wrote (each key's newest),
+/// rather than rows appended since: from the file's name, or — for files named before names said
+/// so — from the snapshot that added it, while that snapshot is retained.
+pub fn written_by_compaction(table: &Table, f: &LiveFile) -> bool {
+    crate::write::written_by_rewrite(&f.path).unwrap_or_else(|| {
+        f.added_snapshot_id
+            .and_then(|id| table.metadata().snapshot_by_id(id))
+            .and_then(|s| s.summary().additional_properties.get(crate::commit::SUMMARY_OPERATION).cloned())
+            .is_some_and(|origin| origin == "compaction")
+    })
+}
+
+/// The keys of the current partition whose closed rows a backfill awaits compaction for
+/// ([`crate::scan::backfilled_keys`]), reading the current files.
+pub async fn backfilled_keys_of_table(
+    wh: &Warehouse,
+    table: &Table,
+    files: &[LiveFile],
+    concurrency: usize,
+) -> Result<std::collections::HashSet<crate::scan::SeriesDate>> {
+    let (open, arrived): (Vec<&LiveFile>, Vec<&LiveFile>) =
+        files.iter().filter(|f| f.realtime_end_month.is_none()).partition(|f| written_by_compaction(table, f));
+    let paths = |fs: &[&LiveFile]| fs.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+    if arrived.is_empty() {
+        return Ok(Default::default());
+    }
+    let open = read_data_files(wh, &paths(&open), concurrency).await?;
+    let arrived = read_data_files(wh, &paths(&arrived), concurrency).await?;
+    crate::scan::backfilled_keys(&open, &arrived)
+}
+
 /// Every live data file of the current snapshot (or of `snapshot_id`).
 pub async fn live_files(wh: &Warehouse, table: &Table, snapshot_id: Option<i64>) -> Result<Vec<LiveFile>> {
     let meta = table.metadata();

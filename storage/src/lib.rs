@@ -1,5 +1,6 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
+pub mod arrivals;
 pub mod audit;
 pub mod catalog;
 pub mod commit;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod io;
 pub mod metrics;
 pub mod migrate;
+pub mod retention;
 pub mod rollback;
 pub mod scan;
 pub mod schedule;

@@ -149,7 +149,7 @@ async fn migrate_table(
             }
         }
         crate::failpoint::hit("migrate-before-commit");
-        target.append(kind, &batches, offsets, "migration").await?;
+        target.append_copied(kind, &batches, offsets, "migration").await?;
         crate::failpoint::hit("migrate-after-chunk");
         report.commits += 1;
         rows_done += rows;

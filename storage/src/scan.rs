@@ -217,49 +217,44 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     };
     let revision_col = column(col::REVISION_DATE)?;
     let order = vintage_order(&batch)?;
-    let revision = revision_col.as_primitive::<Date32Type>();
-    // The realtime_end compaction materialised: it still holds when retention has since deleted
-    // the revision that superseded this one.
-    let stored_end = batch.column_by_name(col::REALTIME_END).cloned();
-    let stored_end = stored_end.as_ref().map(|c| c.as_primitive::<Date32Type>());
     let as_of = match query.view {
         View::AsOf(t) => Some(t.days_since_epoch()),
         _ => None,
     };
+    let revision = revision_col.as_primitive::<Date32Type>();
 
     let mut selected: Vec<u32> = Vec::new();
     let mut flags: Vec<bool> = Vec::new();
     let mut ends: Vec<i32> = Vec::new();
     let visible = |r: usize| as_of.is_none_or(|t| revision.value(r) <= t);
-    for_each_key(&batch, order.values(), visible, |s, d, group| {
+    for_each_key(&batch, order.values(), visible, |s, d, group, periods| {
         if !query.keeps(s, d) {
             return;
         }
-        // The day before the next revision present, or the stored end if that is earlier (the
-        // next revision was deleted past retention); a late intermediate revision wins over a
-        // stored end it now precedes.
-        let end_after = |k: usize| -> i32 {
-            let next = group.get(k + 1).map_or(OPEN_END.days_since_epoch(), |n| revision.value(n.row as usize) - 1);
-            let r = group[k].row as usize;
-            match stored_end {
-                Some(e) if arrow::array::Array::is_valid(e, r) => next.min(e.value(r)),
-                _ => next,
-            }
-        };
+        let end_of = |k: usize| periods.end_of(revision.value(group[k].row as usize));
         let mut pick = |k: usize, end: i32| {
             selected.push(group[k].row);
             flags.push(group[k].flagged);
             ends.push(end);
         };
+        let newest = group.len() - 1;
         match query.view {
-            View::Latest | View::AsOf(_) => pick(group.len() - 1, OPEN_END.days_since_epoch()),
+            View::Latest => pick(newest, OPEN_END.days_since_epoch()),
+            // The newest revision published by t, if it was still current at t: when retention
+            // deleted the revision current at t, the date is absent rather than answered by an
+            // older revision whose period had ended.
+            View::AsOf(t) => {
+                if end_of(newest) >= t.days_since_epoch() {
+                    pick(newest, OPEN_END.days_since_epoch());
+                }
+            }
             View::FirstRelease => {
                 let k = group.iter().position(|e| e.flagged).unwrap_or(0);
-                pick(k, end_after(k));
+                pick(k, end_of(k));
             }
             View::AllRevisions => {
                 for k in 0..group.len() {
-                    pick(k, end_after(k));
+                    pick(k, end_of(k));
                 }
             }
         }
@@ -310,39 +305,60 @@ pub fn vintage_order(batch: &RecordBatch) -> Result<UInt32Array> {
     Ok(lexsort_to_indices(&sort, None)?)
 }
 
-/// Whether two rows of one revision key carry the same observation (value and flag): a later
-/// such row is counted as an exact duplicate, not a correction.
-struct SameObservation {
-    value: arrow::array::Float64Array,
-    original: arrow::array::BooleanArray,
-}
+/// Whether two arrivals of one revision carry the same value (both missing, or bit-identical):
+/// the later one is an exact re-publication, not a correction.
+struct SameValue(arrow::array::Float64Array);
 
-impl SameObservation {
+impl SameValue {
     fn of(batch: &RecordBatch) -> Result<Self> {
-        let value = batch
+        batch
             .column_by_name(col::VALUE)
             .and_then(|c| c.as_any().downcast_ref::<arrow::array::Float64Array>().cloned())
-            .ok_or_else(|| StorageError::InvalidData("rows lack a Float64 value".into()))?;
-        let original = batch
-            .column_by_name(col::IS_ORIGINAL_RELEASE)
-            .map(|c| c.as_boolean().clone())
-            .ok_or_else(|| StorageError::InvalidData("rows lack is_original_release".into()))?;
-        Ok(Self { value, original })
+            .map(Self)
+            .ok_or_else(|| StorageError::InvalidData("rows lack a Float64 value".into()))
     }
 
     fn at(&self, a: usize, b: usize) -> bool {
         use arrow::array::Array;
-        let v = &self.value;
-        v.is_valid(a) == v.is_valid(b)
-            && (!v.is_valid(a) || v.value(a).to_bits() == v.value(b).to_bits())
-            && self.original.value(a) == self.original.value(b)
+        let v = &self.0;
+        v.is_valid(a) == v.is_valid(b) && (!v.is_valid(a) || v.value(a).to_bits() == v.value(b).to_bits())
+    }
+}
+
+/// The real-time periods of one key: every revision date known to have been published, from the
+/// revisions present and from the `realtime_end` compaction stored (a stored end `e` says that a
+/// revision was published on `e + 1`, even if retention has since deleted it).
+#[derive(Debug, Default)]
+pub(crate) struct Periods {
+    known: Vec<i32>,
+}
+
+impl Periods {
+    fn clear(&mut self) {
+        self.known.clear();
+    }
+
+    fn add(&mut self, published: i32) {
+        self.known.push(published);
+    }
+
+    fn seal(&mut self) {
+        self.known.sort_unstable();
+        self.known.dedup();
+    }
+
+    /// The last day `revision` was current: the day before the next revision known, else open.
+    pub(crate) fn end_of(&self, revision: i32) -> i32 {
+        let next = self.known.partition_point(|&k| k <= revision);
+        self.known.get(next).map_or(OPEN_END.days_since_epoch(), |k| k - 1)
     }
 }
 
 /// One revision of a key as every view sees it.
 #[derive(Debug, Clone, Copy)]
 struct Effective {
-    /// The row that answers for it: its last arrival.
+    /// The row that answers for it: the arrival that last changed its value (an exact
+    /// re-publication keeps the row it repeats, `created_at` and all).
     row: u32,
     /// Any arrival of the revision was flagged `is_original_release`: a correction published
     /// without the flag is still the original release (the flag belongs to the revision).
@@ -350,14 +366,15 @@ struct Effective {
 }
 
 /// The one walk over revisions used by `resolve` and compaction: rows in [`vintage_order`], per
-/// `(series_id, date)` the effective revisions (oldest first) of the rows `visible` admits.
-/// Returns how many exact duplicates and corrections it folded.
+/// `(series_id, date)` the effective revisions (oldest first) of the rows `visible` admits, and
+/// their real-time periods. Returns how many exact duplicates and corrections it folded.
 fn for_each_key(
     batch: &RecordBatch,
     order: &[u32],
     visible: impl Fn(usize) -> bool,
-    mut each: impl FnMut(&str, i32, &[Effective]),
+    mut each: impl FnMut(&str, i32, &[Effective], &Periods),
 ) -> Result<(usize, usize)> {
+    use arrow::array::Array;
     let (mut duplicates, mut corrections) = (0, 0);
     let column =
         |name: &str| batch.column_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("rows lack {name}")));
@@ -365,13 +382,16 @@ fn for_each_key(
     let date = column(col::DATE)?.as_primitive::<Date32Type>();
     let revision = column(col::REVISION_DATE)?.as_primitive::<Date32Type>();
     let original = column(col::IS_ORIGINAL_RELEASE)?.as_boolean();
-    let same = SameObservation::of(batch)?;
+    let stored_end = batch.column_by_name(col::REALTIME_END).map(|c| c.as_primitive::<Date32Type>());
+    let same = SameValue::of(batch)?;
     let mut group: Vec<Effective> = Vec::new();
+    let mut periods = Periods::default();
     let mut i = 0;
     while i < order.len() {
         let head = order[i] as usize;
         let (s, d) = (series.value(head), date.value(head));
         group.clear();
+        periods.clear();
         while i < order.len() {
             let r = order[i] as usize;
             if series.value(r) != s || date.value(r) != d {
@@ -381,26 +401,31 @@ fn for_each_key(
             if !visible(r) {
                 continue;
             }
+            periods.add(revision.value(r));
+            if let Some(e) = stored_end
+                && e.is_valid(r)
+            {
+                periods.add(e.value(r).saturating_add(1));
+            }
             match group.last_mut() {
-                // Same revision date again: the later arrival answers (a correction, or an exact
-                // duplicate). Last-arrival-wins holds on any subset of the arrivals that contains
-                // the last one, which is what makes compaction's partial rewrites safe; "keep the
-                // first duplicate" would not (a dropped intermediate correction would make a
-                // correction back to an earlier value look like a duplicate of it).
+                // Same revision date again, in arrival order: a left fold whose state is the row
+                // that answers, so folding a compacted row with the arrivals since gives what
+                // folding every arrival would (compaction reads every row of a key it folds).
                 Some(last) if revision.value(last.row as usize) == revision.value(r) => {
                     if same.at(last.row as usize, r) {
                         duplicates += 1;
                     } else {
                         corrections += 1;
+                        last.row = r as u32;
                     }
-                    last.row = r as u32;
                     last.flagged |= original.value(r);
                 }
                 _ => group.push(Effective { row: r as u32, flagged: original.value(r) }),
             }
         }
         if !group.is_empty() {
-            each(s, d, &group);
+            periods.seal();
+            each(s, d, &group, &periods);
         }
     }
     Ok((duplicates, corrections))
@@ -447,12 +472,16 @@ pub struct CloseStats {
     pub corrections_applied: usize,
     /// Rows that got a `realtime_end` (a newer revision supersedes them).
     pub periods_closed: usize,
+    /// Closed rows whose `realtime_end` moved earlier: a backfilled revision now follows them.
+    pub periods_corrected: usize,
 }
 
-/// Compaction's rewrite of a set of rows (table schema) that holds every not-yet-closed row of
-/// its keys: per key the last arrival per revision date is kept (exact duplicates and corrected
-/// rows are dropped), and every revision but the newest gets `realtime_end` = the day before the
-/// next revision. Sorted by the table's sort key. Every view answers the same before and after.
+/// Compaction's rewrite of a set of rows (table schema). Per key the rows must be the whole key,
+/// or its current rows when no arrival among them is older than its open revision (closed rows
+/// then cannot change: see [`backfilled_keys`]). Per revision the fold keeps the row that last
+/// changed its value (exact re-publications and corrected rows are dropped), with the flag any
+/// arrival gave it; every revision but the newest gets `realtime_end` = the day before the next
+/// revision known ([`Periods`]). Every view answers the same before and after.
 pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> {
     use arrow::array::Array;
     let Some(first) = rows.first() else {
@@ -474,27 +503,28 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
     let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
     let mut flags: Vec<bool> = Vec::with_capacity(batch.num_rows());
     let mut ends: Vec<Option<i32>> = Vec::with_capacity(batch.num_rows());
-    let mut periods_closed = 0;
+    let (mut periods_closed, mut periods_corrected) = (0, 0);
     let (duplicates, corrections) = for_each_key(
         &batch,
         order.values(),
         |_| true,
-        |_, _, group| {
-            for (k, e) in group.iter().enumerate() {
+        |_, _, group, periods| {
+            for e in group {
                 let r = e.row as usize;
                 keep.push(e.row);
                 flags.push(e.flagged);
-                match group.get(k + 1) {
-                    Some(next) => {
-                        ends.push(Some(revision.value(next.row as usize) - 1));
-                        periods_closed += usize::from(stored_end.is_null(r));
-                    }
-                    // The newest revision keeps what it had (null while current).
-                    None => ends.push(stored_end.is_valid(r).then(|| stored_end.value(r))),
+                let end = periods.end_of(revision.value(r));
+                let end = (end != OPEN_END.days_since_epoch()).then_some(end);
+                match (stored_end.is_valid(r).then(|| stored_end.value(r)), end) {
+                    (None, Some(_)) => periods_closed += 1,
+                    (Some(before), Some(now)) if before != now => periods_corrected += 1,
+                    _ => {}
                 }
+                ends.push(end);
             }
         },
     )?;
+    stats.periods_corrected = periods_corrected;
     stats.duplicates_dropped = duplicates;
     stats.corrections_applied = corrections;
     stats.periods_closed = periods_closed;
@@ -516,4 +546,64 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((RecordBatch::try_new(schema, columns)?, stats))
+}
+
+/// A `(series_id, date)` key, the date in days since the epoch.
+pub type SeriesDate = (String, i32);
+
+/// The keys whose closed rows arrivals may change. `open` are current rows compaction wrote (each
+/// key's open revision), `arrived` the rows appended since. An arrival older than its key's open
+/// revision is a backfill, or a re-publication or correction of a closed revision: it may shorten
+/// a stored `realtime_end` or fold into a closed row, so compaction reads that key's closed rows
+/// too. Arrivals at or after the open revision change no closed row (every stored end of the key
+/// lies before its open revision).
+pub fn backfilled_keys(open: &[RecordBatch], arrived: &[RecordBatch]) -> Result<std::collections::HashSet<SeriesDate>> {
+    use arrow::array::Array;
+    use std::collections::{HashMap, HashSet};
+    let keys = |b: &RecordBatch| -> Result<(arrow::array::StringArray, Date32Array, Date32Array)> {
+        let column =
+            |name: &str| b.column_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("rows lack {name}")));
+        Ok((
+            column(col::SERIES_ID)?.as_string::<i32>().clone(),
+            column(col::DATE)?.as_primitive::<Date32Type>().clone(),
+            column(col::REVISION_DATE)?.as_primitive::<Date32Type>().clone(),
+        ))
+    };
+    let mut tops: HashMap<(&str, i32), i32> = HashMap::new();
+    let open_keys = open.iter().map(keys).collect::<Result<Vec<_>>>()?;
+    for (s, d, r) in &open_keys {
+        for i in 0..s.len() {
+            let top = tops.entry((s.value(i), d.value(i))).or_insert(i32::MIN);
+            *top = (*top).max(r.value(i));
+        }
+    }
+    let mut out = HashSet::new();
+    for b in arrived {
+        let (s, d, r) = keys(b)?;
+        for i in 0..s.len() {
+            if tops.get(&(s.value(i), d.value(i))).is_some_and(|&top| r.value(i) < top) {
+                out.insert((s.value(i).to_owned(), d.value(i)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Splits rows into those of `keys` and the rest (each in the input's schema).
+pub fn split_keys(
+    batch: &RecordBatch,
+    keys: &std::collections::HashSet<SeriesDate>,
+) -> Result<(RecordBatch, RecordBatch)> {
+    let s = batch
+        .column_by_name(col::SERIES_ID)
+        .ok_or_else(|| StorageError::InvalidData("rows lack series_id".into()))?
+        .as_string::<i32>();
+    let d = batch
+        .column_by_name(col::DATE)
+        .ok_or_else(|| StorageError::InvalidData("rows lack date".into()))?
+        .as_primitive::<Date32Type>();
+    let of_keys: arrow::array::BooleanArray =
+        (0..batch.num_rows()).map(|i| Some(keys.contains(&(s.value(i).to_owned(), d.value(i))))).collect();
+    let rest = arrow::compute::not(&of_keys)?;
+    Ok((arrow::compute::filter_record_batch(batch, &of_keys)?, arrow::compute::filter_record_batch(batch, &rest)?))
 }

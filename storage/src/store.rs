@@ -149,10 +149,71 @@ impl IcebergStore {
         offsets: Vec<OffsetUpdate>,
         origin: &str,
     ) -> Result<Committed> {
-        self.write_tiers_and_commit(kind, &[(None, batches.to_vec())], Encoding::Fresh, |files| {
-            CommitRequest::append(files, origin).with_offsets(offsets)
+        if kind != TableKind::DataPoints {
+            return self
+                .write_tiers_and_commit(kind, &[(None, batches.to_vec())], Encoding::Fresh, |files| {
+                    CommitRequest::append(files, origin).with_offsets(offsets)
+                })
+                .await;
+        }
+        self.append_arrivals(batches, offsets, origin, true).await
+    }
+
+    /// Appends rows copied from another store with the arrival numbers they carry (a migration):
+    /// the table's mark moves past them, so later arrivals still answer over them.
+    pub async fn append_copied(
+        &self,
+        kind: TableKind,
+        batches: &[RecordBatch],
+        offsets: Vec<OffsetUpdate>,
+        origin: &str,
+    ) -> Result<Committed> {
+        if kind != TableKind::DataPoints {
+            return self.append(kind, batches, offsets, origin).await;
+        }
+        self.append_arrivals(batches, offsets, origin, false).await
+    }
+
+    /// A data_points append with arrival numbers after the table's mark (`renumber`), or as
+    /// given; again (files rewritten) if another writer's append moved the mark meanwhile.
+    async fn append_arrivals(
+        &self,
+        batches: &[RecordBatch],
+        offsets: Vec<OffsetUpdate>,
+        origin: &str,
+        renumber: bool,
+    ) -> Result<Committed> {
+        let kind = TableKind::DataPoints;
+        for attempt in 1..=self.retry.max_attempts {
+            let table = self.wh.load(kind).await?;
+            let expected = crate::commit::arrival_mark(table.metadata());
+            let after = match expected {
+                Some(mark) => mark,
+                None => legacy_arrival_mark(&self.wh, &table).await?,
+            };
+            let (rows, last) = if renumber {
+                crate::arrivals::renumber(batches, after)?
+            } else {
+                (batches.to_vec(), crate::arrivals::highest(batches)?.unwrap_or(after).max(after))
+            };
+            let range = crate::arrivals::ArrivalRange { expected, last };
+            match self
+                .write_tiers_and_commit(kind, &[(None, rows)], Encoding::Fresh, |files| {
+                    CommitRequest::append(files, origin).with_offsets(offsets.clone()).with_arrivals(Some(range))
+                })
+                .await
+            {
+                Err(StorageError::ArrivalsMoved { table, expected, found }) => {
+                    tracing::debug!(%table, ?expected, ?found, attempt, "arrival mark moved; renumbering");
+                }
+                other => return other,
+            }
+        }
+        Err(StorageError::TooManyConflicts {
+            table: self.wh.ident(kind).to_string(),
+            attempts: self.retry.max_attempts,
+            last: "other writers kept assigning arrival numbers".into(),
         })
-        .await
     }
 
     /// Writes each group of rows into its tier (`None`: the hot tier), then one commit; when the
@@ -325,6 +386,27 @@ impl IngestTarget for IcebergStore {
     fn describe(&self) -> String {
         "iceberg tables".into()
     }
+}
+
+/// For a table written before arrival marks: the highest `ingest_seq` its live files' statistics
+/// hold (new numbers continue after every number already stored).
+async fn legacy_arrival_mark(wh: &Warehouse, table: &iceberg::table::Table) -> Result<i64> {
+    use iceberg::spec::PrimitiveLiteral;
+    use vintagelake_schemas::table::data_points_ids as field;
+    let files = crate::files::live_files(wh, table, None).await?;
+    let mut mark = 0;
+    for f in &files {
+        match f.data_file.upper_bounds().get(&field::INGEST_SEQ).map(|d| d.literal()) {
+            Some(PrimitiveLiteral::Long(v)) => mark = mark.max(*v),
+            Some(PrimitiveLiteral::Int(v)) => mark = mark.max(i64::from(*v)),
+            // No statistics: read the column.
+            _ => {
+                let rows = crate::files::read_data_file(wh, &f.path).await?;
+                mark = mark.max(crate::arrivals::highest(&rows)?.unwrap_or(0));
+            }
+        }
+    }
+    Ok(mark)
 }
 
 /// Everything in memory (one "snapshot" per write): for unit tests of other crates and demos.

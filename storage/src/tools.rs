@@ -39,6 +39,17 @@ pub fn pyiceberg_python() -> io::Result<PathBuf> {
     python_env("pyiceberg-0.12.0", &requirements)
 }
 
+/// DuckDB with its own Iceberg reader, installed offline from PyPI (`duckdb-extension-iceberg`,
+/// `duckdb-extension-avro`; a script loads the `.duckdb_extension` files with
+/// `allow_unsigned_extensions`). The extensions are built for DuckDB 1.5.5, hence their own
+/// environment.
+pub fn duckdb_iceberg_python() -> io::Result<PathBuf> {
+    python_env(
+        "duckdb-iceberg-1.5.5",
+        &["duckdb==1.5.5", "duckdb-extension-iceberg==1.5.5", "duckdb-extension-avro==1.5.5"],
+    )
+}
+
 /// A cached virtual environment with `requirements` installed; returns its interpreter.
 pub fn python_env(name: &str, requirements: &[&str]) -> io::Result<PathBuf> {
     let root = cache_dir();

@@ -134,6 +134,15 @@ impl Log {
         live
     }
 
+    /// The latest arrival mark recorded for `table` ([`crate::arrivals`]).
+    fn arrival_mark(&self, table: TableKind) -> Option<i64> {
+        self.entries
+            .iter()
+            .rev()
+            .filter(|e| e.table == table.name())
+            .find_map(|e| e.summary.get(crate::arrivals::SUMMARY_ARRIVALS).and_then(|v| v.parse().ok()))
+    }
+
     fn offsets(&self, table: TableKind, version: Option<u64>) -> BTreeMap<(String, i32), i64> {
         let upto = version.map_or(self.entries.len(), |v| v as usize);
         let mut out = BTreeMap::new();
@@ -275,7 +284,56 @@ impl ParquetStore {
         offsets: Vec<OffsetUpdate>,
         origin: &str,
     ) -> Result<Committed> {
-        self.write_and_commit(kind, CommitKind::Append, batches, Vec::new(), offsets, origin, BTreeMap::new()).await
+        if kind != TableKind::DataPoints {
+            return self
+                .write_and_commit(kind, CommitKind::Append, batches, Vec::new(), offsets, origin, BTreeMap::new(), None)
+                .await;
+        }
+        // Arrival numbers follow the order of commits (as in the Iceberg store).
+        for _ in 0..MAX_ATTEMPTS {
+            let i = self.inner.clone();
+            let (expected, after) = blocking(move || {
+                let mut log = i.log.lock().expect("log lock");
+                i.refresh(&mut log)?;
+                let expected = log.arrival_mark(kind);
+                let after = match expected {
+                    Some(mark) => mark,
+                    // Written before marks: continue after every number stored.
+                    None => {
+                        let mut high = 0;
+                        for f in log.live(kind, None) {
+                            high = high.max(crate::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
+                        }
+                        high
+                    }
+                };
+                Ok((expected, after))
+            })
+            .await?;
+            let (rows, last) = crate::arrivals::renumber(batches, after)?;
+            let range = crate::arrivals::ArrivalRange { expected, last };
+            match self
+                .write_and_commit(
+                    kind,
+                    CommitKind::Append,
+                    &rows,
+                    Vec::new(),
+                    offsets.clone(),
+                    origin,
+                    BTreeMap::new(),
+                    Some(range),
+                )
+                .await
+            {
+                Err(StorageError::ArrivalsMoved { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(StorageError::TooManyConflicts {
+            table: kind.name().to_owned(),
+            attempts: MAX_ATTEMPTS,
+            last: "other writers kept assigning arrival numbers".into(),
+        })
     }
 
     /// Atomically replaces live files `remove` with `rows` (compaction's primitive).
@@ -288,7 +346,7 @@ impl ParquetStore {
         origin: &str,
         summary: BTreeMap<String, String>,
     ) -> Result<Committed> {
-        self.write_and_commit(kind, commit_kind, rows, remove, Vec::new(), origin, summary).await
+        self.write_and_commit(kind, commit_kind, rows, remove, Vec::new(), origin, summary, None).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -301,13 +359,14 @@ impl ParquetStore {
         offsets: Vec<OffsetUpdate>,
         origin: &str,
         summary: BTreeMap<String, String>,
+        arrivals: Option<crate::arrivals::ArrivalRange>,
     ) -> Result<Committed> {
         let i = self.inner.clone();
         let rows = rows.to_vec();
         let origin = origin.to_owned();
         blocking(move || {
             let added = i.write_files(kind, &rows)?;
-            let result = i.commit(kind, commit_kind, &added, remove, offsets, origin, summary);
+            let result = i.commit(kind, commit_kind, &added, remove, offsets, origin, summary, arrivals);
             if let Err(e) = &result
                 && !e.may_have_committed()
             {
@@ -525,6 +584,7 @@ impl Inner {
         offsets: Vec<OffsetUpdate>,
         origin: String,
         summary: BTreeMap<String, String>,
+        arrivals: Option<crate::arrivals::ArrivalRange>,
     ) -> Result<Committed> {
         let table = kind.name();
         if added.is_empty() && remove.is_empty() && offsets.is_empty() {
@@ -564,6 +624,16 @@ impl Inner {
                     });
                 }
             }
+            let mark = log.arrival_mark(kind);
+            if let Some(a) = arrivals
+                && mark != a.expected
+            {
+                return Err(StorageError::ArrivalsMoved { table: table.to_owned(), expected: a.expected, found: mark });
+            }
+            let mut summary = summary.clone();
+            if let Some(m) = arrivals.map(|a| a.last).or(mark) {
+                summary.insert(crate::arrivals::SUMMARY_ARRIVALS.to_owned(), m.to_string());
+            }
             let removed_records: u64 = live.iter().filter(|f| remove.contains(&f.path)).map(|f| f.rows).sum();
             let version = log.entries.len() as u64 + 1;
             let entry = LogEntry {
@@ -578,7 +648,7 @@ impl Inner {
                     .iter()
                     .map(|o| LoggedOffset { topic: o.topic.clone(), partition: o.partition, next: o.next })
                     .collect(),
-                summary: summary.clone(),
+                summary,
             };
             let tmp = log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
             let bytes = serde_json::to_vec_pretty(&entry).expect("log entries serialise");

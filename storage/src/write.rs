@@ -151,8 +151,11 @@ pub async fn write_data_files(
 
     let tier = tier.unwrap_or(wh.hot_tier());
     let location = DefaultLocationGenerator::with_data_location(wh.data_location(kind, tier)?);
-    let names =
-        DefaultFileNameGenerator::new(format!("{}", uuid::Uuid::now_v7().simple()), None, DataFileFormat::Parquet);
+    let names = DefaultFileNameGenerator::new(
+        format!("{}-{}", encoding.file_prefix(), uuid::Uuid::now_v7().simple()),
+        None,
+        DataFileFormat::Parquet,
+    );
     let target = table
         .metadata()
         .properties()
@@ -191,6 +194,31 @@ pub enum Encoding {
     Fresh,
     /// Rewritten or tiered rows, which stay: they favour size (zstd level 3).
     Settled,
+}
+
+impl Encoding {
+    /// How a data file's name starts, so its origin is known from the name alone (snapshot
+    /// summaries expire): compaction treats current rows it wrote itself as each key's open
+    /// revision, and the rows of `appended-` files as arrivals since.
+    fn file_prefix(self) -> &'static str {
+        match self {
+            Encoding::Fresh => "appended",
+            Encoding::Settled => "rewritten",
+        }
+    }
+}
+
+/// Whether a data file was written by a rewrite (compaction, retention), from its name; `None`
+/// for files named before names said so.
+pub fn written_by_rewrite(path: &str) -> Option<bool> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.starts_with(Encoding::Settled.file_prefix()) {
+        Some(true)
+    } else if name.starts_with(Encoding::Fresh.file_prefix()) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 pub(crate) fn writer_properties(encoding: Encoding) -> WriterProperties {

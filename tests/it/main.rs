@@ -16,3 +16,4 @@ mod serve;
 mod stress;
 mod support;
 mod tier;
+mod vintages;

@@ -23,6 +23,7 @@ use vintagelake_storage::commit::{CommitKind, CommitRequest, RetryPolicy, commit
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::files::{LiveFile, copy_verified, live_files, read_data_file, relocated};
+use vintagelake_storage::retention::{RevisionKey, first_release_keys as first_release_keys_of, keep_first_releases};
 use vintagelake_storage::store::IcebergStore;
 use vintagelake_storage::write::{Encoding, write_data_files};
 
@@ -313,11 +314,18 @@ async fn execute(
         }
     }
     let firsts = first_release_keys(store, contents.values().flatten()).await?;
+    // Keys whose backfill awaits compaction keep their rows this run (their periods are not stored yet).
+    let deferred = if contents.is_empty() {
+        Default::default()
+    } else {
+        let files = live_files(&wh, table, None).await?;
+        vintagelake_storage::files::backfilled_keys_of_table(&wh, table, &files, concurrency).await?
+    };
     let mut unchanged: Vec<String> = Vec::new();
     for a in &actions {
         let Action::Delete { path, tier, rows, keep_originals, .. } = a else { continue };
         if *keep_originals {
-            let kept = first_releases(&contents[path.as_str()], &firsts)?;
+            let kept = keep_first_releases(&contents[path.as_str()], &firsts, &deferred)?;
             let n: usize = kept.iter().map(RecordBatch::num_rows).sum();
             if n as u64 == *rows {
                 // Every row is a first release: nothing may go, leave the file as it is.
@@ -380,9 +388,6 @@ async fn copy_one(wh: &Warehouse, file: &LiveFile, target: &str) -> Result<DataF
     relocated(&file.data_file, target)
 }
 
-/// A revision key: (series id, date, revision date) in days since the epoch.
-type RevisionKey = (String, i32, i32);
-
 /// The revision keys that are first releases (as the `first_release` view answers them) among the
 /// series the batches hold, read from the whole table: a key with no flagged revision has its
 /// earliest one as first release, wherever that row is stored.
@@ -406,40 +411,7 @@ async fn first_release_keys<'a>(
         .iter()
         .map(|s| s.parse().map_err(|e| StorageError::InvalidData(format!("stored series id {s:?}: {e}"))))
         .collect::<Result<Vec<vintagelake_schemas::SeriesId>, _>>()?;
-    let view = store.query(&VintageQuery::new(View::FirstRelease).series(ids)).await?;
-    let (s, d, r) = (
-        view.column_by_name(col::SERIES_ID).expect("view has series_id").as_string::<i32>(),
-        view.column_by_name(col::DATE).expect("view has date").as_primitive::<arrow::datatypes::Date32Type>(),
-        view.column_by_name(col::REVISION_DATE)
-            .expect("view has revision_date")
-            .as_primitive::<arrow::datatypes::Date32Type>(),
-    );
-    Ok((0..view.num_rows()).map(|i| (s.value(i).to_owned(), d.value(i), r.value(i))).collect())
-}
-
-/// The rows of `batches` that deletion keeps: flagged original releases, and every arrival of a
-/// revision that is its key's first release (so corrections of it still resolve).
-fn first_releases(
-    batches: &[RecordBatch],
-    firsts: &std::collections::HashSet<RevisionKey>,
-) -> Result<Vec<RecordBatch>, StorageError> {
-    use vintagelake_schemas::arrow::col;
-    batches
-        .iter()
-        .map(|b| {
-            let column = |name: &str| {
-                b.column_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("data file lacks {name}")))
-            };
-            let flag = column(col::IS_ORIGINAL_RELEASE)?.as_boolean();
-            let s = column(col::SERIES_ID)?.as_string::<i32>();
-            let d = column(col::DATE)?.as_primitive::<arrow::datatypes::Date32Type>();
-            let r = column(col::REVISION_DATE)?.as_primitive::<arrow::datatypes::Date32Type>();
-            let keep: arrow::array::BooleanArray = (0..b.num_rows())
-                .map(|i| Some(flag.value(i) || firsts.contains(&(s.value(i).to_owned(), d.value(i), r.value(i)))))
-                .collect();
-            Ok(arrow::compute::filter_record_batch(b, &keep)?)
-        })
-        .collect()
+    first_release_keys_of(&store.query(&VintageQuery::new(View::FirstRelease).series(ids)).await?)
 }
 
 /// Files, bytes and the oldest data age per tier.
