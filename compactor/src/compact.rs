@@ -185,9 +185,8 @@ async fn compact_inner(
         let backfilled = backfilled_keys(&open_rows, &arrived_rows)?;
         let mut reread: Vec<(&LiveFile, Vec<arrow::array::RecordBatch>)> = Vec::new();
         if !backfilled.is_empty() {
-            let candidates = files
-                .iter()
-                .filter(|f| f.realtime_end_month.is_some() && backfilled.iter().any(|(s, d)| f.may_hold(s, *d)));
+            let sorted: std::collections::BTreeSet<_> = backfilled.iter().cloned().collect();
+            let candidates = files.iter().filter(|f| f.realtime_end_month.is_some() && f.may_hold_any(&sorted));
             for f in candidates {
                 if cancel.is_cancelled() {
                     return Err(CompactError::Cancelled);
@@ -334,6 +333,7 @@ async fn compact_inner(
     metrics::counter!(m::ROWS_DEDUPLICATED)
         .increment((report.rows.duplicates_dropped + report.rows.corrections_applied) as u64);
     metrics::counter!(m::PERIODS_CLOSED).increment(report.rows.periods_closed as u64);
+    metrics::counter!(m::PERIODS_CORRECTED).increment(report.rows.periods_corrected as u64);
     metrics::counter!(m::SNAPSHOTS_EXPIRED).increment(report.snapshots_expired as u64);
     metrics::counter!(m::ORPHANS_REMOVED).increment(report.orphans_removed as u64);
     metrics::histogram!(m::DURATION).record(report.seconds);

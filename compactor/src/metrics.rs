@@ -8,6 +8,7 @@ pub const BYTES_IN: &str = "vintagelake_compaction_bytes_in_total";
 pub const BYTES_OUT: &str = "vintagelake_compaction_bytes_out_total";
 pub const ROWS_DEDUPLICATED: &str = "vintagelake_compaction_rows_deduplicated_total";
 pub const PERIODS_CLOSED: &str = "vintagelake_compaction_periods_closed_total";
+pub const PERIODS_CORRECTED: &str = "vintagelake_compaction_periods_corrected_total";
 pub const CONFLICTS: &str = "vintagelake_compaction_conflicts_total";
 pub const ACCOUNTING_FAILURES: &str = "vintagelake_compaction_accounting_failures_total";
 pub const SNAPSHOTS_EXPIRED: &str = "vintagelake_compaction_snapshots_expired_total";
@@ -30,6 +31,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Kind::Counter,
         &[],
         "Revisions that got their realtime_end (moved out of the current partition).",
+    ),
+    doc(
+        PERIODS_CORRECTED,
+        Kind::Counter,
+        &[],
+        "Stored realtime_end values moved earlier because a backfilled revision now follows them.",
     ),
     doc(CONFLICTS, Kind::Counter, &[], "Compaction commit attempts re-planned after a concurrent commit."),
     doc(

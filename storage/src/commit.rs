@@ -198,7 +198,8 @@ pub fn recorded_offsets(metadata: &TableMetadata) -> BTreeMap<(String, i32), i64
 /// The highest arrival number the current snapshot's lineage assigned ([`crate::arrivals`]);
 /// `None` for a table written before marks existed.
 pub fn arrival_mark(metadata: &TableMetadata) -> Option<i64> {
-    ancestors(metadata, None).find_map(|s| crate::arrivals::mark_in(&s.summary().additional_properties))
+    ancestors(metadata, metadata.current_snapshot_id())
+        .find_map(|s| crate::arrivals::mark_in(&s.summary().additional_properties))
 }
 
 /// The Kafka positions as of a snapshot: those of the nearest snapshot in its ancestry (itself

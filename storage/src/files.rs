@@ -28,6 +28,26 @@ pub struct LiveFile {
 }
 
 impl LiveFile {
+    /// Whether the file's bounds admit a row of any of `keys` (`(series_id, date)`, sorted):
+    /// only the keys within its `series_id` range are tried.
+    pub fn may_hold_any(&self, keys: &std::collections::BTreeSet<crate::scan::SeriesDate>) -> bool {
+        use std::ops::Bound;
+        use vintagelake_schemas::table::data_points_ids as field;
+        let bound = |b: &std::collections::HashMap<i32, iceberg::spec::Datum>| match b
+            .get(&field::SERIES_ID)
+            .map(|d| d.literal())
+        {
+            Some(PrimitiveLiteral::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let df = &self.data_file;
+        let lo = bound(df.lower_bounds()).map_or(Bound::Unbounded, |s| Bound::Included((s, i32::MIN)));
+        // A truncated upper bound is a prefix of the values it stands for.
+        let hi = bound(df.upper_bounds())
+            .map_or(Bound::Unbounded, |s| Bound::Included((format!("{s}{}", char::MAX), i32::MAX)));
+        keys.range((lo, hi)).any(|(s, d)| self.may_hold(s, *d))
+    }
+
     /// Whether the file's column bounds admit a row of `series` on `date` (days since the epoch);
     /// a file without bounds may hold anything.
     pub fn may_hold(&self, series: &str, date: i32) -> bool {

@@ -198,7 +198,7 @@ impl IcebergStore {
             };
             let range = crate::arrivals::ArrivalRange { expected, last };
             match self
-                .write_tiers_and_commit(kind, &[(None, rows)], Encoding::Fresh, |files| {
+                .write_and_commit_on(&table, kind, &[(None, rows)], Encoding::Fresh, |files| {
                     CommitRequest::append(files, origin).with_offsets(offsets.clone()).with_arrivals(Some(range))
                 })
                 .await
@@ -227,9 +227,22 @@ impl IcebergStore {
         request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
     ) -> Result<Committed> {
         let table = self.wh.load(kind).await?;
+        self.write_and_commit_on(&table, kind, groups, encoding, request).await
+    }
+
+    /// [`Self::write_tiers_and_commit`] with the table already loaded (its schema and spec shape
+    /// the files; the commit itself re-reads the current state).
+    async fn write_and_commit_on(
+        &self,
+        table: &iceberg::table::Table,
+        kind: TableKind,
+        groups: &[(Option<crate::config::TierName>, Vec<RecordBatch>)],
+        encoding: Encoding,
+        request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
+    ) -> Result<Committed> {
         let mut files = Vec::new();
         for (tier, rows) in groups {
-            files.extend(write_data_files(&self.wh, &table, kind, rows, tier.as_ref(), encoding).await?);
+            files.extend(write_data_files(&self.wh, table, kind, rows, tier.as_ref(), encoding).await?);
         }
         let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
         let result = commit(&self.wh, kind, &request(files), &self.retry).await;

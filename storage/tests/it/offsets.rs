@@ -136,3 +136,60 @@ async fn positions_live_in_each_snapshot_and_a_rollback_takes_them_back() {
     assert_eq!(plan(&table, RollbackTarget::AsOfMs(at)).unwrap().to_snapshot, first.snapshot_id);
     assert!(matches!(plan(&table, RollbackTarget::AsOfMs(at - 1)), Err(StorageError::NoSnapshotAtTime(_))));
 }
+
+/// Arrival numbers follow the order of commits: two writers append rows numbered by their own
+/// (overlapping) offsets; the store renumbers each append after the table's mark, carried by every
+/// snapshot (compaction's too), so the later commit's correction answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_numbers_follow_commits_across_writers_and_survive_rewrites() {
+    use vintagelake_storage::commit::arrival_mark;
+    use vintagelake_storage::scan::{View, VintageQuery};
+    use vintagelake_storage::store::FinancialDataStorage;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = warehouse(dir.path()).await;
+    let (a, b) = (IcebergStore::new(wh.clone()), IcebergStore::new(wh.clone()));
+    let mark = || async { arrival_mark(wh.load(TableKind::DataPoints).await.unwrap().metadata()) };
+    assert_eq!(mark().await, None, "an empty table has no mark");
+    // Writer a: offsets 50.. on its partition; writer b: offset 0 on another, committed later.
+    let mut first = rows(1, 50 << 20);
+    first[0].point.value = Some(100.0);
+    a.append_points(&first, vec![], "ingest").await.unwrap();
+    assert_eq!(mark().await, Some(1));
+    let mut second = rows(1, 0);
+    second[0].point.value = Some(101.0);
+    b.append_points(&second, vec![], "ingest").await.unwrap();
+    assert_eq!(mark().await, Some(2));
+    let stored: Vec<i64> = {
+        let t = wh.load(TableKind::DataPoints).await.unwrap();
+        let files: Vec<String> =
+            vintagelake_storage::files::live_files(&wh, &t, None).await.unwrap().into_iter().map(|f| f.path).collect();
+        let rows = vintagelake_storage::store::stored_rows(
+            &vintagelake_storage::files::read_data_files(&wh, &files, 2).await.unwrap(),
+        )
+        .unwrap();
+        let mut seqs: Vec<i64> = rows.iter().map(|r| r.ingest_seq).collect();
+        seqs.sort();
+        seqs
+    };
+    assert_eq!(stored, [1, 2], "renumbered in commit order");
+    let latest = a.query(&VintageQuery::new(View::Latest)).await.unwrap();
+    assert_eq!(vintagelake_storage::testing::rows(&latest)[0].2, Some(101.0), "the later commit's correction answers");
+    // A rewrite carries the mark; the next append continues after it.
+    let t = wh.load(TableKind::DataPoints).await.unwrap();
+    let files: Vec<String> =
+        vintagelake_storage::files::live_files(&wh, &t, None).await.unwrap().into_iter().map(|f| f.path).collect();
+    let all = vintagelake_storage::files::read_data_files(&wh, &files, 2).await.unwrap();
+    a.rewrite(
+        TableKind::DataPoints,
+        files,
+        &all,
+        vintagelake_storage::commit::CommitKind::Replace,
+        "compaction",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mark().await, Some(2), "carried by the rewrite");
+    b.append_points(&rows(3, 7), vec![], "ingest").await.unwrap();
+    assert_eq!(mark().await, Some(5));
+}
