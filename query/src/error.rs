@@ -1,6 +1,6 @@
 //! Errors of the query service, mapped to gRPC status in one place.
 
-use vintagelake_storage::error::StorageError;
+use vintagelake_storage::error::{ErrorKind, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -30,24 +30,12 @@ impl QueryError {
             QueryError::Unauthenticated(_) => Status::unauthenticated(msg),
             QueryError::Unimplemented(_) => Status::unimplemented(msg),
             QueryError::Encode(_) | QueryError::Internal(_) => Status::internal(msg),
-            QueryError::Storage(e) => match e {
-                StorageError::NoSuchSnapshot(_) | StorageError::NoSnapshotAtTime(_) => Status::not_found(msg),
-                StorageError::InvalidData(_) => Status::invalid_argument(msg),
-                StorageError::OpenCatalog { .. }
-                | StorageError::Catalog { .. }
-                | StorageError::CommitOutcomeUnknown { .. } => Status::unavailable(msg),
-                StorageError::ReadFile { .. } => Status::data_loss(msg),
-                StorageError::Iceberg(_)
-                | StorageError::Arrow(_)
-                | StorageError::Tier { .. }
-                | StorageError::UnknownLocation { .. }
-                | StorageError::Fenced { .. }
-                | StorageError::OffsetsBackwards { .. }
-                | StorageError::FileNotLive { .. }
-                | StorageError::TooManyConflicts { .. }
-                | StorageError::ArrivalsMoved { .. }
-                | StorageError::EmptyCommit { .. }
-                | StorageError::Io(_) => Status::internal(msg),
+            QueryError::Storage(e) => match e.kind() {
+                ErrorKind::NotFound => Status::not_found(msg),
+                ErrorKind::InvalidInput => Status::invalid_argument(msg),
+                ErrorKind::Unavailable => Status::unavailable(msg),
+                ErrorKind::DataLoss => Status::data_loss(msg),
+                ErrorKind::Conflict | ErrorKind::Internal => Status::internal(msg),
             },
         }
     }

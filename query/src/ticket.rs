@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use vintagelake_schemas::{Date, SeriesId};
-use vintagelake_storage::scan::{SnapshotSelector, View, VintageQuery};
+use vintagelake_storage::scan::{SnapshotSelector, View, ViewName, VintageQuery};
 
 /// The only ticket version this build reads.
 pub const TICKET_VERSION: u32 = 1;
@@ -45,7 +45,7 @@ impl TicketV1 {
     /// A ticket for one series' view.
     pub fn for_series(series: &SeriesId, view: View) -> Self {
         let (view, as_of) = match view {
-            View::AsOf(d) => ("as_of".to_owned(), Some(d.to_string())),
+            View::AsOf(d) => (view.name().to_owned(), Some(d.to_string())),
             other => (other.name().to_owned(), None),
         };
         Self {
@@ -78,20 +78,8 @@ pub fn parse_ticket(bytes: &[u8]) -> Result<VintageQuery, String> {
             })
             .transpose()
     };
-    let view = match t.view.as_str() {
-        "latest" => View::Latest,
-        "first_release" => View::FirstRelease,
-        "all_revisions" => View::AllRevisions,
-        "as_of" => View::AsOf(date("as_of", &t.as_of)?.ok_or("ticket field `as_of`: required by view as_of")?),
-        other => {
-            return Err(format!(
-                "ticket field `view`: unknown view {other:?} (latest, as_of, first_release, all_revisions)"
-            ));
-        }
-    };
-    if t.as_of.is_some() && !matches!(view, View::AsOf(_)) {
-        return Err("ticket field `as_of`: only meaningful with view as_of".into());
-    }
+    let name: ViewName = t.view.parse().map_err(|e| format!("ticket field `view`: {e}"))?;
+    let view = name.with_date(date("as_of", &t.as_of)?).map_err(|e| format!("ticket field `as_of`: {e}"))?;
     if t.series.len() > MAX_SERIES {
         return Err(format!("ticket field `series`: {} ids, at most {MAX_SERIES}", t.series.len()));
     }

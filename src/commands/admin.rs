@@ -290,12 +290,12 @@ async fn kafka_gaps(
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .create()
-            .map_err(|e| Error::Usage(format!("cannot reach the broker at {bootstrap}: {e}")))?;
+            .map_err(|e| Error::Failed(format!("cannot reach the broker at {bootstrap}: {e}")))?;
         let mut starts = std::collections::BTreeMap::new();
         for (topic, partition) in partitions {
             let (low, _) =
                 consumer.fetch_watermarks(&topic, partition, std::time::Duration::from_secs(10)).map_err(|e| {
-                    Error::Usage(format!("cannot read the log of {topic}[{partition}] at {bootstrap}: {e}"))
+                    Error::Failed(format!("cannot read the log of {topic}[{partition}] at {bootstrap}: {e}"))
                 })?;
             starts.insert((topic, partition), low);
         }
@@ -489,7 +489,7 @@ async fn tier(command: TierCommand, sub: &clap::ArgMatches) -> Result<ExitCode, 
             store.warehouse().check_tiers().await?;
             let report = vintagelake_tierer::run::move_file(&store, &file, &to)
                 .await
-                .map_err(|e| Error::Usage(format!("moving {file}: {e}")))?;
+                .map_err(|e| Error::Failed(format!("moving {file}: {e}")))?;
             println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
             return Ok(ExitCode::SUCCESS);
         }

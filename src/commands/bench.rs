@@ -300,7 +300,7 @@ fn messages(revisions: &[DataPointRevision], format: &str, per_message: usize) -
     for (series, rows) in by_series {
         for chunk in rows.chunks(per_message.max(1)) {
             let payload =
-                encode_data_points_ipc(chunk).map_err(|e| Error::Usage(format!("encoding a bulk message: {e}")))?;
+                encode_data_points_ipc(chunk).map_err(|e| Error::Failed(format!("encoding a bulk message: {e}")))?;
             out.push((series.as_str().as_bytes().to_vec(), payload));
         }
     }
@@ -311,17 +311,17 @@ fn messages(revisions: &[DataPointRevision], format: &str, per_message: usize) -
 async fn flight_client(port: u16) -> Result<FlightClient, Error> {
     let url = format!("http://127.0.0.1:{port}");
     let channel = tonic::transport::Channel::from_shared(url.clone())
-        .map_err(|e| Error::Usage(e.to_string()))?
+        .map_err(|e| Error::Failed(e.to_string()))?
         .connect()
         .await
-        .map_err(|e| Error::Usage(format!("Flight {url}: {e}")))?;
+        .map_err(|e| Error::Failed(format!("Flight {url}: {e}")))?;
     Ok(FlightClient::new(channel))
 }
 
 async fn do_get(client: &mut FlightClient, ticket: &TicketV1) -> Result<Vec<RecordBatch>, Error> {
     let stream =
-        client.do_get(Ticket::new(ticket.to_bytes())).await.map_err(|e| Error::Usage(format!("do_get: {e}")))?;
-    stream.try_collect().await.map_err(|e| Error::Usage(format!("do_get stream: {e}")))
+        client.do_get(Ticket::new(ticket.to_bytes())).await.map_err(|e| Error::Failed(format!("do_get: {e}")))?;
+    stream.try_collect().await.map_err(|e| Error::Failed(format!("do_get stream: {e}")))
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {
@@ -402,7 +402,7 @@ async fn freshness(
         producer
             .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(10))
             .await
-            .map_err(|(e, _)| Error::Usage(format!("producing a freshness probe: {e}")))?;
+            .map_err(|(e, _)| Error::Failed(format!("producing a freshness probe: {e}")))?;
         let ticket = TicketV1::for_series(&series, View::Latest);
         loop {
             if rows(&do_get(&mut client, &ticket).await?) > 0 {
@@ -410,7 +410,7 @@ async fn freshness(
                 break;
             }
             if started.elapsed() > timeout {
-                return Err(Error::Usage(format!("probe {series} not visible through Flight within {timeout:?}")));
+                return Err(Error::Failed(format!("probe {series} not visible through Flight within {timeout:?}")));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -489,7 +489,7 @@ fn json_f64(v: &serde_json::Value, path: &[&str]) -> Result<f64, Error> {
     path.iter()
         .try_fold(v, |v, k| v.get(k))
         .and_then(serde_json::Value::as_f64)
-        .ok_or_else(|| Error::Usage(format!("comparison output lacks {}: {v}", path.join("."))))
+        .ok_or_else(|| Error::Failed(format!("comparison output lacks {}: {v}", path.join("."))))
 }
 
 async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
@@ -569,7 +569,7 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
         .await?;
     let sustained = started.elapsed();
     loading.store(false, Ordering::Relaxed);
-    let fresh = probes.await.map_err(|e| Error::Usage(format!("probe task: {e}")))??;
+    let fresh = probes.await.map_err(|e| Error::Failed(format!("probe task: {e}")))??;
     let everything = || warmup + produced as i64 + probes_sent.load(Ordering::SeqCst);
     wait_committed(&mut ingest, &mut [&mut query], &store, &topic, Covered::Messages(&everything), deadline).await?;
     let peak_rss = ingest.peak_rss();
@@ -600,7 +600,7 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
                     let got = do_get(&mut client, &TicketV1::for_series(s, View::Latest)).await?;
                     times.push(t.elapsed());
                     if rows(&got) == 0 {
-                        return Err(Error::Usage(format!("{s}: no rows through Flight")));
+                        return Err(Error::Failed(format!("{s}: no rows through Flight")));
                     }
                 }
                 Ok::<_, Error>(times)
@@ -608,7 +608,7 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
         }
         let mut times = Vec::new();
         for t in tasks {
-            times.extend(t.await.map_err(|e| Error::Usage(format!("reader task: {e}")))??);
+            times.extend(t.await.map_err(|e| Error::Failed(format!("reader task: {e}")))??);
         }
         let elapsed = started.elapsed();
         times.sort();
@@ -767,8 +767,8 @@ async fn compare(
         vintagelake_storage::tools::run_python(&py, REFERENCE_PIPELINE, &a)
     })
     .await
-    .map_err(|e| Error::Usage(format!("reference task: {e}")))?
-    .map_err(|e| Error::Usage(format!("the reference pipeline failed: {e}")))?;
+    .map_err(|e| Error::Failed(format!("reference task: {e}")))?
+    .map_err(|e| Error::Failed(format!("the reference pipeline failed: {e}")))?;
 
     // The same answers read directly from our warehouse.
     eprintln!("pyiceberg and DuckDB reading our warehouse…");
@@ -778,11 +778,11 @@ async fn compare(
         vintagelake_storage::tools::run_python(&python, DIRECT_READS, &[&warehouse, &series_arg])
     })
     .await
-    .map_err(|e| Error::Usage(format!("direct-read task: {e}")))?
-    .map_err(|e| Error::Usage(format!("the direct reads failed: {e}")))?;
+    .map_err(|e| Error::Failed(format!("direct-read task: {e}")))?
+    .map_err(|e| Error::Failed(format!("the direct reads failed: {e}")))?;
     let parse = |out: &str| -> Result<serde_json::Value, Error> {
         let line = out.lines().last().unwrap_or_default();
-        serde_json::from_str(line).map_err(|e| Error::Usage(format!("comparison output {line:?}: {e}")))
+        serde_json::from_str(line).map_err(|e| Error::Failed(format!("comparison output {line:?}: {e}")))
     };
     let (reference, direct) = (parse(&reference)?, parse(&direct)?);
     let duck: Vec<usize> = direct["duckdb_latest_one"]["rows"]

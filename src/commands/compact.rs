@@ -18,7 +18,7 @@ pub async fn run(common: CommonConfig, config: CompactorConfig, once: bool) -> R
                 Ok(ExitCode::SUCCESS)
             }
             Err(vintagelake_compactor::compact::CompactError::Cancelled) => Ok(ExitCode::SUCCESS),
-            Err(e) => Err(Error::Usage(format!("compaction failed: {e}"))),
+            Err(e) => Err(Error::Failed(format!("compaction failed: {e}"))),
         }
     } else {
         vintagelake_compactor::daemon::run(store, config.compaction_schedule, options, shutdown.clone()).await;

@@ -58,18 +58,19 @@ pub fn ticket_of(args: &GetArgs) -> TicketV1 {
 
 impl GetArgs {
     fn ticket(&self) -> TicketV1 {
+        use vintagelake_storage::scan::ViewName;
         let view = if self.as_of.is_some() {
-            "as_of"
+            ViewName::AsOf
         } else if self.first_release {
-            "first_release"
+            ViewName::FirstRelease
         } else if self.all_revisions {
-            "all_revisions"
+            ViewName::AllRevisions
         } else {
-            "latest"
+            ViewName::Latest
         };
         TicketV1 {
             version: vintagelake_query::ticket::TICKET_VERSION,
-            view: view.into(),
+            view: view.as_str().into(),
             series: self.series.clone(),
             start: self.start.clone(),
             end: self.end.clone(),
@@ -82,7 +83,7 @@ impl GetArgs {
 
 /// Fetches the batches of a ticket.
 pub async fn fetch(args: &GetArgs, ticket: Vec<u8>) -> Result<Vec<RecordBatch>, Error> {
-    let flight_err = |e: String| Error::Usage(format!("Flight {}: {e}", args.flight_url));
+    let flight_err = |e: String| Error::Failed(format!("Flight {}: {e}", args.flight_url));
     let mut endpoint = Channel::from_shared(args.flight_url.clone()).map_err(|e| flight_err(e.to_string()))?;
     if args.flight_url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_enabled_roots();
@@ -113,7 +114,7 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
         None if args.format == "parquet" => return Err(Error::Usage("--format parquet needs --out FILE".into())),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let write_err = |e: String| Error::Usage(format!("writing output: {e}"));
+    let write_err = |e: String| Error::Failed(format!("writing output: {e}"));
     match args.format.as_str() {
         "csv" => {
             let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);

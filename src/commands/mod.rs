@@ -116,8 +116,12 @@ pub enum Command {
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The command was given something it cannot work with (flags, arguments, environment).
     #[error("{0}")]
     Usage(String),
+    /// The command ran and something it depends on failed (a service, a task, a write).
+    #[error("{0}")]
+    Failed(String),
     #[error("binding {what} on {addr}: {source}")]
     Bind {
         what: &'static str,

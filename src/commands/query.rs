@@ -38,7 +38,7 @@ pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, 
     let _ = http.await;
     match served {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-        Ok(Err(e)) => Err(Error::Usage(format!("Flight service failed: {e}"))),
-        Err(e) => Err(Error::Usage(format!("Flight service task failed: {e}"))),
+        Ok(Err(e)) => Err(Error::Failed(format!("Flight service failed: {e}"))),
+        Err(e) => Err(Error::Failed(format!("Flight service task failed: {e}"))),
     }
 }

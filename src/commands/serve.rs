@@ -17,6 +17,7 @@ use vintagelake_query::auth::Auth;
 use vintagelake_query::{QueryConfig, VintageFlightService};
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::shutdown::Components;
 
 use super::{DaemonBase, Error, start_daemon};
 use crate::config::CommonConfig;
@@ -86,31 +87,44 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let flight =
         vintagelake_query::serve(flight_addr, service, tls.clone(), flight_stop.clone()).await.map_err(Error::Usage)?;
     readiness.set("flight", true, format!("listening on {flight_addr}"));
+    // Components stop newest first: tierer and compactor (a run in progress aborts before its
+    // commit), ingest (flush and commit), then Flight, then HTTP.
+    let mut components = Components::new();
+    components.adopt("http", shutdown.clone(), tokio::spawn(async move { http.await.map_err(|e| e.to_string()) }));
+    components.adopt(
+        "flight",
+        flight_stop,
+        tokio::spawn(async move { flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) }),
+    );
     let topics = ingest.topics();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
-    let ingest_stop = CancellationToken::new();
     let options = IngestOptions {
         config: ingest.clone(),
         bootstrap_servers: bootstrap.clone(),
         health_check_interval: common.health_check_interval,
         kafka_overrides: BTreeMap::new(),
     };
-    let ingest_task = tokio::spawn(Ingest::new(options, store.clone(), readiness.clone())?.run(ingest_stop.clone()));
-    let compactor_stop = CancellationToken::new();
-    let compactor_task = tokio::spawn(vintagelake_compactor::daemon::run(
-        store.clone(),
-        compactor.compaction_schedule.clone(),
-        compactor.options(common.max_concurrent_operations as usize),
-        compactor_stop.clone(),
-    ));
+    let daemon = Ingest::new(options, store.clone(), readiness.clone())?;
+    components.start("ingest", move |stop| async move {
+        let report = daemon.run(stop).await.map_err(|e| e.to_string())?;
+        tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");
+        Ok(())
+    });
+    let (schedule, options) =
+        (compactor.compaction_schedule.clone(), compactor.options(common.max_concurrent_operations as usize));
+    let compacting = store.clone();
+    components.start("compactor", move |stop| async move {
+        vintagelake_compactor::daemon::run(compacting, schedule, options, stop).await;
+        Ok(())
+    });
     store.warehouse().check_tiers().await?;
-    let tierer_task = tokio::spawn(vintagelake_tierer::daemon::run(
-        store.clone(),
-        tierer.tiering_schedule.clone(),
-        super::tier::settings(&common, &tierer),
-        compactor_stop.clone(),
-    ));
+    let (schedule, settings) = (tierer.tiering_schedule.clone(), super::tier::settings(&common, &tierer));
+    let tiering = store.clone();
+    components.start("tierer", move |stop| async move {
+        vintagelake_tierer::daemon::run(tiering, schedule, settings, stop).await;
+        Ok(())
+    });
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let flight_url = format!("{scheme}://127.0.0.1:{}", common.flight_server_port);
@@ -130,18 +144,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
         shutdown.cancelled().await;
     }
 
-    // Ordered stop: compactor and tierer (a run in progress aborts before its commit), ingest (flush and
-    // commit), then Flight, then HTTP.
-    compactor_stop.cancel();
-    let _ = compactor_task.await;
-    let _ = tierer_task.await;
-    ingest_stop.cancel();
-    let report = ingest_task.await.map_err(|e| Error::Usage(format!("ingest task: {e}")))??;
-    tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");
-    flight_stop.cancel();
-    let _ = flight.await;
-    shutdown.cancel();
-    let _ = http.await;
+    components.stop_all(Duration::from_secs(120)).await.map_err(Error::Failed)?;
     drop(broker);
     Ok(ExitCode::SUCCESS)
 }
@@ -182,7 +185,7 @@ async fn show_demo(
             break;
         }
         if started.elapsed() > Duration::from_secs(300) {
-            return Err(Error::Usage(format!("ingest committed only {total} of {wanted} rows within 5 minutes")));
+            return Err(Error::Failed(format!("ingest committed only {total} of {wanted} rows within 5 minutes")));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -46,7 +46,7 @@ pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run
                 Ok(ExitCode::SUCCESS)
             }
             Err(TierError::Cancelled) => Ok(ExitCode::SUCCESS),
-            Err(e) => Err(Error::Usage(format!("tiering failed: {e}"))),
+            Err(e) => Err(Error::Failed(format!("tiering failed: {e}"))),
         }
     } else {
         vintagelake_tierer::daemon::run(store, config.tiering_schedule, settings, shutdown.clone()).await;

@@ -146,19 +146,7 @@ impl CommitRequest {
         if unique.len() != self.removed.len() {
             return bad("a file is listed twice for removal");
         }
-        for o in &self.offsets {
-            if let Some(from) = o.expected
-                && o.next < from
-            {
-                return Err(StorageError::OffsetsBackwards {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                    from,
-                    to: o.next,
-                });
-            }
-        }
-        Ok(())
+        check_forward(&self.offsets)
     }
 }
 
@@ -496,7 +484,12 @@ async fn stage(
 }
 
 fn check_offsets(meta: &TableMetadata, offsets: &[OffsetUpdate]) -> Result<()> {
-    let recorded = recorded_offsets(meta);
+    check_positions(&recorded_offsets(meta), offsets)
+}
+
+/// The fence every backend applies before a commit: each position must still be where this
+/// writer last saw it (else another replica owns the partition now) and may only move forward.
+pub(crate) fn check_positions(recorded: &BTreeMap<(String, i32), i64>, offsets: &[OffsetUpdate]) -> Result<()> {
     for o in offsets {
         let found = recorded.get(&(o.topic.clone(), o.partition)).copied();
         if found != o.expected {
@@ -505,6 +498,23 @@ fn check_offsets(meta: &TableMetadata, offsets: &[OffsetUpdate]) -> Result<()> {
                 partition: o.partition,
                 expected: o.expected,
                 found,
+            });
+        }
+    }
+    check_forward(offsets)
+}
+
+/// Positions only move forward.
+fn check_forward(offsets: &[OffsetUpdate]) -> Result<()> {
+    for o in offsets {
+        if let Some(from) = o.expected
+            && o.next < from
+        {
+            return Err(StorageError::OffsetsBackwards {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                from,
+                to: o.next,
             });
         }
     }

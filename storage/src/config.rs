@@ -273,6 +273,41 @@ impl RetentionPolicy {
     }
 }
 
+impl TierConfig {
+    /// The one check of a tier entry (the file's validation and `io::TierSpec::from_config` both
+    /// use it): its name, and what its type needs. Errors name the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let name = self.name.as_str();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(("name", format!("{name:?} is not a tier name (letters, digits, _ and -)")));
+        }
+        if self.kind.is_local() {
+            if self.path.is_none() {
+                return Err(("path", "a local tier needs a directory path".into()));
+            }
+            if self.bucket.is_some() || self.endpoint.is_some() {
+                return Err(("bucket", "bucket/endpoint only apply to s3 tiers".into()));
+            }
+        } else {
+            match &self.bucket {
+                None => return Err(("bucket", "an s3 tier needs a bucket".into())),
+                Some(b)
+                    if b.len() < 3
+                        || b.len() > 63
+                        || !b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') =>
+                {
+                    return Err(("bucket", format!("{b:?} is not a valid S3 bucket name")));
+                }
+                Some(_) => {}
+            }
+            if self.path.is_some() {
+                return Err(("path", "path only applies to local tiers; use bucket and prefix".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FileConfig {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -316,41 +351,9 @@ impl FileConfig {
         let mut last_age: Option<(usize, u32)> = None;
         for (i, t) in s.tiers.iter().enumerate() {
             let at = |f: &str| format!("storage.tiers[{i}].{f}");
-            if t.name.as_str().is_empty()
-                || !t.name.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err((
-                    at("name"),
-                    format!("{:?} is not a tier name (letters, digits, _ and -)", t.name.as_str()),
-                ));
-            }
+            t.validate().map_err(|(f, why)| (at(f), why))?;
             if let Some(j) = seen.insert(t.name.clone(), i) {
                 return Err((at("name"), format!("{:?} is also the name of tiers[{j}]", t.name.as_str())));
-            }
-            if t.kind.is_local() {
-                if t.path.is_none() {
-                    return Err((at("path"), "a local tier needs a directory path".into()));
-                }
-                if t.bucket.is_some() || t.endpoint.is_some() {
-                    return Err((at("bucket"), "bucket/endpoint only apply to s3 tiers".into()));
-                }
-            } else {
-                match &t.bucket {
-                    None => return Err((at("bucket"), "an s3 tier needs a bucket".into())),
-                    Some(b)
-                        if b.len() < 3
-                            || b.len() > 63
-                            || !b
-                                .chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') =>
-                    {
-                        return Err((at("bucket"), format!("{b:?} is not a valid S3 bucket name")));
-                    }
-                    Some(_) => {}
-                }
-                if t.path.is_some() {
-                    return Err((at("path"), "path only applies to local tiers; use bucket and prefix".into()));
-                }
             }
             if let Some(age) = t.max_age_days {
                 if let Some((j, prev)) = last_age

@@ -71,7 +71,47 @@ impl From<iceberg::Error> for StorageError {
     }
 }
 
+/// What kind of failure a [`StorageError`] is, for callers that map errors onto a protocol
+/// (gRPC status, HTTP code, exit code) without matching the variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A snapshot or time that the table does not have.
+    NotFound,
+    /// The caller's input (a row, a query, a request) is not valid.
+    InvalidInput,
+    /// The catalog cannot be reached or a commit's outcome is not known yet: try again later.
+    Unavailable,
+    /// A data file cannot be read back.
+    DataLoss,
+    /// Another writer moved the table (fenced, conflicts exhausted, a file no longer live).
+    Conflict,
+    /// Anything else: a bug or an environment problem.
+    Internal,
+}
+
 impl StorageError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::NoSuchSnapshot(_) | StorageError::NoSnapshotAtTime(_) => ErrorKind::NotFound,
+            StorageError::InvalidData(_) => ErrorKind::InvalidInput,
+            StorageError::OpenCatalog { .. }
+            | StorageError::Catalog { .. }
+            | StorageError::CommitOutcomeUnknown { .. } => ErrorKind::Unavailable,
+            StorageError::ReadFile { .. } => ErrorKind::DataLoss,
+            StorageError::Fenced { .. }
+            | StorageError::OffsetsBackwards { .. }
+            | StorageError::FileNotLive { .. }
+            | StorageError::TooManyConflicts { .. }
+            | StorageError::ArrivalsMoved { .. } => ErrorKind::Conflict,
+            StorageError::Iceberg(_)
+            | StorageError::Arrow(_)
+            | StorageError::Tier { .. }
+            | StorageError::UnknownLocation { .. }
+            | StorageError::EmptyCommit { .. }
+            | StorageError::Io(_) => ErrorKind::Internal,
+        }
+    }
+
     /// True when the change this error reports may have been committed after all: nothing it
     /// wrote may be deleted (the orphan scan decides once the catalog answers again).
     pub fn may_have_committed(&self) -> bool {

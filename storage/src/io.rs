@@ -61,25 +61,22 @@ impl TierSpec {
 
     /// From the config file's tier entry; relative directories are taken from the working directory.
     pub fn from_config(t: &TierConfig) -> Result<Self> {
-        let target = match t.kind {
-            TierKind::S3 => TierTarget::S3 {
-                bucket: t.bucket.clone().ok_or_else(|| StorageError::Tier {
-                    tier: t.name.clone(),
-                    reason: "an s3 tier needs a bucket".into(),
-                })?,
+        let invalid = |(field, reason): (&str, String)| StorageError::Tier {
+            tier: t.name.clone(),
+            reason: format!("{field}: {reason}"),
+        };
+        t.validate().map_err(invalid)?;
+        let target = match (t.kind, &t.bucket, &t.path) {
+            (TierKind::S3, Some(bucket), _) => TierTarget::S3 {
+                bucket: bucket.clone(),
                 prefix: t.prefix.clone().unwrap_or_default().trim_matches('/').to_owned(),
                 endpoint: t.endpoint.clone(),
                 region: t.region.clone(),
                 access_key_id: t.access_key_id.clone(),
                 secret_access_key: t.secret_access_key.clone(),
             },
-            _ => {
-                let dir = t.path.clone().ok_or_else(|| StorageError::Tier {
-                    tier: t.name.clone(),
-                    reason: "a local tier needs a path".into(),
-                })?;
-                TierTarget::Local { dir: absolute(&dir)? }
-            }
+            (_, _, Some(dir)) if t.kind.is_local() => TierTarget::Local { dir: absolute(dir)? },
+            _ => return Err(invalid(("type", "validated tiers have what their type needs".into()))),
         };
         Ok(Self { name: t.name.clone(), target })
     }

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod rollback;
 pub mod scan;
 pub mod schedule;
+pub mod shutdown;
 pub mod snapshots;
 pub mod store;
 pub mod testing;
@@ -23,3 +24,9 @@ pub mod tools;
 pub mod v1;
 pub mod verify;
 pub mod write;
+
+pub use commit::{CommitKind, CommitRequest, Committed, OffsetUpdate};
+pub use error::{Result, StorageError};
+pub use scan::{SnapshotSelector, View, VintageQuery};
+pub use store::{FinancialDataStorage, IcebergStore};
+pub use write::Encoding;

@@ -39,13 +39,78 @@ pub enum View {
 
 impl View {
     pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    pub fn kind(&self) -> ViewName {
         match self {
-            View::Latest => "latest",
-            View::AsOf(_) => "as_of",
-            View::FirstRelease => "first_release",
-            View::AllRevisions => "all_revisions",
+            View::Latest => ViewName::Latest,
+            View::AsOf(_) => ViewName::AsOf,
+            View::FirstRelease => ViewName::FirstRelease,
+            View::AllRevisions => ViewName::AllRevisions,
         }
     }
+}
+
+/// A view by name, without its parameters: the one place view names are spelled (tickets, the
+/// CLI, metrics labels and docs use these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewName {
+    Latest,
+    AsOf,
+    FirstRelease,
+    AllRevisions,
+}
+
+impl ViewName {
+    pub const ALL: [ViewName; 4] = [ViewName::Latest, ViewName::AsOf, ViewName::FirstRelease, ViewName::AllRevisions];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewName::Latest => "latest",
+            ViewName::AsOf => "as_of",
+            ViewName::FirstRelease => "first_release",
+            ViewName::AllRevisions => "all_revisions",
+        }
+    }
+
+    /// The view, given the date `as_of` needs (and the others refuse).
+    pub fn with_date(self, as_of: Option<Date>) -> std::result::Result<View, ViewDateError> {
+        match (self, as_of) {
+            (ViewName::AsOf, Some(d)) => Ok(View::AsOf(d)),
+            (ViewName::AsOf, None) => Err(ViewDateError::Required),
+            (_, Some(_)) => Err(ViewDateError::NotMeaningful(self)),
+            (ViewName::Latest, None) => Ok(View::Latest),
+            (ViewName::FirstRelease, None) => Ok(View::FirstRelease),
+            (ViewName::AllRevisions, None) => Ok(View::AllRevisions),
+        }
+    }
+}
+
+impl std::fmt::Display for ViewName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ViewName {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        ViewName::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = ViewName::ALL.iter().map(|v| v.as_str()).collect();
+            format!("unknown view {s:?} ({})", names.join(", "))
+        })
+    }
+}
+
+/// Why a view name and a date do not make a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ViewDateError {
+    #[error("required by view as_of")]
+    Required,
+    #[error("only meaningful with view as_of, not {0}")]
+    NotMeaningful(ViewName),
 }
 
 /// Which table state to read.

@@ -26,9 +26,41 @@ use crate::write::{Encoding, write_data_files};
 /// [`FinancialDataStorage::query`] answers the vintage views.
 #[async_trait]
 pub trait FinancialDataStorage: Send + Sync {
-    async fn write_series(&self, series: &EconomicSeries) -> Result<()>;
-    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>>;
-    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()>;
+    /// Appends series metadata rows, each with its sequence number (a later one wins).
+    async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()>;
+    /// Appends revisions with their vintage bookkeeping, as one write.
+    async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()>;
+    /// Series metadata rows with their sequence numbers; with `only`, at least that id's.
+    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>>;
+    /// `n` consecutive sequence numbers for an API write, after every earlier one of this store.
+    fn next_seq(&self, n: usize) -> i64;
+    /// A vintage view (schema: [`crate::scan::view_schema`]).
+    async fn query(&self, query: &VintageQuery) -> Result<RecordBatch>;
+
+    async fn write_series(&self, series: &EconomicSeries) -> Result<()> {
+        self.append_series_rows(&[(series.clone(), self.next_seq(1))]).await
+    }
+
+    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
+        let rows = self.series_rows(Some(series_id)).await?.into_iter().filter(|(s, _)| &s.id == series_id).collect();
+        Ok(latest_per_series(rows).pop())
+    }
+
+    /// Writes revisions of one series (every point must carry `series_id`); empty: nothing.
+    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
+        check_series(series_id, points)?;
+        if points.is_empty() {
+            return Ok(());
+        }
+        let first = self.next_seq(points.len());
+        let rows: Vec<StoredDataPoint> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
+            .collect();
+        self.append_revision_rows(&rows).await
+    }
+
     /// Every revision of a series in a date range (the `all_revisions` view as records).
     async fn read_data_points(
         &self,
@@ -39,9 +71,11 @@ pub trait FinancialDataStorage: Send + Sync {
         let q = VintageQuery::new(View::AllRevisions).series([series_id.clone()]).between(start_date, end_date);
         revisions(&self.query(&q).await?)
     }
-    async fn list_series(&self) -> Result<Vec<EconomicSeries>>;
-    /// A vintage view (schema: [`crate::scan::view_schema`]).
-    async fn query(&self, query: &VintageQuery) -> Result<RecordBatch>;
+
+    /// Series metadata, the latest message per id.
+    async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
+        Ok(latest_per_series(self.series_rows(None).await?))
+    }
 }
 
 /// Where ingest commits rows with the Kafka positions they cover: the Iceberg tables (V2) or a
@@ -240,22 +274,62 @@ impl IcebergStore {
         encoding: Encoding,
         request: impl FnOnce(Vec<iceberg::spec::DataFile>) -> CommitRequest,
     ) -> Result<Committed> {
+        let files = self.write_files_on(table, kind, groups, encoding).await?;
+        self.commit_files(kind, request(files)).await
+    }
+
+    /// Writes rows (table schema) into new data files, one group per tier (`None`: the hot tier),
+    /// ready for [`Self::commit_files`]: nothing is visible in the table until then.
+    pub async fn write_files(
+        &self,
+        kind: TableKind,
+        groups: &[(Option<crate::config::TierName>, Vec<RecordBatch>)],
+        encoding: Encoding,
+    ) -> Result<Vec<iceberg::spec::DataFile>> {
+        let table = self.wh.load(kind).await?;
+        self.write_files_on(&table, kind, groups, encoding).await
+    }
+
+    async fn write_files_on(
+        &self,
+        table: &iceberg::table::Table,
+        kind: TableKind,
+        groups: &[(Option<crate::config::TierName>, Vec<RecordBatch>)],
+        encoding: Encoding,
+    ) -> Result<Vec<iceberg::spec::DataFile>> {
         let mut files = Vec::new();
         for (tier, rows) in groups {
-            files.extend(write_data_files(&self.wh, table, kind, rows, tier.as_ref(), encoding).await?);
-        }
-        let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
-        let result = commit(&self.wh, kind, &request(files), &self.retry).await;
-        if let Err(e) = &result
-            && !e.may_have_committed()
-        {
-            for p in &paths {
-                if let Err(del) = self.wh.file_io().delete(p).await {
-                    tracing::warn!(path = %p, error = %del, "could not remove a data file of a failed commit");
+            match write_data_files(&self.wh, table, kind, rows, tier.as_ref(), encoding).await {
+                Ok(written) => files.extend(written),
+                Err(e) => {
+                    self.remove_uncommitted(&files).await;
+                    return Err(e);
                 }
             }
         }
+        Ok(files)
+    }
+
+    /// The one way files join a table: commits `request` and, when the commit is known not to
+    /// have happened (conflicts exhausted, fenced, refused), removes the data files it would have
+    /// added — never when its outcome is unknown (the orphan scan decides once the catalog
+    /// answers). Compaction, retention, tier moves and ingest all commit through here.
+    pub async fn commit_files(&self, kind: TableKind, request: CommitRequest) -> Result<Committed> {
+        let result = commit(&self.wh, kind, &request, &self.retry).await;
+        if let Err(e) = &result
+            && !e.may_have_committed()
+        {
+            self.remove_uncommitted(&request.added).await;
+        }
         result
+    }
+
+    async fn remove_uncommitted(&self, files: &[iceberg::spec::DataFile]) {
+        for f in files {
+            if let Err(e) = self.wh.file_io().delete(f.file_path()).await {
+                tracing::warn!(path = %f.file_path(), error = %e, "could not remove a data file of a failed commit");
+            }
+        }
     }
 
     /// Appends data points (with their vintage bookkeeping) in one commit.
@@ -313,7 +387,7 @@ impl IcebergStore {
 
     /// Series rows with their sequence numbers; with `only`, the scan reads just the files whose
     /// statistics can hold that id.
-    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
+    async fn read_series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
         let table = self.wh.load(TableKind::Series).await?;
         if table.metadata().current_snapshot().is_none() {
             return Ok(Vec::new());
@@ -335,38 +409,27 @@ impl IcebergStore {
 
     /// Series metadata, the latest message per id.
     pub async fn latest_series(&self) -> Result<Vec<EconomicSeries>> {
-        Ok(latest_per_series(self.series_rows(None).await?))
+        Ok(latest_per_series(self.read_series_rows(None).await?))
     }
 }
 
 #[async_trait]
 impl FinancialDataStorage for IcebergStore {
-    async fn write_series(&self, series: &EconomicSeries) -> Result<()> {
-        let batch = stored_series_to_batch(&[(series.clone(), self.seq.next(1))])?;
+    async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()> {
+        let batch = stored_series_to_batch(rows)?;
         self.append(TableKind::Series, &[batch], Vec::new(), "api").await.map(|_| ())
     }
 
-    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
-        let rows = self.series_rows(Some(series_id)).await?.into_iter().filter(|(s, _)| &s.id == series_id).collect();
-        Ok(latest_per_series(rows).pop())
+    async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()> {
+        self.append_points(rows, Vec::new(), "api").await.map(|_| ())
     }
 
-    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
-        check_series(series_id, points)?;
-        if points.is_empty() {
-            return Ok(());
-        }
-        let first = self.seq.next(points.len());
-        let rows: Vec<StoredDataPoint> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
-            .collect();
-        self.append_points(&rows, Vec::new(), "api").await.map(|_| ())
+    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
+        self.read_series_rows(only).await
     }
 
-    async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
-        self.latest_series().await
+    fn next_seq(&self, n: usize) -> i64 {
+        self.seq.next(n)
     }
 
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {
@@ -443,29 +506,22 @@ impl InMemoryStorage {
 
 #[async_trait]
 impl FinancialDataStorage for InMemoryStorage {
-    async fn write_series(&self, series: &EconomicSeries) -> Result<()> {
-        self.series.write().await.push((series.clone(), self.seq.next(1)));
+    async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()> {
+        self.series.write().await.extend(rows.iter().cloned());
         Ok(())
     }
 
-    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
-        Ok(self.list_series().await?.into_iter().find(|s| &s.id == series_id))
-    }
-
-    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
-        check_series(series_id, points)?;
-        let first = self.seq.next(points.len());
-        let rows = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
-            .collect();
-        self.append_points(rows).await;
+    async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()> {
+        self.append_points(rows.to_vec()).await;
         Ok(())
     }
 
-    async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
-        Ok(latest_per_series(self.series.read().await.clone()))
+    async fn series_rows(&self, _only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
+        Ok(self.series.read().await.clone())
+    }
+
+    fn next_seq(&self, n: usize) -> i64 {
+        self.seq.next(n)
     }
 
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {

@@ -39,13 +39,13 @@ use vintagelake_schemas::table::{
     StoredDataPoint, batch_to_stored_series, data_points_table_schema, series_table_schema,
     stored_data_points_to_batch, stored_series_to_batch,
 };
-use vintagelake_schemas::{DataPoint, EconomicSeries, SeriesId};
+use vintagelake_schemas::{EconomicSeries, SeriesId};
 
 use crate::catalog::TableKind;
 use crate::commit::{CommitKind, Committed, OffsetUpdate};
 use crate::error::{Result, StorageError};
 use crate::scan::{SnapshotSelector, VintageQuery, resolve};
-use crate::store::{FinancialDataStorage, IngestTarget, Sequencer, check_series, latest_per_series};
+use crate::store::{FinancialDataStorage, IngestTarget, Sequencer};
 use crate::write::{Encoding, sort_batch, writer_properties};
 
 /// Directory of the commit log inside a V1 store.
@@ -424,7 +424,7 @@ impl ParquetStore {
 
     /// Series rows with their sequence numbers; with `only`, just the files whose key bounds
     /// can hold that series.
-    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
+    async fn read_series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
         let mut files = self.live_files(TableKind::Series, None).await?;
         if let Some(id) = only {
             files.retain(|f| id.as_str() >= f.min_key.as_str() && id.as_str() <= f.max_key.as_str());
@@ -602,28 +602,7 @@ impl Inner {
             if let Some(p) = remove.iter().find(|p| !live_paths.contains(p.as_str())) {
                 return Err(StorageError::FileNotLive { table: table.to_owned(), path: p.clone() });
             }
-            let recorded = log.offsets(kind, None);
-            for o in &offsets {
-                let found = recorded.get(&(o.topic.clone(), o.partition)).copied();
-                if found != o.expected {
-                    return Err(StorageError::Fenced {
-                        topic: o.topic.clone(),
-                        partition: o.partition,
-                        expected: o.expected,
-                        found,
-                    });
-                }
-                if let Some(from) = o.expected
-                    && o.next < from
-                {
-                    return Err(StorageError::OffsetsBackwards {
-                        topic: o.topic.clone(),
-                        partition: o.partition,
-                        from,
-                        to: o.next,
-                    });
-                }
-            }
+            crate::commit::check_positions(&log.offsets(kind, None), &offsets)?;
             let mark = log.arrival_mark(kind);
             if let Some(a) = arrivals
                 && mark != a.expected
@@ -775,33 +754,22 @@ fn may_match(file: &FileEntry, query: &VintageQuery) -> bool {
 
 #[async_trait]
 impl FinancialDataStorage for ParquetStore {
-    async fn write_series(&self, series: &EconomicSeries) -> Result<()> {
-        let batch = stored_series_to_batch(&[(series.clone(), self.seq.next(1))])?;
+    async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()> {
+        let batch = stored_series_to_batch(rows)?;
         self.append(TableKind::Series, &[batch], Vec::new(), "api").await.map(|_| ())
     }
 
-    async fn read_series(&self, series_id: &SeriesId) -> Result<Option<EconomicSeries>> {
-        let rows = self.series_rows(Some(series_id)).await?.into_iter().filter(|(s, _)| &s.id == series_id).collect();
-        Ok(latest_per_series(rows).pop())
-    }
-
-    async fn write_data_points(&self, series_id: &SeriesId, points: &[DataPoint]) -> Result<()> {
-        check_series(series_id, points)?;
-        if points.is_empty() {
-            return Ok(());
-        }
-        let first = self.seq.next(points.len());
-        let rows: Vec<StoredDataPoint> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
-            .collect();
-        let batch = stored_data_points_to_batch(&rows)?;
+    async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()> {
+        let batch = stored_data_points_to_batch(rows)?;
         self.append(TableKind::DataPoints, &[batch], Vec::new(), "api").await.map(|_| ())
     }
 
-    async fn list_series(&self) -> Result<Vec<EconomicSeries>> {
-        Ok(latest_per_series(self.series_rows(None).await?))
+    async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
+        self.read_series_rows(only).await
+    }
+
+    fn next_seq(&self, n: usize) -> i64 {
+        self.seq.next(n)
     }
 
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {

@@ -19,13 +19,12 @@ use vintagelake_schemas::Date;
 use vintagelake_schemas::table::data_points_ids as field;
 use vintagelake_storage::audit::AuditEntry;
 use vintagelake_storage::catalog::{TableKind, Warehouse};
-use vintagelake_storage::commit::{CommitKind, CommitRequest, RetryPolicy, commit};
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::files::{LiveFile, copy_verified, live_files, read_data_file, relocated};
 use vintagelake_storage::retention::{RevisionKey, first_release_keys as first_release_keys_of, keep_first_releases};
 use vintagelake_storage::store::IcebergStore;
-use vintagelake_storage::write::{Encoding, write_data_files};
+use vintagelake_storage::{CommitKind, CommitRequest, Encoding};
 
 use crate::metrics as m;
 use crate::plan::{Action, FileFacts, Pins, Policy, plan};
@@ -334,7 +333,15 @@ async fn execute(
             }
             report.originals_kept += n as u64;
             report.rows_deleted += rows - n as u64;
-            added.extend(write_data_files(&wh, table, kind, &kept, Some(tier), Encoding::Settled).await?);
+            match store.write_files(kind, &[(Some(tier.clone()), kept)], Encoding::Settled).await {
+                Ok(files) => added.extend(files),
+                Err(e) => {
+                    for df in &added {
+                        let _ = wh.file_io().delete(df.file_path()).await;
+                    }
+                    return Err(e.into());
+                }
+            }
         } else {
             report.rows_deleted += rows;
         }
@@ -362,7 +369,8 @@ async fn execute(
         .with_summary("vintagelake.tiering.files-moved", moves.len().to_string())
         .with_summary("vintagelake.tiering.files-deleted", report.files_deleted.to_string())
         .with_summary("vintagelake.tiering.today", today);
-    let committed = commit(&wh, kind, &request, &RetryPolicy::default()).await?;
+    // Known failures remove the copies and rewrites again; an unknown outcome keeps them.
+    let committed = store.commit_files(kind, request).await?;
     vintagelake_storage::failpoint::hit("tier-after-commit");
     report.snapshot_id = Some(committed.snapshot_id);
     report.files_moved = moves.len();
