@@ -71,7 +71,7 @@ impl VintageFlightService {
             Some(id) => scan::SnapshotSelector::Id(id),
             None => scan::SnapshotSelector::Current,
         });
-        let batch = scan::query_table(&table, &pinned, 8).await?;
+        let batch = self.store.query_table(&table, &pinned).await?;
         if let Some(k) = key {
             self.cache.put(k, batch.clone());
         }
@@ -128,31 +128,10 @@ impl VintageFlightService {
             }
             "explain" => {
                 let query = parse_ticket(&action.body).map_err(QueryError::BadTicket)?;
-                let table = self.store.warehouse().load(TableKind::DataPoints).await?;
-                let Some(snapshot) = resolve_snapshot(&table, query.snapshot)? else {
-                    return Ok(json(serde_json::json!({ "snapshot_id": null, "files_total": 0, "files_planned": 0 })));
-                };
-                let total =
-                    vintagelake_storage::files::live_files(self.store.warehouse(), &table, Some(snapshot)).await?.len();
-                let mut builder = table.scan().snapshot_id(snapshot);
-                if let Some(p) = query.predicate() {
-                    builder = builder.with_filter(p);
-                }
-                let planned: Vec<_> = builder
-                    .build()
-                    .map_err(vintagelake_storage::error::StorageError::from)?
-                    .plan_files()
-                    .await
-                    .map_err(vintagelake_storage::error::StorageError::from)?
-                    .try_collect()
-                    .await
-                    .map_err(vintagelake_storage::error::StorageError::from)?;
-                Ok(json(serde_json::json!({
-                    "snapshot_id": snapshot,
-                    "files_total": total,
-                    "files_planned": planned.len(),
-                    "predicate": query.predicate().map(|p| p.to_string()),
-                })))
+                let wh = self.store.warehouse();
+                let table = wh.load(TableKind::DataPoints).await?;
+                let plan = scan::explain(wh, &table, &query).await?;
+                Ok(serde_json::to_vec(&plan).expect("a plan serialises"))
             }
             "refresh" => {
                 self.cache.clear();

@@ -1,10 +1,9 @@
 //! `vintagelake ingest`: the ingest daemon.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use vintagelake_ingest::broker::create_topics;
-use vintagelake_ingest::{Ingest, IngestConfig, IngestOptions};
+use vintagelake_ingest::{Ingest, IngestConfig};
 
 use super::{Error, Observed, open_ingest_target, start_http};
 use crate::config::CommonConfig;
@@ -21,12 +20,7 @@ pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode,
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         create_topics(&bootstrap, &names, config.topic_partitions).await.map_err(Error::Broker)?;
     }
-    let options = IngestOptions {
-        config,
-        bootstrap_servers: bootstrap,
-        health_check_interval: common.health_check_interval,
-        kafka_overrides: BTreeMap::new(),
-    };
+    let options = super::ingest_options(&common, config, bootstrap);
     let result = Ingest::new(options, store, readiness)?.run(shutdown.clone()).await;
     shutdown.cancel();
     let _ = http.await;

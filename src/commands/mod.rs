@@ -286,3 +286,65 @@ pub async fn start_daemon(
     ));
     Ok(DaemonBase { store, readiness, shutdown, http })
 }
+
+/// The Flight service as `query` and `serve` set it up: credentials and TLS material are read
+/// (and fail) before anything starts; the service is built once the store is open.
+pub struct FlightSetup {
+    auth: std::sync::Arc<vintagelake_query::auth::Auth>,
+    /// The first token, for clients this process runs itself (the demo).
+    pub first_token: Option<String>,
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl FlightSetup {
+    pub fn load(common: &CommonConfig, config: &vintagelake_query::QueryConfig) -> Result<Self, Error> {
+        let vintagelake_query::config::Credentials { tokens, users } = config.credentials().map_err(Error::Usage)?;
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| Error::Read { what: p.display().to_string(), source })
+        };
+        let tls = match (&config.flight_tls_cert, &config.flight_tls_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        if tokens.is_empty() && users.is_empty() {
+            tracing::warn!("no FLIGHT_TOKENS or FLIGHT_USERS: the Flight service accepts every client");
+        }
+        Ok(Self {
+            first_token: tokens.first().cloned(),
+            auth: std::sync::Arc::new(vintagelake_query::auth::Auth::new(tokens, users)),
+            tls,
+            addr: std::net::SocketAddr::new(config.flight_host, common.flight_server_port),
+        })
+    }
+
+    /// Binds the service on its address; the handle ends when `stop` is cancelled.
+    pub async fn serve(
+        &self,
+        common: &CommonConfig,
+        store: std::sync::Arc<vintagelake_storage::store::IcebergStore>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
+        let service = vintagelake_query::VintageFlightService::new(
+            store,
+            self.auth.clone(),
+            (common.cache_size_mb as usize).saturating_mul(1 << 20),
+            common.batch_size as usize,
+        );
+        vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
+    }
+}
+
+/// Ingest's options from its settings and the shared ones.
+pub fn ingest_options(
+    common: &CommonConfig,
+    config: IngestConfig,
+    bootstrap: String,
+) -> vintagelake_ingest::IngestOptions {
+    vintagelake_ingest::IngestOptions {
+        config,
+        bootstrap_servers: bootstrap,
+        health_check_interval: common.health_check_interval,
+        kafka_overrides: std::collections::BTreeMap::new(),
+    }
+}

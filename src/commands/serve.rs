@@ -2,7 +2,6 @@
 //! synthetic revision dataset, and show an answer fetched over Flight).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +11,13 @@ use arrow::datatypes::{Date32Type, Float64Type};
 use tokio_util::sync::CancellationToken;
 use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::broker::{Broker, LocalBroker, create_topics};
-use vintagelake_ingest::{Ingest, IngestConfig, IngestOptions};
-use vintagelake_query::auth::Auth;
-use vintagelake_query::{QueryConfig, VintageFlightService};
+use vintagelake_ingest::{Ingest, IngestConfig};
+use vintagelake_query::QueryConfig;
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::shutdown::Components;
 
-use super::{DaemonBase, Error, start_daemon};
+use super::{DaemonBase, Error, FlightSetup, start_daemon};
 use crate::config::CommonConfig;
 
 /// Everything `serve` (and `demo`) runs: the settings of each daemon, one set of shared ones.
@@ -68,24 +66,11 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
         }
     };
     let bootstrap = broker.bootstrap_servers().to_owned();
-    let vintagelake_query::config::Credentials { tokens, users } = query.credentials().map_err(Error::Usage)?;
-    let service = VintageFlightService::new(
-        store.clone(),
-        Arc::new(Auth::new(tokens.clone(), users)),
-        (common.cache_size_mb as usize).saturating_mul(1 << 20),
-        common.batch_size as usize,
-    );
-    let flight_addr = SocketAddr::new(query.flight_host, common.flight_server_port);
+    let flight_setup = FlightSetup::load(&common, &query)?;
     let flight_stop = CancellationToken::new();
-    let tls = match (&query.flight_tls_cert, &query.flight_tls_key) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read(c).map_err(|source| Error::Read { what: c.display().to_string(), source })?,
-            std::fs::read(k).map_err(|source| Error::Read { what: k.display().to_string(), source })?,
-        )),
-        _ => None,
-    };
-    let flight =
-        vintagelake_query::serve(flight_addr, service, tls.clone(), flight_stop.clone()).await.map_err(Error::Usage)?;
+    let flight = flight_setup.serve(&common, store.clone(), flight_stop.clone()).await?;
+    let (flight_addr, tls, first_token) =
+        (flight_setup.addr, flight_setup.tls.clone(), flight_setup.first_token.clone());
     readiness.set("flight", true, format!("listening on {flight_addr}"));
     // Components stop newest first: tierer and compactor (a run in progress aborts before its
     // commit), ingest (flush and commit), then Flight, then HTTP.
@@ -99,12 +84,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let topics = ingest.topics();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
-    let options = IngestOptions {
-        config: ingest.clone(),
-        bootstrap_servers: bootstrap.clone(),
-        health_check_interval: common.health_check_interval,
-        kafka_overrides: BTreeMap::new(),
-    };
+    let options = super::ingest_options(&common, ingest.clone(), bootstrap.clone());
     let daemon = Ingest::new(options, store.clone(), readiness.clone())?;
     components.start("ingest", move |stop| async move {
         let report = daemon.run(stop).await.map_err(|e| e.to_string())?;
@@ -131,7 +111,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let http_url = format!("http://127.0.0.1:{}", common.http_port);
     let mut exit_now = false;
     if let Some(demo) = demo {
-        show_demo(&demo, &bootstrap, &ingest, &store, &flight_url, tokens.first().cloned()).await?;
+        show_demo(&demo, &bootstrap, &ingest, &store, &flight_url, first_token).await?;
         exit_now = demo.exit;
     }
     eprintln!();

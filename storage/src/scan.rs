@@ -217,9 +217,14 @@ pub fn resolve_snapshot(table: &Table, selector: SnapshotSelector) -> Result<Opt
     }
 }
 
-/// Reads the rows a query needs (table schema), with its predicate pushed into the scan.
-pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) -> Result<Vec<RecordBatch>> {
-    let Some(snapshot) = resolve_snapshot(table, query.snapshot)? else { return Ok(Vec::new()) };
+/// The scan a query plans: its snapshot and the Iceberg scan with the query's predicate pushed
+/// into planning (`None`: the table has no snapshot yet).
+fn plan_scan(
+    table: &Table,
+    query: &VintageQuery,
+    concurrency: usize,
+) -> Result<Option<(i64, iceberg::scan::TableScan)>> {
+    let Some(snapshot) = resolve_snapshot(table, query.snapshot)? else { return Ok(None) };
     let mut builder = table
         .scan()
         .snapshot_id(snapshot)
@@ -228,13 +233,42 @@ pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) 
     if let Some(p) = query.predicate() {
         builder = builder.with_filter(p);
     }
-    let scan = builder.build()?;
+    Ok(Some((snapshot, builder.build()?)))
+}
+
+/// Reads the rows a query needs (table schema), with its predicate pushed into the scan.
+pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) -> Result<Vec<RecordBatch>> {
+    let Some((_, scan)) = plan_scan(table, query, concurrency)? else { return Ok(Vec::new()) };
     let stream = scan.to_arrow().await?;
     // A file that cannot be read fails the whole scan, naming the file: never skipped silently.
     match stream.try_collect().await {
         Ok(batches) => Ok(batches),
         Err(e) => Err(name_the_damaged_file(table, &scan, e).await),
     }
+}
+
+/// What a query would read: its snapshot, the live files and the files planning keeps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Explain {
+    pub snapshot_id: Option<i64>,
+    pub files_total: usize,
+    pub files_planned: usize,
+    pub predicate: Option<String>,
+}
+
+/// Plans a query without reading rows.
+pub async fn explain(wh: &crate::catalog::Warehouse, table: &Table, query: &VintageQuery) -> Result<Explain> {
+    let Some((snapshot, scan)) = plan_scan(table, query, 1)? else {
+        return Ok(Explain { snapshot_id: None, files_total: 0, files_planned: 0, predicate: None });
+    };
+    let files_total = crate::files::live_files(wh, table, Some(snapshot)).await?.len();
+    let planned: Vec<_> = scan.plan_files().await?.try_collect().await?;
+    Ok(Explain {
+        snapshot_id: Some(snapshot),
+        files_total,
+        files_planned: planned.len(),
+        predicate: query.predicate().map(|p| p.to_string()),
+    })
 }
 
 /// After a failed scan: finds the planned data file that does not decode and reports it by name

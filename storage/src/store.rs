@@ -407,6 +407,12 @@ impl IcebergStore {
         Ok(rows)
     }
 
+    /// A vintage view of `table` as loaded (a caller that already holds it, e.g. to key a cache
+    /// by its snapshot), read with this store's concurrency.
+    pub async fn query_table(&self, table: &iceberg::table::Table, query: &VintageQuery) -> Result<RecordBatch> {
+        query_table(table, query, self.concurrency).await
+    }
+
     /// Series metadata, the latest message per id.
     pub async fn latest_series(&self) -> Result<Vec<EconomicSeries>> {
         Ok(latest_per_series(self.read_series_rows(None).await?))
@@ -434,7 +440,7 @@ impl FinancialDataStorage for IcebergStore {
 
     async fn query(&self, query: &VintageQuery) -> Result<RecordBatch> {
         let table = self.wh.load(TableKind::DataPoints).await?;
-        query_table(&table, query, self.concurrency).await
+        self.query_table(&table, query).await
     }
 }
 
