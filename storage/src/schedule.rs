@@ -34,3 +34,40 @@ where
         }
     }
 }
+
+/// How one run of a lifecycle job ended, as the loop needs to know it.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Done (or nothing to do): wait for the next tick.
+    Finished,
+    /// Stopped by cancellation: the loop ends.
+    Cancelled,
+    /// Failed (already logged, counted and audited by the run): the next tick tries again.
+    Failed(String),
+}
+
+/// A lifecycle job — compaction, tiering, or the next one: a name and one run. The loop
+/// ([`run_lifecycle`]) schedules it; the run records its own outcome (audit trail, metrics).
+#[async_trait::async_trait]
+pub trait Lifecycle: Send + Sync {
+    /// The job's name in logs ("compaction", "tiering").
+    fn name(&self) -> &'static str;
+    /// One run, stopping at its next safe point once `cancel` fires.
+    async fn run_once(&self, cancel: &CancellationToken) -> RunEnd;
+}
+
+/// Runs `job` at every tick of `schedule` until `cancel` fires.
+pub async fn run_lifecycle(job: &dyn Lifecycle, schedule: &cron::Schedule, cancel: &CancellationToken) {
+    let name = job.name();
+    run_on_schedule(name, schedule, cancel, || async {
+        match job.run_once(cancel).await {
+            RunEnd::Finished => Next::Continue,
+            RunEnd::Cancelled => Next::Stop,
+            RunEnd::Failed(e) => {
+                tracing::error!(job = name, error = %e, "run failed; the next run will try again");
+                Next::Continue
+            }
+        }
+    })
+    .await
+}

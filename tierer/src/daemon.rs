@@ -1,38 +1,47 @@
-//! The tierer daemon: a run at every tick of its cron schedule until cancelled.
+//! The tierer daemon: tiering as a lifecycle job, run at every tick of its cron schedule.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use vintagelake_storage::schedule::{Next, run_on_schedule};
+use vintagelake_storage::schedule::{Lifecycle, RunEnd, run_lifecycle};
 use vintagelake_storage::store::IcebergStore;
 
 use crate::config::TieringSettings;
 use crate::run::{TierError, tier_once};
 
-/// Runs on `schedule` until `cancel`; each run reads the pins and the clock afresh.
+/// Tiering as a [`Lifecycle`] job: each run reads the pins and the clock afresh.
+#[derive(Debug)]
+pub struct Tiering {
+    pub store: Arc<IcebergStore>,
+    pub settings: TieringSettings,
+}
+
+#[async_trait::async_trait]
+impl Lifecycle for Tiering {
+    fn name(&self) -> &'static str {
+        "tiering"
+    }
+
+    async fn run_once(&self, cancel: &CancellationToken) -> RunEnd {
+        let s = &self.settings;
+        let pins = match s.pins.read() {
+            Ok(p) => p,
+            Err(e) => return RunEnd::Failed(format!("cannot read the tier pins; skipping this run: {e}")),
+        };
+        match tier_once(&self.store, &s.policy, &pins, s.today(), false, s.concurrency, cancel).await {
+            Ok(_) => RunEnd::Finished,
+            Err(TierError::Cancelled) => RunEnd::Cancelled,
+            Err(e) => RunEnd::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Runs on `schedule` until `cancel`.
 pub async fn run(
     store: Arc<IcebergStore>,
     schedule: cron::Schedule,
     settings: TieringSettings,
     cancel: CancellationToken,
 ) {
-    run_on_schedule("tiering", &schedule, &cancel, || async {
-        let pins = match settings.pins.read() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the tier pins; skipping this run");
-                return Next::Continue;
-            }
-        };
-        let today = settings.today();
-        match tier_once(&store, &settings.policy, &pins, today, false, settings.concurrency, &cancel).await {
-            Ok(_) => Next::Continue,
-            Err(TierError::Cancelled) => Next::Stop,
-            Err(e) => {
-                tracing::error!(error = %e, "tiering run failed; the next run will try again");
-                Next::Continue
-            }
-        }
-    })
-    .await
+    run_lifecycle(&Tiering { store, settings }, &schedule, &cancel).await
 }
