@@ -321,6 +321,7 @@ for r in t.to_pylist():
 const DUCKDB: &str = r#"
 import sys, duckdb
 con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute("SET enable_progress_bar = false")
 import duckdb_extension_avro, duckdb_extension_iceberg, glob, os
 for pkg in (duckdb_extension_avro, duckdb_extension_iceberg):
     for f in glob.glob(os.path.join(os.path.dirname(pkg.__file__), "**", "*.duckdb_extension"), recursive=True):
