@@ -26,12 +26,8 @@ pub enum IngestError {
     ShutdownTimeout(std::time::Duration),
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("producing to {topic}: {reason}")]
-    Produce { topic: String, reason: String },
     #[error("the background commit stopped unexpectedly ({0}); on restart ingest re-reads from the table's positions")]
     CommitTask(String),
-    #[error("reading {what}: {reason}")]
-    Input { what: String, reason: String },
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

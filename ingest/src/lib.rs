@@ -1,15 +1,12 @@
-//! Kafka → Iceberg ingest, exactly once, with a dead-letter topic; plus the local broker that
-//! development, tests and `vintagelake serve` use when no Kafka is configured, and the producer
-//! side (`vintagelake produce`, synthetic revision streams).
+//! Kafka → Iceberg ingest, exactly once, with a dead-letter topic. The local broker, the
+//! producer and synthetic streams live in `vintagelake-kafka`.
 
-pub mod broker;
+mod buffer;
 pub mod config;
 pub mod dlq;
 pub mod error;
 pub mod metrics;
 pub mod pipeline;
-pub mod produce;
-pub mod synthetic;
 
 pub use config::IngestConfig;
 pub use pipeline::{Ingest, IngestOptions, IngestReport};

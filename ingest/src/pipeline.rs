@@ -19,7 +19,7 @@
 //! table's schema; only single-revision JSON messages go through a struct per revision.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -33,17 +33,16 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vintagelake_schemas::ipc::{MAX_IPC_ROWS_BITS, decode_data_points_ipc_to_table};
-use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch, stored_series_to_batch};
+use vintagelake_schemas::table::StoredDataPoint;
 use vintagelake_schemas::{
-    DataPointRevision, EconomicSeries, SeriesMetadata, Timestamp, WireFormat, decode_data_point_json,
-    decode_series_json,
+    DataPointRevision, SeriesMetadata, Timestamp, WireFormat, decode_data_point_json, decode_series_json,
 };
 use vintagelake_storage::catalog::TableKind;
-use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::health::Readiness;
 use vintagelake_storage::store::IngestTarget;
 
+use crate::buffer::{Held, PartitionKey, Position, Sealed, Shared, State, dlq_backoff, table_rows};
 use crate::config::IngestConfig;
 use crate::dlq::{DeadLetterQueue, Letter, Rejection, Undelivered};
 use crate::error::{IngestError, Result};
@@ -71,121 +70,6 @@ pub struct IngestOptions {
     pub health_check_interval: Duration,
     /// Extra librdkafka settings (e.g. `security.protocol`).
     pub kafka_overrides: BTreeMap<String, String>,
-}
-
-type PartitionKey = (String, i32);
-
-/// A partition this replica owns: where the table says it stands and how far we buffered.
-#[derive(Debug, Clone)]
-struct Position {
-    /// Offset recorded in the table when we took the partition or last committed it.
-    committed: Option<i64>,
-    /// Next offset to buffer; `None` until the first message arrives.
-    next: Option<i64>,
-}
-
-/// What one partition buffered since its last commit.
-#[derive(Debug, Default)]
-struct PartitionBuffer {
-    /// Bulk messages, already in the `data_points` table schema.
-    batches: Vec<RecordBatch>,
-    /// Single-revision messages.
-    points: Vec<StoredDataPoint>,
-    series: Vec<(EconomicSeries, i64)>,
-    /// Rejected messages: the position moves past them only once their dead letters are acknowledged.
-    letters: Vec<Letter>,
-    rows: u64,
-    bytes: u64,
-}
-
-impl PartitionBuffer {
-    /// Takes back rows a failed commit held (older than what is buffered now; their order in the
-    /// buffer does not matter, `ingest_seq` orders them).
-    fn absorb(&mut self, older: PartitionBuffer) {
-        self.batches.extend(older.batches);
-        self.points.extend(older.points);
-        self.series.extend(older.series);
-        self.letters.extend(older.letters);
-        self.rows += older.rows;
-        self.bytes += older.bytes;
-    }
-}
-
-/// State shared with the rebalance callback (which runs inside `recv()`) and the commit task.
-#[derive(Debug, Default)]
-struct State {
-    positions: HashMap<PartitionKey, Position>,
-    buffers: HashMap<PartitionKey, PartitionBuffer>,
-    buffered_bytes: u64,
-    buffered_rows: u64,
-    oldest: Option<Instant>,
-    /// A sealed buffer is being committed (in the background or inline).
-    committing: bool,
-    /// Bytes held by that commit: they count against `MAX_BUFFERED_BYTES` until it ends.
-    committing_bytes: u64,
-    /// Partitions whose dead letters the broker did not acknowledge: they hold their position
-    /// (paused) until a retry delivers them.
-    held: HashMap<PartitionKey, Held>,
-    report: IngestReport,
-}
-
-/// A partition waiting for its dead letters to be acknowledged.
-#[derive(Debug, Clone)]
-struct Held {
-    undelivered: Undelivered,
-    since: Instant,
-    attempts: u32,
-    retry_at: Instant,
-}
-
-impl Held {
-    fn waiting(&self, now: Instant) -> bool {
-        self.retry_at > now
-    }
-}
-
-/// Backoff between deliveries of a held partition's dead letters: 1 s doubling to 30 s.
-fn dlq_backoff(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(Duration::from_secs(30))
-}
-
-impl State {
-    fn clear_buffers(&mut self) {
-        self.buffers.clear();
-        self.held.clear();
-        self.buffered_bytes = 0;
-        self.buffered_rows = 0;
-        self.oldest = None;
-        self.publish_buffered();
-    }
-
-    fn publish_buffered(&self) {
-        metrics::gauge!(m::BUFFERED_BYTES).set((self.buffered_bytes + self.committing_bytes) as f64);
-    }
-}
-
-/// The state and the signal that a commit ended, shared by the loop, the callback and the task.
-#[derive(Debug, Default)]
-struct Shared {
-    state: Mutex<State>,
-    commit_ended: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Blocks until no commit runs (from the rebalance callback, inside the runtime).
-    fn wait_for_commit(&self) -> MutexGuard<'_, State> {
-        tokio::task::block_in_place(|| {
-            let mut state = self.lock();
-            while state.committing {
-                state = self.commit_ended.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            state
-        })
-    }
 }
 
 struct Context {
@@ -297,16 +181,6 @@ impl ConsumerContext for Context {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
-}
-
-/// A buffer taken out for one commit, with the positions it moves.
-#[derive(Debug)]
-struct Sealed {
-    buffers: HashMap<PartitionKey, PartitionBuffer>,
-    updates: HashMap<TableKind, Vec<OffsetUpdate>>,
-    rows: u64,
-    bytes: u64,
-    oldest: Option<Instant>,
 }
 
 /// Commits sealed buffers; cheap to clone into a task.
@@ -491,31 +365,6 @@ impl Drop for CommitEnded<'_> {
         drop(state);
         self.0.commit_ended.notify_all();
     }
-}
-
-/// The rows a commit of `kind` writes: the buffers of the partitions it moves, as table batches.
-fn table_rows(
-    kind: TableKind,
-    offsets: &[OffsetUpdate],
-    buffers: &HashMap<PartitionKey, PartitionBuffer>,
-) -> Result<(Vec<RecordBatch>, u64)> {
-    let owned = || offsets.iter().filter_map(|o| buffers.get(&(o.topic.clone(), o.partition)));
-    let rows = owned().map(|b| b.rows).sum();
-    let built = match kind {
-        TableKind::DataPoints => {
-            let mut batches: Vec<RecordBatch> = owned().flat_map(|b| b.batches.iter().cloned()).collect();
-            let points: Vec<StoredDataPoint> = owned().flat_map(|b| b.points.iter().cloned()).collect();
-            if !points.is_empty() || batches.is_empty() {
-                batches.push(stored_data_points_to_batch(&points).map_err(|e| IngestError::Commit(e.into()))?);
-            }
-            batches
-        }
-        TableKind::Series => {
-            let series: Vec<(EconomicSeries, i64)> = owned().flat_map(|b| b.series.iter().cloned()).collect();
-            vec![stored_series_to_batch(&series).map_err(|e| IngestError::Commit(e.into()))?]
-        }
-    };
-    Ok((built, rows))
 }
 
 /// The ingest daemon.
@@ -833,13 +682,15 @@ impl Ingest {
     }
 
     fn commit_due(&self) -> bool {
-        let c = &self.options.config;
-        let state = self.shared.lock();
-        let now = Instant::now();
-        state.buffered_rows >= c.commit_max_rows
-            || state.buffered_bytes >= c.commit_max_bytes.min(c.max_buffered_bytes)
-            || state.oldest.is_some_and(|t| t.elapsed() >= c.commit_interval)
-            || state.held.values().any(|h| !h.waiting(now))
+        self.shared.lock().commit_due(&self.options.config, Instant::now())
+    }
+
+    fn buffer_letter(&mut self, letter: Letter) {
+        self.shared.lock().buffer_letter(letter, Instant::now());
+    }
+
+    fn seal(&mut self) -> Option<Sealed> {
+        self.shared.lock().seal(&self.options.config.series_topic, Instant::now())
     }
 
     /// Pauses the partitions held for their dead letters (their buffers stay bounded) and resumes
@@ -867,75 +718,6 @@ impl Ingest {
             tracing::debug!(error = %e, "cannot resume released partitions");
         }
         self.paused = held;
-    }
-
-    /// Keeps a rejected message in its partition's buffer until its dead letter is acknowledged.
-    fn buffer_letter(&mut self, letter: Letter) {
-        let key = (letter.topic.clone(), letter.partition);
-        let mut state = self.shared.lock();
-        if !state.positions.contains_key(&key) {
-            return; // revoked meanwhile: the next owner re-reads it
-        }
-        let size = letter.size();
-        let waiting = state.held.get(&key).is_some_and(|h| h.waiting(Instant::now()));
-        let buffer = state.buffers.entry(key).or_default();
-        buffer.letters.push(letter);
-        buffer.bytes += size;
-        state.buffered_bytes += size;
-        state.report.dead_lettered += 1;
-        if !waiting {
-            state.oldest.get_or_insert_with(Instant::now);
-        }
-        state.publish_buffered();
-    }
-
-    /// Takes the buffer and the positions it moves out for one commit; `None` if nothing moved.
-    fn seal(&mut self) -> Option<Sealed> {
-        let mut state = self.shared.lock();
-        debug_assert!(!state.committing, "one commit at a time");
-        let now = Instant::now();
-        let mut updates: HashMap<TableKind, Vec<OffsetUpdate>> = HashMap::new();
-        for (key, pos) in &state.positions {
-            if state.held.get(key).is_some_and(|h| h.waiting(now)) {
-                continue; // its dead letters are retried when its backoff ends
-            }
-            let Some(next) = pos.next else { continue };
-            if pos.committed == Some(next) {
-                continue;
-            }
-            let kind =
-                if key.0 == self.options.config.series_topic { TableKind::Series } else { TableKind::DataPoints };
-            updates.entry(kind).or_default().push(OffsetUpdate {
-                topic: key.0.clone(),
-                partition: key.1,
-                expected: pos.committed,
-                next,
-            });
-        }
-        if updates.is_empty() {
-            // Only held partitions have data: their retry time, not the interval, wakes the loop.
-            state.oldest = None;
-            return None;
-        }
-        // Held partitions still waiting keep their buffers.
-        let mut buffers = HashMap::new();
-        let (mut rows, mut bytes) = (0, 0);
-        for o in updates.values().flatten() {
-            let key = (o.topic.clone(), o.partition);
-            if let Some(b) = state.buffers.remove(&key) {
-                rows += b.rows;
-                bytes += b.bytes;
-                buffers.insert(key, b);
-            }
-        }
-        let sealed = Sealed { buffers, updates, rows, bytes, oldest: state.oldest.take() };
-        state.committing = true;
-        state.committing_bytes = sealed.bytes;
-        state.buffered_rows -= rows;
-        state.buffered_bytes -= bytes;
-        state.publish_buffered();
-        tracing::trace!(rows = sealed.rows, bytes = sealed.bytes, "sealed a buffer for commit");
-        Some(sealed)
     }
 
     /// Validates one message into the buffer; a rejected one comes back as a letter to send.

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use vintagelake_ingest::broker::create_topics;
 use vintagelake_ingest::{Ingest, IngestConfig};
+use vintagelake_kafka::broker::create_topics;
 
 use super::{Error, Observed, open_ingest_target, start_http};
 use crate::config::CommonConfig;

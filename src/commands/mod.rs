@@ -130,11 +130,13 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("broker: {0}")]
-    Broker(#[source] vintagelake_ingest::broker::BrokerError),
+    Broker(#[source] vintagelake_kafka::broker::BrokerError),
     #[error("storage: {0}")]
     Storage(#[from] vintagelake_storage::error::StorageError),
     #[error("ingest: {0}")]
     Ingest(#[from] vintagelake_ingest::error::IngestError),
+    #[error("produce: {0}")]
+    Produce(#[from] vintagelake_kafka::produce::ProduceError),
     #[error("`vintagelake {0}` is not available yet in this version of vintagelake")]
     NotAvailable(&'static str),
     #[error("reading {what}: {source}")]

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use vintagelake_ingest::broker::create_topics;
-use vintagelake_ingest::produce::{message, producer, publish, read_file};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::create_topics;
+use vintagelake_kafka::produce::{message, producer, publish, read_file};
+use vintagelake_kafka::synthetic;
 use vintagelake_schemas::{SeriesMetadata, Timestamp};
 
 use super::Error;

@@ -10,8 +10,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type};
 use tokio_util::sync::CancellationToken;
 use vintagelake_compactor::CompactorConfig;
-use vintagelake_ingest::broker::{Broker, LocalBroker, create_topics};
 use vintagelake_ingest::{Ingest, IngestConfig};
+use vintagelake_kafka::broker::{Broker, LocalBroker, create_topics};
 use vintagelake_query::QueryConfig;
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::TableKind;
@@ -139,8 +139,8 @@ async fn show_demo(
     flight_url: &str,
     token: Option<String>,
 ) -> Result<(), Error> {
-    use vintagelake_ingest::produce::{message, producer, publish};
-    use vintagelake_ingest::synthetic;
+    use vintagelake_kafka::produce::{message, producer, publish};
+    use vintagelake_kafka::synthetic;
 
     let total_records = || async {
         let table = store.warehouse().load(TableKind::DataPoints).await?;

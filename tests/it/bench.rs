@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use vintagelake_ingest::broker::Broker;
+use vintagelake_kafka::broker::Broker;
 
 /// The number after `label` in `line` (e.g. "p50 12.3 ms" → 12.3).
 fn number_after(line: &str, label: &str) -> f64 {

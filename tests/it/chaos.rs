@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type};
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_schemas::DataPointRevision;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
 

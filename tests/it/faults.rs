@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_schemas::DataPointRevision;
 use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
 use vintagelake_storage::scan::View;
@@ -227,7 +227,7 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
     let mut messages = Vec::new();
     let mut bad: Vec<(Vec<u8>, &str)> = Vec::new();
     for (i, r) in good.iter().enumerate() {
-        messages.push(vintagelake_ingest::produce::message(r));
+        messages.push(vintagelake_kafka::produce::message(r));
         if i % 10 == 9 {
             let (k, v, reason) = crate::ingest::malformed(bad.len());
             bad.push((v.clone(), reason));
@@ -235,8 +235,8 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
         }
     }
     assert_eq!(bad.len(), 1_000);
-    let p = vintagelake_ingest::produce::producer(&bootstrap).unwrap();
-    vintagelake_ingest::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
+    let p = vintagelake_kafka::produce::producer(&bootstrap).unwrap();
+    vintagelake_kafka::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
     let ends = end_offsets(&bootstrap, &topics.data).await;
     assert_eq!(ends.values().sum::<i64>(), 11_000);
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::store::IcebergStore;
 
@@ -153,7 +153,7 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
     let mut expected_reasons: BTreeMap<&str, usize> = BTreeMap::new();
     let mut bad = 0;
     for (i, r) in good.iter().enumerate() {
-        messages.push(vintagelake_ingest::produce::message(r));
+        messages.push(vintagelake_kafka::produce::message(r));
         if i % 10 == 9 {
             let (k, v, reason) = malformed(bad);
             *expected_reasons.entry(reason).or_default() += 1;
@@ -162,8 +162,8 @@ async fn malformed_messages_go_to_the_dead_letter_topic_with_their_reason() {
         }
     }
     assert_eq!(bad, 1_000);
-    let p = vintagelake_ingest::produce::producer(broker.bootstrap_servers()).unwrap();
-    vintagelake_ingest::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
+    let p = vintagelake_kafka::produce::producer(broker.bootstrap_servers()).unwrap();
+    vintagelake_kafka::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
 
     let mut ingest =
         Daemon::spawn(&["ingest"], dir.path(), &ingest_env(dir.path(), broker.bootstrap_servers(), &topics));
@@ -325,7 +325,7 @@ async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_down_30s_then_back_ingest_recovers_exactly() {
-    use vintagelake_ingest::broker::LocalBroker;
+    use vintagelake_kafka::broker::LocalBroker;
     const N: usize = 100_000;
     // This test stops and restarts the broker, so it always runs its own.
     let broker = LocalBroker::start().await.expect("local broker");

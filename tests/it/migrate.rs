@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_schemas::table::stored_data_points_to_batch;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type};
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
 
@@ -74,8 +74,8 @@ async fn serve_exports_the_dashboard_metrics_and_resumes_after_sigterm() {
     let (first, second) = produced.split_at(produced.len() / 2);
     produce(broker.bootstrap_servers(), &topics.data, first).await;
     // One malformed message: dead-lettered with its reason, never lost, never committed.
-    let p = vintagelake_ingest::produce::producer(broker.bootstrap_servers()).unwrap();
-    vintagelake_ingest::produce::publish(&p, &topics.data, [(b"BAD".to_vec(), b"{not json".to_vec())], |_| {})
+    let p = vintagelake_kafka::produce::producer(broker.bootstrap_servers()).unwrap();
+    vintagelake_kafka::produce::publish(&p, &topics.data, [(b"BAD".to_vec(), b"{not json".to_vec())], |_| {})
         .await
         .unwrap();
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::{FlightClient, Ticket};
 use futures::TryStreamExt;
-use vintagelake_ingest::broker::{Broker, create_topics};
-use vintagelake_ingest::synthetic;
+use vintagelake_kafka::broker::{Broker, create_topics};
+use vintagelake_kafka::synthetic;
 use vintagelake_query::ticket::TicketV1;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};

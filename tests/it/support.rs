@@ -231,8 +231,8 @@ pub async fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
 
 /// Publishes revisions (JSON, keyed by series id).
 pub async fn produce(bootstrap: &str, topic: &str, revisions: &[DataPointRevision]) {
-    let p = vintagelake_ingest::produce::producer(bootstrap).unwrap();
-    vintagelake_ingest::produce::publish(&p, topic, revisions.iter().map(vintagelake_ingest::produce::message), |_| {})
+    let p = vintagelake_kafka::produce::producer(bootstrap).unwrap();
+    vintagelake_kafka::produce::publish(&p, topic, revisions.iter().map(vintagelake_kafka::produce::message), |_| {})
         .await
         .unwrap();
 }

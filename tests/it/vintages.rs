@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use vintagelake_ingest::broker::{Broker, create_topics};
+use vintagelake_kafka::broker::{Broker, create_topics};
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
 use vintagelake_storage::io::TierSpec;
@@ -60,7 +60,7 @@ impl Lake {
         let wh = Warehouse::open(WarehouseConfig::new(&data).with_tiers(vec![TierSpec::local("hot", tier_dir(&data))]))
             .await
             .unwrap();
-        let producer = vintagelake_ingest::produce::producer(broker.bootstrap_servers()).unwrap();
+        let producer = vintagelake_kafka::produce::producer(broker.bootstrap_servers()).unwrap();
         Lake { dir, config, broker, topics, producer, ingest, store: IcebergStore::new(wh), published: 0 }
     }
 

@@ -10,7 +10,18 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use vintagelake_schemas::{DataPointRevision, Date, SeriesId, decode_data_point_json};
 
-use crate::error::{IngestError, Result};
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("creating the Kafka client: {0}")]
+    Client(#[source] Box<rdkafka::error::KafkaError>),
+    #[error("producing to {topic}: {reason}")]
+    Produce { topic: String, reason: String },
+    #[error("reading {what}: {reason}")]
+    Input { what: String, reason: String },
+}
+
+pub type Result<T, E = ProduceError> = std::result::Result<T, E>;
 
 /// Deliveries in flight before the producer waits for acknowledgements.
 const IN_FLIGHT: usize = 50_000;
@@ -26,7 +37,7 @@ pub fn producer(bootstrap: &str) -> Result<FutureProducer> {
         .set("message.timeout.ms", "120000")
         .set("queue.buffering.max.messages", "200000")
         .create()
-        .map_err(IngestError::client)
+        .map_err(|e| ProduceError::Client(Box::new(e)))
 }
 
 /// Publishes messages, keeping a bounded number of deliveries in flight; returns how many were
@@ -57,13 +68,13 @@ pub async fn publish_tracked(
 ) -> Result<Published> {
     let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
     let mut out = Published::default();
-    let fail = |reason: String| IngestError::Produce { topic: topic.to_owned(), reason };
+    let fail = |reason: String| ProduceError::Produce { topic: topic.to_owned(), reason };
     let delivered = |out: &mut Published, d: rdkafka::producer::future_producer::OwnedDeliveryResult| {
         let d = d.map_err(|(e, _)| fail(e.to_string()))?;
         let end = out.ends.entry(d.partition).or_default();
         *end = (*end).max(d.offset + 1);
         out.count += 1;
-        Ok::<_, IngestError>(())
+        Ok::<_, ProduceError>(())
     };
     for (key, value) in messages {
         loop {
@@ -114,7 +125,7 @@ pub fn read_file(path: &Path) -> Result<Vec<DataPointRevision>> {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         let f =
-            std::fs::File::open(path).map_err(|e| IngestError::Input { what: what.clone(), reason: e.to_string() })?;
+            std::fs::File::open(path).map_err(|e| ProduceError::Input { what: what.clone(), reason: e.to_string() })?;
         Box::new(std::io::BufReader::new(f))
     };
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
@@ -124,12 +135,12 @@ pub fn read_file(path: &Path) -> Result<Vec<DataPointRevision>> {
 fn read_jsonl(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevision>> {
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| IngestError::Input { what: what.to_owned(), reason: e.to_string() })?;
+        let line = line.map_err(|e| ProduceError::Input { what: what.to_owned(), reason: e.to_string() })?;
         if line.trim().is_empty() {
             continue;
         }
         let r = decode_data_point_json(line.as_bytes())
-            .map_err(|e| IngestError::Input { what: format!("{what} line {}", i + 1), reason: e.to_string() })?;
+            .map_err(|e| ProduceError::Input { what: format!("{what} line {}", i + 1), reason: e.to_string() })?;
         out.push(r);
     }
     Ok(out)
@@ -137,7 +148,7 @@ fn read_jsonl(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevis
 
 fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevision>> {
     let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
-    let bad = |line: u64, reason: String| IngestError::Input { what: format!("{what} line {line}"), reason };
+    let bad = |line: u64, reason: String| ProduceError::Input { what: format!("{what} line {line}"), reason };
     let headers = csv.headers().map_err(|e| bad(1, e.to_string()))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(s), Some(d), Some(r), Some(v)) = (col("series_id"), col("date"), col("revision_date"), col("value"))

@@ -1,0 +1,363 @@
+//! What ingest holds between commits, free of Kafka: the positions of the partitions this replica
+//! owns, the rows and dead letters buffered per partition, the partitions held for their dead
+//! letters, when a commit is due, and sealing a buffer for one commit. The consumer loop
+//! (`pipeline.rs`) feeds it and the committer takes sealed buffers from it.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use vintagelake_schemas::EconomicSeries;
+use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch, stored_series_to_batch};
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::commit::OffsetUpdate;
+
+use crate::config::IngestConfig;
+use crate::dlq::{Letter, Undelivered};
+use crate::error::{IngestError, Result};
+use crate::metrics as m;
+use crate::pipeline::IngestReport;
+
+pub(crate) type PartitionKey = (String, i32);
+
+/// A partition this replica owns: where the table says it stands and how far we buffered.
+#[derive(Debug, Clone)]
+pub(crate) struct Position {
+    /// Offset recorded in the table when we took the partition or last committed it.
+    pub(crate) committed: Option<i64>,
+    /// Next offset to buffer; `None` until the first message arrives.
+    pub(crate) next: Option<i64>,
+}
+
+/// What one partition buffered since its last commit.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionBuffer {
+    /// Bulk messages, already in the `data_points` table schema.
+    pub(crate) batches: Vec<RecordBatch>,
+    /// Single-revision messages.
+    pub(crate) points: Vec<StoredDataPoint>,
+    pub(crate) series: Vec<(EconomicSeries, i64)>,
+    /// Rejected messages: the position moves past them only once their dead letters are acknowledged.
+    pub(crate) letters: Vec<Letter>,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+}
+
+impl PartitionBuffer {
+    /// Takes back rows a failed commit held (older than what is buffered now; their order in the
+    /// buffer does not matter, `ingest_seq` orders them).
+    pub(crate) fn absorb(&mut self, older: PartitionBuffer) {
+        self.batches.extend(older.batches);
+        self.points.extend(older.points);
+        self.series.extend(older.series);
+        self.letters.extend(older.letters);
+        self.rows += older.rows;
+        self.bytes += older.bytes;
+    }
+}
+
+/// State shared with the rebalance callback (which runs inside `recv()`) and the commit task.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) positions: HashMap<PartitionKey, Position>,
+    pub(crate) buffers: HashMap<PartitionKey, PartitionBuffer>,
+    pub(crate) buffered_bytes: u64,
+    pub(crate) buffered_rows: u64,
+    pub(crate) oldest: Option<Instant>,
+    /// A sealed buffer is being committed (in the background or inline).
+    pub(crate) committing: bool,
+    /// Bytes held by that commit: they count against `MAX_BUFFERED_BYTES` until it ends.
+    pub(crate) committing_bytes: u64,
+    /// Partitions whose dead letters the broker did not acknowledge: they hold their position
+    /// (paused) until a retry delivers them.
+    pub(crate) held: HashMap<PartitionKey, Held>,
+    pub(crate) report: IngestReport,
+}
+
+/// A partition waiting for its dead letters to be acknowledged.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) undelivered: Undelivered,
+    pub(crate) since: Instant,
+    pub(crate) attempts: u32,
+    pub(crate) retry_at: Instant,
+}
+
+impl Held {
+    pub(crate) fn waiting(&self, now: Instant) -> bool {
+        self.retry_at > now
+    }
+}
+
+/// Backoff between deliveries of a held partition's dead letters: 1 s doubling to 30 s.
+pub(crate) fn dlq_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+impl State {
+    pub(crate) fn clear_buffers(&mut self) {
+        self.buffers.clear();
+        self.held.clear();
+        self.buffered_bytes = 0;
+        self.buffered_rows = 0;
+        self.oldest = None;
+        self.publish_buffered();
+    }
+
+    pub(crate) fn publish_buffered(&self) {
+        metrics::gauge!(m::BUFFERED_BYTES).set((self.buffered_bytes + self.committing_bytes) as f64);
+    }
+}
+
+/// The state and the signal that a commit ended, shared by the loop, the callback and the task.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) commit_ended: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Blocks until no commit runs (from the rebalance callback, inside the runtime).
+    pub(crate) fn wait_for_commit(&self) -> MutexGuard<'_, State> {
+        tokio::task::block_in_place(|| {
+            let mut state = self.lock();
+            while state.committing {
+                state = self.commit_ended.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            state
+        })
+    }
+}
+
+/// A buffer taken out for one commit, with the positions it moves.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) buffers: HashMap<PartitionKey, PartitionBuffer>,
+    pub(crate) updates: HashMap<TableKind, Vec<OffsetUpdate>>,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+    pub(crate) oldest: Option<Instant>,
+}
+
+/// The rows a commit of `kind` writes: the buffers of the partitions it moves, as table batches.
+pub(crate) fn table_rows(
+    kind: TableKind,
+    offsets: &[OffsetUpdate],
+    buffers: &HashMap<PartitionKey, PartitionBuffer>,
+) -> Result<(Vec<RecordBatch>, u64)> {
+    let owned = || offsets.iter().filter_map(|o| buffers.get(&(o.topic.clone(), o.partition)));
+    let rows = owned().map(|b| b.rows).sum();
+    let built = match kind {
+        TableKind::DataPoints => {
+            let mut batches: Vec<RecordBatch> = owned().flat_map(|b| b.batches.iter().cloned()).collect();
+            let points: Vec<StoredDataPoint> = owned().flat_map(|b| b.points.iter().cloned()).collect();
+            if !points.is_empty() || batches.is_empty() {
+                batches.push(stored_data_points_to_batch(&points).map_err(|e| IngestError::Commit(e.into()))?);
+            }
+            batches
+        }
+        TableKind::Series => {
+            let series: Vec<(EconomicSeries, i64)> = owned().flat_map(|b| b.series.iter().cloned()).collect();
+            vec![stored_series_to_batch(&series).map_err(|e| IngestError::Commit(e.into()))?]
+        }
+    };
+    Ok((built, rows))
+}
+
+impl State {
+    /// Whether a commit is due: enough rows or bytes buffered, the oldest buffered message waited
+    /// `COMMIT_INTERVAL`, or a held partition's retry time came.
+    pub(crate) fn commit_due(&self, c: &IngestConfig, now: Instant) -> bool {
+        self.buffered_rows >= c.commit_max_rows
+            || self.buffered_bytes >= c.commit_max_bytes.min(c.max_buffered_bytes)
+            || self.oldest.is_some_and(|t| now.saturating_duration_since(t) >= c.commit_interval)
+            || self.held.values().any(|h| !h.waiting(now))
+    }
+
+    /// Keeps a rejected message in its partition's buffer until its dead letter is acknowledged.
+    pub(crate) fn buffer_letter(&mut self, letter: Letter, now: Instant) {
+        let key = (letter.topic.clone(), letter.partition);
+        if !self.positions.contains_key(&key) {
+            return; // revoked meanwhile: the next owner re-reads it
+        }
+        let size = letter.size();
+        let waiting = self.held.get(&key).is_some_and(|h| h.waiting(now));
+        let buffer = self.buffers.entry(key).or_default();
+        buffer.letters.push(letter);
+        buffer.bytes += size;
+        self.buffered_bytes += size;
+        self.report.dead_lettered += 1;
+        if !waiting {
+            self.oldest.get_or_insert(now);
+        }
+        self.publish_buffered();
+    }
+
+    /// Takes the buffers and the positions they move out for one commit; `None` if nothing moved.
+    /// Partitions held for their dead letters and still waiting keep theirs.
+    pub(crate) fn seal(&mut self, series_topic: &str, now: Instant) -> Option<Sealed> {
+        debug_assert!(!self.committing, "one commit at a time");
+        let mut updates: HashMap<TableKind, Vec<OffsetUpdate>> = HashMap::new();
+        for (key, pos) in &self.positions {
+            if self.held.get(key).is_some_and(|h| h.waiting(now)) {
+                continue; // its dead letters are retried when its backoff ends
+            }
+            let Some(next) = pos.next else { continue };
+            if pos.committed == Some(next) {
+                continue;
+            }
+            let kind = if key.0 == series_topic { TableKind::Series } else { TableKind::DataPoints };
+            updates.entry(kind).or_default().push(OffsetUpdate {
+                topic: key.0.clone(),
+                partition: key.1,
+                expected: pos.committed,
+                next,
+            });
+        }
+        if updates.is_empty() {
+            // Only held partitions have data: their retry time, not the interval, wakes the loop.
+            self.oldest = None;
+            return None;
+        }
+        let mut buffers = HashMap::new();
+        let (mut rows, mut bytes) = (0, 0);
+        for o in updates.values().flatten() {
+            let key = (o.topic.clone(), o.partition);
+            if let Some(b) = self.buffers.remove(&key) {
+                rows += b.rows;
+                bytes += b.bytes;
+                buffers.insert(key, b);
+            }
+        }
+        let sealed = Sealed { buffers, updates, rows, bytes, oldest: self.oldest.take() };
+        self.committing = true;
+        self.committing_bytes = sealed.bytes;
+        self.buffered_rows -= rows;
+        self.buffered_bytes -= bytes;
+        self.publish_buffered();
+        tracing::trace!(rows = sealed.rows, bytes = sealed.bytes, "sealed a buffer for commit");
+        Some(sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        config: IngestConfig,
+    }
+
+    fn config() -> IngestConfig {
+        Defaults::parse_from(["ingest"]).config
+    }
+
+    fn point(offset: i64) -> StoredDataPoint {
+        let revision = vintagelake_schemas::decode_data_point_json(
+            br#"{"version":1,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#,
+        )
+        .unwrap();
+        StoredDataPoint::arrived(revision, vintagelake_schemas::Timestamp::now(), offset << 20)
+    }
+
+    /// A state owning partitions 0 and 1 of `dp` and 0 of `series`, with `rows` points buffered on dp[0].
+    fn state(rows: u64) -> State {
+        let mut s = State::default();
+        for key in [("dp".to_owned(), 0), ("dp".to_owned(), 1), ("series".to_owned(), 0)] {
+            s.positions.insert(key, Position { committed: Some(10), next: None });
+        }
+        let buffer = s.buffers.entry(("dp".to_owned(), 0)).or_default();
+        for i in 0..rows {
+            buffer.points.push(point(10 + i as i64));
+        }
+        buffer.rows = rows;
+        buffer.bytes = rows * 100;
+        s.buffered_rows = rows;
+        s.buffered_bytes = rows * 100;
+        if rows > 0 {
+            s.positions.get_mut(&("dp".to_owned(), 0)).unwrap().next = Some(10 + rows as i64);
+        }
+        s
+    }
+
+    #[test]
+    fn a_commit_is_due_by_rows_bytes_age_or_a_held_partitions_retry() {
+        let c = config();
+        let now = Instant::now();
+        let mut s = state(3);
+        assert!(!s.commit_due(&c, now), "3 fresh rows wait for the interval");
+        s.oldest = Some(now);
+        assert!(!s.commit_due(&c, now + c.commit_interval / 2));
+        assert!(s.commit_due(&c, now + c.commit_interval), "the oldest row waited COMMIT_INTERVAL");
+        let mut s = state(0);
+        s.buffered_rows = c.commit_max_rows;
+        assert!(s.commit_due(&c, now), "COMMIT_MAX_ROWS");
+        let mut s = state(0);
+        s.buffered_bytes = c.commit_max_bytes.min(c.max_buffered_bytes);
+        assert!(s.commit_due(&c, now), "COMMIT_MAX_BYTES");
+        let mut s = state(0);
+        let undelivered = Undelivered { dlq_topic: "dp.dlq".into(), letters: 1, reason: "refused".into() };
+        s.held.insert(
+            ("dp".to_owned(), 1),
+            Held { undelivered, since: now, attempts: 1, retry_at: now + Duration::from_secs(1) },
+        );
+        assert!(!s.commit_due(&c, now), "a held partition waits for its backoff");
+        assert!(s.commit_due(&c, now + Duration::from_secs(1)), "then its retry is due");
+    }
+
+    #[test]
+    fn sealing_takes_the_moved_partitions_and_leaves_held_ones() {
+        let now = Instant::now();
+        let mut s = state(3);
+        s.oldest = Some(now);
+        // dp[1] buffered too, but it is held for its dead letters and still waiting.
+        s.positions.get_mut(&("dp".to_owned(), 1)).unwrap().next = Some(12);
+        let b = s.buffers.entry(("dp".to_owned(), 1)).or_default();
+        b.points.push(point(10));
+        b.rows = 1;
+        b.bytes = 100;
+        s.buffered_rows += 1;
+        s.buffered_bytes += 100;
+        let undelivered = Undelivered { dlq_topic: "dp.dlq".into(), letters: 1, reason: "refused".into() };
+        s.held.insert(
+            ("dp".to_owned(), 1),
+            Held { undelivered, since: now, attempts: 1, retry_at: now + Duration::from_secs(5) },
+        );
+        let sealed = s.seal("series", now).expect("dp[0] moved");
+        assert_eq!(
+            sealed.updates[&TableKind::DataPoints],
+            [OffsetUpdate { topic: "dp".into(), partition: 0, expected: Some(10), next: 13 }]
+        );
+        assert!(!sealed.updates.contains_key(&TableKind::Series), "series[0] did not move");
+        assert_eq!((sealed.rows, sealed.bytes), (3, 300));
+        assert!(s.committing && s.committing_bytes == 300);
+        assert_eq!((s.buffered_rows, s.buffered_bytes), (1, 100), "the held partition keeps its row");
+        assert!(s.buffers.contains_key(&("dp".to_owned(), 1)) && !s.buffers.contains_key(&("dp".to_owned(), 0)));
+        let (batches, rows) =
+            table_rows(TableKind::DataPoints, &sealed.updates[&TableKind::DataPoints], &sealed.buffers).unwrap();
+        assert_eq!((rows, batches.iter().map(RecordBatch::num_rows).sum::<usize>()), (3, 3));
+        // The commit landed (the committer records the new position); nothing else moved.
+        s.positions.get_mut(&("dp".to_owned(), 0)).unwrap().committed = Some(13);
+        s.committing = false;
+        assert!(s.seal("series", now).is_none());
+        assert_eq!(s.oldest, None, "only held data: the retry time wakes the loop, not the interval");
+    }
+
+    #[test]
+    fn a_failed_commit_gives_its_rows_back() {
+        let mut a = PartitionBuffer { rows: 1, bytes: 10, ..Default::default() };
+        a.points.push(point(5));
+        let mut b = PartitionBuffer { rows: 2, bytes: 20, ..Default::default() };
+        b.points.extend([point(1), point(2)]);
+        a.absorb(b);
+        assert_eq!((a.rows, a.bytes, a.points.len()), (3, 30, 3));
+    }
+}
