@@ -73,6 +73,53 @@ pub fn renumber(batches: &[RecordBatch], after: i64) -> Result<(Vec<RecordBatch>
     Ok((out, last))
 }
 
+/// What one attempt of an append read: its own context (the loaded table, …), the table's mark
+/// (`None`: written before marks) and the number to continue after.
+#[derive(Debug)]
+pub struct MarkRead<T> {
+    pub context: T,
+    pub expected: Option<i64>,
+    pub after: i64,
+}
+
+/// The append loop every store runs: read the mark, number the rows after it (`renumber`; else
+/// keep their numbers and move the mark past them), commit with that range; again when another
+/// writer's append moved the mark meanwhile, up to `attempts` times.
+pub async fn append_numbered<T, M, MF, C, CF>(
+    table: &str,
+    batches: &[RecordBatch],
+    renumber: bool,
+    attempts: u32,
+    mut read_mark: M,
+    mut commit: C,
+) -> Result<crate::commit::Committed>
+where
+    M: FnMut() -> MF,
+    MF: Future<Output = Result<MarkRead<T>>>,
+    C: FnMut(T, Vec<RecordBatch>, ArrivalRange) -> CF,
+    CF: Future<Output = Result<crate::commit::Committed>>,
+{
+    for attempt in 1..=attempts {
+        let MarkRead { context, expected, after } = read_mark().await?;
+        let (rows, last) = if renumber {
+            self::renumber(batches, after)?
+        } else {
+            (batches.to_vec(), highest(batches)?.unwrap_or(after).max(after))
+        };
+        match commit(context, rows, ArrivalRange { expected, last }).await {
+            Err(StorageError::ArrivalsMoved { expected, found, .. }) => {
+                tracing::debug!(table, ?expected, ?found, attempt, "arrival mark moved; renumbering");
+            }
+            other => return other,
+        }
+    }
+    Err(StorageError::TooManyConflicts {
+        table: table.to_owned(),
+        attempts,
+        last: "other writers kept assigning arrival numbers".into(),
+    })
+}
+
 /// The highest number the rows carry (`None`: no rows).
 pub fn highest(batches: &[RecordBatch]) -> Result<Option<i64>> {
     let mut high = None;

@@ -218,36 +218,32 @@ impl IcebergStore {
         renumber: bool,
     ) -> Result<Committed> {
         let kind = TableKind::DataPoints;
-        for attempt in 1..=self.retry.max_attempts {
-            let table = self.wh.load(kind).await?;
-            let expected = crate::commit::arrival_mark(table.metadata());
-            let after = match expected {
-                Some(mark) => mark,
-                None => legacy_arrival_mark(&self.wh, &table).await?,
-            };
-            let (rows, last) = if renumber {
-                crate::arrivals::renumber(batches, after)?
-            } else {
-                (batches.to_vec(), crate::arrivals::highest(batches)?.unwrap_or(after).max(after))
-            };
-            let range = crate::arrivals::ArrivalRange { expected, last };
-            match self
-                .write_and_commit_on(&table, kind, &[(None, rows)], Encoding::Fresh, |files| {
-                    CommitRequest::append(files, origin).with_offsets(offsets.clone()).with_arrivals(Some(range))
-                })
-                .await
-            {
-                Err(StorageError::ArrivalsMoved { table, expected, found }) => {
-                    tracing::debug!(%table, ?expected, ?found, attempt, "arrival mark moved; renumbering");
+        let name = self.wh.ident(kind).to_string();
+        crate::arrivals::append_numbered(
+            &name,
+            batches,
+            renumber,
+            self.retry.max_attempts,
+            || async {
+                let table = self.wh.load(kind).await?;
+                let expected = crate::commit::arrival_mark(table.metadata());
+                let after = match expected {
+                    Some(mark) => mark,
+                    None => legacy_arrival_mark(&self.wh, &table).await?,
+                };
+                Ok(crate::arrivals::MarkRead { context: table, expected, after })
+            },
+            |table, rows, range| {
+                let offsets = offsets.clone();
+                async move {
+                    self.write_and_commit_on(&table, kind, &[(None, rows)], Encoding::Fresh, |files| {
+                        CommitRequest::append(files, origin).with_offsets(offsets).with_arrivals(Some(range))
+                    })
+                    .await
                 }
-                other => return other,
-            }
-        }
-        Err(StorageError::TooManyConflicts {
-            table: self.wh.ident(kind).to_string(),
-            attempts: self.retry.max_attempts,
-            last: "other writers kept assigning arrival numbers".into(),
-        })
+            },
+        )
+        .await
     }
 
     /// Writes each group of rows into its tier (`None`: the hot tier), then one commit; when the

@@ -289,51 +289,50 @@ impl ParquetStore {
                 .write_and_commit(kind, CommitKind::Append, batches, Vec::new(), offsets, origin, BTreeMap::new(), None)
                 .await;
         }
-        // Arrival numbers follow the order of commits (as in the Iceberg store).
-        for _ in 0..MAX_ATTEMPTS {
-            let i = self.inner.clone();
-            let (expected, after) = blocking(move || {
-                let mut log = i.log.lock().expect("log lock");
-                i.refresh(&mut log)?;
-                let expected = log.arrival_mark(kind);
-                let after = match expected {
-                    Some(mark) => mark,
-                    // Written before marks: continue after every number stored.
-                    None => {
-                        let mut high = 0;
-                        for f in log.live(kind, None) {
-                            high = high.max(crate::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
+        // Arrival numbers follow the order of commits (the loop both stores run).
+        crate::arrivals::append_numbered(
+            kind.name(),
+            batches,
+            true,
+            MAX_ATTEMPTS,
+            || {
+                let i = self.inner.clone();
+                blocking(move || {
+                    let mut log = i.log.lock().expect("log lock");
+                    i.refresh(&mut log)?;
+                    let expected = log.arrival_mark(kind);
+                    let after = match expected {
+                        Some(mark) => mark,
+                        // Written before marks: continue after every number stored.
+                        None => {
+                            let mut high = 0;
+                            for f in log.live(kind, None) {
+                                high = high.max(crate::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
+                            }
+                            high
                         }
-                        high
-                    }
-                };
-                Ok((expected, after))
-            })
-            .await?;
-            let (rows, last) = crate::arrivals::renumber(batches, after)?;
-            let range = crate::arrivals::ArrivalRange { expected, last };
-            match self
-                .write_and_commit(
-                    kind,
-                    CommitKind::Append,
-                    &rows,
-                    Vec::new(),
-                    offsets.clone(),
-                    origin,
-                    BTreeMap::new(),
-                    Some(range),
-                )
-                .await
-            {
-                Err(StorageError::ArrivalsMoved { .. }) => continue,
-                other => return other,
-            }
-        }
-        Err(StorageError::TooManyConflicts {
-            table: kind.name().to_owned(),
-            attempts: MAX_ATTEMPTS,
-            last: "other writers kept assigning arrival numbers".into(),
-        })
+                    };
+                    Ok(crate::arrivals::MarkRead { context: (), expected, after })
+                })
+            },
+            |(), rows, range| {
+                let offsets = offsets.clone();
+                async move {
+                    self.write_and_commit(
+                        kind,
+                        CommitKind::Append,
+                        &rows,
+                        Vec::new(),
+                        offsets,
+                        origin,
+                        BTreeMap::new(),
+                        Some(range),
+                    )
+                    .await
+                }
+            },
+        )
+        .await
     }
 
     /// Atomically replaces live files `remove` with `rows` (compaction's primitive).
