@@ -11,10 +11,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
-use vintagelake_storage::health::Readiness;
+use vintagelake_runtime::health::Readiness;
 
 /// Every daemon's metric catalogue (the storage core's is registered by every daemon).
-pub const CATALOGUES: &[&[vintagelake_storage::metrics::MetricDoc]] = &[
+pub const CATALOGUES: &[&[vintagelake_runtime::metrics::MetricDoc]] = &[
     vintagelake_ingest::metrics::CATALOGUE,
     vintagelake_compactor::metrics::CATALOGUE,
     vintagelake_tierer::metrics::CATALOGUE,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use vintagelake_storage::audit::AuditEntry;
+use vintagelake_runtime::audit::AuditEntry;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
 use vintagelake_storage::config::TierName;
@@ -285,7 +285,7 @@ async fn compact_inner(
         ]);
         let mut remove = current_paths;
         remove.extend(closed_paths);
-        vintagelake_storage::failpoint::hit("compact-before-commit");
+        vintagelake_runtime::failpoint::hit("compact-before-commit");
         let committed = store
             .rewrite_into_tiers(TableKind::DataPoints, remove, &groups, CommitKind::Replace, "compaction", summary)
             .await?;
@@ -300,7 +300,7 @@ async fn compact_inner(
             .filter(|f| f.added_snapshot_id == Some(committed.snapshot_id))
             .map(|f| f.size_bytes)
             .sum();
-        vintagelake_storage::failpoint::hit("compact-after-commit");
+        vintagelake_runtime::failpoint::hit("compact-after-commit");
     }
 
     // Maintenance: each step is its own atomic commit or an idempotent cleanup; stop between them.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vintagelake_storage::config::parse_schedule;
+use vintagelake_runtime::schedule::parse_schedule;
 
 /// When and how the compactor runs (shared by `vintagelake compact` and `serve`).
 #[derive(Debug, Clone, clap::Args)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use vintagelake_storage::schedule::{Lifecycle, RunEnd, run_lifecycle};
+use vintagelake_runtime::schedule::{Lifecycle, RunEnd, run_lifecycle};
 use vintagelake_storage::store::IcebergStore;
 
 use crate::compact::{CompactError, CompactOptions, compact_once};

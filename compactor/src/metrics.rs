@@ -15,7 +15,7 @@ pub const SNAPSHOTS_EXPIRED: &str = "vintagelake_compaction_snapshots_expired_to
 pub const ORPHANS_REMOVED: &str = "vintagelake_compaction_orphans_removed_total";
 pub const SMALL_FILES: &str = "vintagelake_compaction_small_files";
 
-use vintagelake_storage::metrics::{Kind, MetricDoc, doc};
+use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the compactor.
 pub const CATALOGUE: &[MetricDoc] = &[

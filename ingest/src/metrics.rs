@@ -15,7 +15,7 @@ pub const BUFFERED_BYTES: &str = "vintagelake_ingest_buffered_bytes";
 pub const CONSUMER_LAG: &str = "vintagelake_ingest_consumer_lag";
 pub const REBALANCES: &str = "vintagelake_ingest_rebalances_total";
 
-use vintagelake_storage::metrics::{Kind, MetricDoc, doc};
+use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the ingest daemon.
 pub const CATALOGUE: &[MetricDoc] = &[

@@ -39,7 +39,7 @@ use vintagelake_schemas::{
 };
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::error::StorageError;
-use vintagelake_storage::health::Readiness;
+use vintagelake_runtime::health::Readiness;
 use vintagelake_storage::store::IngestTarget;
 
 use crate::buffer::{Held, PartitionKey, Position, Sealed, Shared, State, dlq_backoff, table_rows};

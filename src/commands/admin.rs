@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vintagelake_storage::audit::AuditLog;
+use vintagelake_runtime::audit::AuditLog;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::config::TierName;
 
@@ -313,7 +313,7 @@ async fn rollback(
     dry_run: bool,
     accept_gap: bool,
 ) -> Result<ExitCode, Error> {
-    use vintagelake_storage::audit::AuditEntry;
+    use vintagelake_runtime::audit::AuditEntry;
     let store = super::open_store(&common).await?;
     let wh = store.warehouse();
     let plan = vintagelake_storage::rollback::plan(&wh.load(kind).await?, target)?;
@@ -480,7 +480,7 @@ async fn tiers(common: CommonConfig) -> Result<ExitCode, Error> {
 }
 
 async fn tier(command: TierCommand, sub: &clap::ArgMatches) -> Result<ExitCode, Error> {
-    use vintagelake_storage::audit::AuditEntry;
+    use vintagelake_runtime::audit::AuditEntry;
     use vintagelake_tierer::config::PinFile;
     let (common, series, tier) = match command {
         TierCommand::Move { file, to, common } => {

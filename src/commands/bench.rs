@@ -31,7 +31,7 @@ use vintagelake_kafka::synthetic;
 use vintagelake_query::ticket::TicketV1;
 use vintagelake_schemas::{DataPointRevision, Date, SeriesId, encode_data_points_ipc};
 use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
-use vintagelake_storage::health::http_get;
+use vintagelake_runtime::health::http_get;
 use vintagelake_storage::scan::View;
 use vintagelake_storage::store::IcebergStore;
 

@@ -239,24 +239,24 @@ pub async fn open_ingest_target(
 
 /// The HTTP side of a daemon: readiness, shutdown on SIGTERM/SIGINT, /health, /ready, /metrics.
 pub struct Observed {
-    pub readiness: std::sync::Arc<vintagelake_storage::health::Readiness>,
+    pub readiness: std::sync::Arc<vintagelake_runtime::health::Readiness>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub http: tokio::task::JoinHandle<()>,
 }
 
 pub async fn start_http(
     common: &CommonConfig,
-    catalogues: &[&[vintagelake_storage::metrics::MetricDoc]],
+    catalogues: &[&[vintagelake_runtime::metrics::MetricDoc]],
 ) -> Result<Observed, Error> {
     let metrics = common.metrics_enabled.then(crate::observe::install_metrics).flatten();
     if metrics.is_some() {
-        vintagelake_storage::metrics::register(vintagelake_storage::metrics::CATALOGUE);
+        vintagelake_runtime::metrics::register(vintagelake_storage::metrics::CATALOGUE);
         vintagelake_storage::metrics::register_commit_counters();
         for c in catalogues {
-            vintagelake_storage::metrics::register(c);
+            vintagelake_runtime::metrics::register(c);
         }
     }
-    let readiness = std::sync::Arc::new(vintagelake_storage::health::Readiness::new());
+    let readiness = std::sync::Arc::new(vintagelake_runtime::health::Readiness::new());
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::observe::cancel_on_signals(shutdown.clone());
     let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
@@ -269,22 +269,32 @@ pub async fn start_http(
 /// SIGTERM/SIGINT, the HTTP endpoints, and the catalog readiness check.
 pub struct DaemonBase {
     pub store: std::sync::Arc<vintagelake_storage::store::IcebergStore>,
-    pub readiness: std::sync::Arc<vintagelake_storage::health::Readiness>,
+    pub readiness: std::sync::Arc<vintagelake_runtime::health::Readiness>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub http: tokio::task::JoinHandle<()>,
 }
 
 pub async fn start_daemon(
     common: &CommonConfig,
-    catalogues: &[&[vintagelake_storage::metrics::MetricDoc]],
+    catalogues: &[&[vintagelake_runtime::metrics::MetricDoc]],
 ) -> Result<DaemonBase, Error> {
     let store = open_store(common).await?;
     let Observed { readiness, shutdown, http } = start_http(common, catalogues).await?;
-    tokio::spawn(vintagelake_storage::health::watch_catalog(
-        store.warehouse().clone(),
+    let wh = store.warehouse().clone();
+    tokio::spawn(vintagelake_runtime::health::watch(
         readiness.clone(),
+        "catalog",
         common.health_check_interval,
         shutdown.child_token(),
+        move || {
+            let wh = wh.clone();
+            async move {
+                match wh.metadata_location(vintagelake_storage::catalog::TableKind::DataPoints).await {
+                    Ok(_) => Ok("catalog answered".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
     ));
     Ok(DaemonBase { store, readiness, shutdown, http })
 }

@@ -116,7 +116,7 @@ pub struct Warehouse {
     hot_tier: TierName,
     warehouse_url: String,
     target_file_size: u64,
-    audit: crate::audit::AuditLog,
+    audit: vintagelake_runtime::audit::AuditLog,
 }
 
 impl Warehouse {
@@ -177,7 +177,7 @@ impl Warehouse {
             hot_tier,
             warehouse_url,
             target_file_size: config.target_file_size,
-            audit: crate::audit::AuditLog::in_dir(&data_dir),
+            audit: vintagelake_runtime::audit::AuditLog::in_dir(&data_dir),
         };
         wh.ensure_tables().await?;
         Ok(Arc::new(wh))
@@ -322,7 +322,7 @@ impl Warehouse {
             .execute(&self.pool)
             .await
             .map_err(|e| StorageError::catalog("compare-and-swap metadata_location", &ident, e))?;
-        if crate::failpoint::fails("catalog-reply-lost") {
+        if vintagelake_runtime::failpoint::fails("catalog-reply-lost") {
             // The UPDATE applied; its reply is lost on the way back (a dropped connection).
             return Err(StorageError::Catalog {
                 op: "compare-and-swap metadata_location",
@@ -370,7 +370,7 @@ impl Warehouse {
     }
 
     /// The lifecycle audit trail of this data directory.
-    pub fn audit(&self) -> &crate::audit::AuditLog {
+    pub fn audit(&self) -> &vintagelake_runtime::audit::AuditLog {
         &self.audit
     }
 

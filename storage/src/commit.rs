@@ -341,7 +341,7 @@ pub(crate) async fn publish<C: Change>(
         let table = wh.load(kind).await?;
         let current = table.metadata_location_result()?.to_owned();
         let staged = change.stage(wh, &table, attempt).await?;
-        crate::failpoint::hit("commit-before-swap");
+        vintagelake_runtime::failpoint::hit("commit-before-swap");
         let swapped = match wh.swap_metadata_location(kind, &current, &staged.metadata_location).await {
             Ok(swapped) => swapped,
             // The reply was lost (e.g. the connection dropped after the UPDATE reached the
@@ -395,7 +395,7 @@ async fn settle_ambiguous_swap(
     let mut last = error.to_string();
     let mut delay = Duration::from_millis(100);
     // Fault tests: the catalog stays unreadable for the whole settling of this swap.
-    let unreadable = crate::failpoint::fails("catalog-unreadable");
+    let unreadable = vintagelake_runtime::failpoint::fails("catalog-unreadable");
     for read in 0..AMBIGUOUS_SWAP_READS {
         if read > 0 {
             tokio::time::sleep(delay).await;

@@ -371,11 +371,6 @@ impl FileConfig {
     }
 }
 
-/// Parses a cron expression (seconds field first), quoting it in the error.
-pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
-    s.parse().map_err(|e| format!("{s:?} is not a cron schedule (sec min hour day month weekday): {e}"))
-}
-
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
     s.map(|s| humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))).transpose()

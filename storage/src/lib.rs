@@ -1,22 +1,17 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
 pub mod arrivals;
-pub mod audit;
 pub mod catalog;
 pub mod commit;
 pub mod config;
 pub mod error;
-pub mod failpoint;
 pub mod files;
-pub mod health;
 pub mod io;
 pub mod metrics;
 pub mod migrate;
 pub mod retention;
 pub mod rollback;
 pub mod scan;
-pub mod schedule;
-pub mod shutdown;
 pub mod snapshots;
 pub mod store;
 pub mod testing;

@@ -1,39 +1,7 @@
-//! The metric catalogue: every metric a daemon exports, with its type, labels and meaning. Each
-//! crate lists its own; daemons describe them at start (Prometheus `# HELP`), counters and gauges
-//! without labels start at zero (so dashboards and alerts see 0, not "no data"), and
-//! docs/operations.md is checked against the same lists.
+//! The storage core's metrics: commits, conflicts, ambiguous swaps, expiry and orphan removal
+//! (the catalogue's shape is `vintagelake_runtime::metrics`).
 
-/// Prometheus metric type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
-}
-
-/// One metric of the catalogue.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricDoc {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub labels: &'static [&'static str],
-    pub help: &'static str,
-}
-
-/// A catalogue entry (`const`, so catalogues are plain statics).
-pub const fn doc(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> MetricDoc {
-    MetricDoc { name, kind, labels, help }
-}
+use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 pub const COMMITS: &str = "vintagelake_commits_total";
 pub const COMMIT_CONFLICTS: &str = "vintagelake_commit_conflicts_total";
@@ -65,28 +33,6 @@ pub const CATALOGUE: &[MetricDoc] = &[
     doc(SNAPSHOTS_EXPIRED, Kind::Counter, &["table"], "Snapshots removed by expiry."),
     doc(ORPHANS_REMOVED, Kind::Counter, &["table"], "Unreferenced files deleted after the grace period."),
 ];
-
-/// Describes every metric of `catalogue` to the installed recorder and starts the unlabelled
-/// counters and gauges at zero.
-pub fn register(catalogue: &[MetricDoc]) {
-    for m in catalogue {
-        match m.kind {
-            Kind::Counter => {
-                metrics::describe_counter!(m.name, m.help);
-                if m.labels.is_empty() {
-                    metrics::counter!(m.name).increment(0);
-                }
-            }
-            Kind::Gauge => {
-                metrics::describe_gauge!(m.name, m.help);
-                if m.labels.is_empty() {
-                    metrics::gauge!(m.name).increment(0.0);
-                }
-            }
-            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
-        }
-    }
-}
 
 /// Starts the storage core's commit counters at zero for every table and the origins our daemons
 /// commit with, so a conflict rate reads 0 rather than "no data" until the first conflict.

@@ -148,9 +148,9 @@ async fn migrate_table(
                 }
             }
         }
-        crate::failpoint::hit("migrate-before-commit");
+        vintagelake_runtime::failpoint::hit("migrate-before-commit");
         target.append_copied(kind, &batches, offsets, "migration").await?;
-        crate::failpoint::hit("migrate-after-chunk");
+        vintagelake_runtime::failpoint::hit("migrate-after-chunk");
         report.commits += 1;
         rows_done += rows;
         at = end;

@@ -150,7 +150,7 @@ pub async fn expire_snapshots(wh: &Warehouse, kind: TableKind, policy: ExpirePol
     if expired.is_empty() {
         return Ok(ExpireReport::default());
     }
-    crate::failpoint::hit("expire-before-delete");
+    vintagelake_runtime::failpoint::hit("expire-before-delete");
     // Files of the expired snapshots, minus anything a retained snapshot (of the table as it is
     // now, including commits that landed meanwhile) still references.
     let after = wh.load(kind).await?;
@@ -229,7 +229,7 @@ pub async fn remove_orphans(wh: &Warehouse, kind: TableKind, grace: Duration) ->
     for (i, o) in orphans.iter().enumerate() {
         wh.file_io().delete(&o.path).await?;
         if i == 0 {
-            crate::failpoint::hit("orphans-after-first-delete");
+            vintagelake_runtime::failpoint::hit("orphans-after-first-delete");
         }
     }
     if !orphans.is_empty() {

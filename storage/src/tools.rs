@@ -12,23 +12,7 @@ pub const PYICEBERG_REQUIREMENT: &str = "pyiceberg[sql-sqlite,pyarrow]==0.12.0";
 pub const PY_EXTRA_REQUIREMENTS: &[&str] =
     &["moto[server]==5.2.5", "pandas==3.1.1", "duckdb==2.0.1", "confluent-kafka==2.16.1"];
 
-/// Where provisioned tools live: `VINTAGELAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/vintagelake`,
-/// else `~/.cache/vintagelake`. Shared across checkouts so CI and developers download once.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("VINTAGELAKE_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("vintagelake");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("vintagelake")
-}
-
-/// The interpreter used to create virtual environments (`PYTHON`, default `python3`).
-pub fn system_python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
+pub use vintagelake_runtime::cache::{cache_dir, system_python};
 
 /// Path of a Python interpreter with pyiceberg installed, creating the virtual environment on
 /// first use. Blocking; safe to call from many tests and processes at once (a file lock

@@ -651,7 +651,7 @@ impl Inner {
                     // whatever fails below.
                     log.entries.push(entry.clone());
                     let settled = fsync_dir(&log_dir).and_then(|()| {
-                        crate::failpoint::hit("v1-after-log");
+                        vintagelake_runtime::failpoint::hit("v1-after-log");
                         self.apply(&entry)
                     });
                     if let Err(e) = settled {

@@ -165,7 +165,7 @@ async fn postgres_catalog_losing_swap_replies_loses_nothing() {
 async fn sqlite_catalog_losing_swap_replies_loses_nothing() {
     // Every 4th swap loses its reply; every 3rd of those cannot be settled (the catalog is down).
     let failpoints = "catalog-reply-lost#4,catalog-unreadable#3";
-    let env = BTreeMap::from([(vintagelake_storage::failpoint::ENV.to_owned(), failpoints.to_owned())]);
+    let env = BTreeMap::from([(vintagelake_runtime::failpoint::ENV.to_owned(), failpoints.to_owned())]);
     // Fail points are armed from the start; table creation does not go through the swap.
     let summary = lost_replies_lose_nothing(None, None, env, |_| {}).await;
     eprintln!("sqlite: {summary}");

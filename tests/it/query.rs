@@ -127,7 +127,7 @@ async fn pyarrow_flight_reads_every_view_and_pandas_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let wh = fixture(dir.path()).await;
     // Two lifecycle actions in the audit trail; the client asks for the moves only.
-    use vintagelake_storage::audit::AuditEntry;
+    use vintagelake_runtime::audit::AuditEntry;
     wh.audit().append(&AuditEntry::new("compactor", "compact").snapshot(Some(1))).unwrap();
     let moved = AuditEntry::new("tierer", "move").rule("warm keeps data for 365 days").files(vec!["f.parquet".into()]);
     wh.audit().append(&moved).unwrap();

@@ -93,7 +93,7 @@ impl Daemon {
 
 /// GET `http://127.0.0.1:port/path`: (status, body).
 pub async fn http_get(port: u16, path: String) -> Option<(u16, String)> {
-    vintagelake_storage::health::http_get(port, &path).await
+    vintagelake_runtime::health::http_get(port, &path).await
 }
 
 impl Drop for Daemon {

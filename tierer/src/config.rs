@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use vintagelake_schemas::Date;
-use vintagelake_storage::config::{TierName, parse_schedule};
+use vintagelake_runtime::schedule::parse_schedule;
+use vintagelake_storage::config::TierName;
 
 use crate::plan::{Pins, Policy};
 

@@ -10,7 +10,7 @@ pub const TIER_FILES: &str = "vintagelake_tier_files";
 pub const TIER_BYTES: &str = "vintagelake_tier_bytes";
 pub const TIER_OLDEST_DAYS: &str = "vintagelake_tier_oldest_data_age_days";
 
-use vintagelake_storage::metrics::{Kind, MetricDoc, doc};
+use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the tierer.
 pub const CATALOGUE: &[MetricDoc] = &[

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use vintagelake_schemas::Date;
 use vintagelake_schemas::table::data_points_ids as field;
-use vintagelake_storage::audit::AuditEntry;
+use vintagelake_runtime::audit::AuditEntry;
 use vintagelake_storage::catalog::{TableKind, Warehouse};
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
@@ -371,7 +371,7 @@ async fn execute(
         .with_summary("vintagelake.tiering.today", today);
     // Known failures remove the copies and rewrites again; an unknown outcome keeps them.
     let committed = store.commit_files(kind, request).await?;
-    vintagelake_storage::failpoint::hit("tier-after-commit");
+    vintagelake_runtime::failpoint::hit("tier-after-commit");
     report.snapshot_id = Some(committed.snapshot_id);
     report.files_moved = moves.len();
     report.targets = moves.iter().map(|(f, target)| (f.path.clone(), target.clone())).collect();
@@ -392,7 +392,7 @@ async fn execute(
 /// Copy → verify of one move; the copy's data file, ready for the commit.
 async fn copy_one(wh: &Warehouse, file: &LiveFile, target: &str) -> Result<DataFile, StorageError> {
     copy_verified(wh, &file.path, target, file.size_bytes).await?;
-    vintagelake_storage::failpoint::hit("tier-after-copy");
+    vintagelake_runtime::failpoint::hit("tier-after-copy");
     relocated(&file.data_file, target)
 }
 

@@ -38,7 +38,7 @@ async fn a_crash_before_the_catalog_swap_loses_nothing() {
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "lifecycle::crash_child_commits_then_aborts", "--ignored", "--nocapture"])
         .env(CRASH_DIR, dir.path())
-        .env(vintagelake_storage::failpoint::ENV, "commit-before-swap")
+        .env(vintagelake_runtime::failpoint::ENV, "commit-before-swap")
         .output()
         .unwrap();
     assert!(!status.status.success(), "the child must die at the fail point");

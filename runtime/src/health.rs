@@ -44,17 +44,22 @@ impl Readiness {
     }
 }
 
-/// Keeps the `catalog` check current: every `interval`, until `stop`, the catalog must answer.
-pub async fn watch_catalog(
-    wh: std::sync::Arc<crate::catalog::Warehouse>,
+/// Keeps the check `name` current: every `interval`, until `stop`, `probe` must answer `Ok`
+/// (its error is the check's detail). Daemons use it for the catalog; any dependency fits.
+pub async fn watch<F, Fut>(
     readiness: std::sync::Arc<Readiness>,
+    name: &str,
     interval: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
-) {
+    mut probe: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<String, String>>,
+{
     loop {
-        match wh.metadata_location(crate::catalog::TableKind::DataPoints).await {
-            Ok(_) => readiness.set("catalog", true, "catalog answered"),
-            Err(e) => readiness.set("catalog", false, e.to_string()),
+        match probe().await {
+            Ok(detail) => readiness.set(name, true, detail),
+            Err(e) => readiness.set(name, false, e),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

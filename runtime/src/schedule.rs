@@ -5,6 +5,11 @@ use std::future::Future;
 
 use tokio_util::sync::CancellationToken;
 
+/// Parses a cron expression (seconds field first), quoting it in the error.
+pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
+    s.parse().map_err(|e| format!("{s:?} is not a cron schedule (sec min hour day month weekday): {e}"))
+}
+
 /// Whether the loop goes on after a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
