@@ -573,7 +573,7 @@ async fn migrate(common: CommonConfig, source: Option<PathBuf>, chunk_rows: u64)
         .await?
         .with_concurrency(common.max_concurrent_operations as usize);
     let mut target = common.clone();
-    target.storage_type = vintagelake_storage::config::StorageType::Iceberg;
+    target.storage_type = crate::config::StorageType::Iceberg;
     let to = super::open_store(&target).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{msg:<12} [{bar:40}] {pos}/{len} rows, {per_sec}, eta {eta}")

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::IngestConfig;
-use vintagelake_storage::config::ConfigError;
+use crate::config::ConfigError;
 use vintagelake_tierer::TiererConfig;
 
 use crate::config::CommonConfig;
@@ -187,7 +187,7 @@ pub async fn open_store(
     common: &CommonConfig,
 ) -> Result<std::sync::Arc<vintagelake_storage::store::IcebergStore>, Error> {
     use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
-    use vintagelake_storage::config::StorageType;
+    use crate::config::StorageType;
     use vintagelake_storage::io::TierSpec;
     match common.storage_type {
         StorageType::Iceberg => {}
@@ -226,7 +226,7 @@ pub fn v1_root(common: &CommonConfig) -> std::path::PathBuf {
 pub async fn open_ingest_target(
     common: &CommonConfig,
 ) -> Result<std::sync::Arc<dyn vintagelake_storage::store::IngestTarget>, Error> {
-    use vintagelake_storage::config::StorageType;
+    use crate::config::StorageType;
     match common.storage_type {
         StorageType::Parquet => Ok(std::sync::Arc::new(
             vintagelake_storage::v1::ParquetStore::open(v1_root(common))

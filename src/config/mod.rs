@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use clap::ArgAction;
 use clap::parser::ValueSource;
-use vintagelake_storage::config::{ConfigError, FileConfig, RetentionPolicy, StorageType, TierConfig};
+use vintagelake_storage::config::{RetentionPolicy, TierConfig};
+
+pub use file::{ConfigError, FileConfig, StorageType};
+
+mod file;
 
 /// The seed's shared settings.
 #[derive(Debug, Clone, clap::Args)]
