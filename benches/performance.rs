@@ -20,8 +20,8 @@ use futures::future::try_join_all;
 use vintagelake_schemas::{DataPoint, SeriesId};
 use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
-use vintagelake_storage::testing::{grid, series_record};
-use vintagelake_storage::v1::ParquetStore;
+use vintagelake_testkit::fixtures::{grid, series_record};
+use vintagelake_v1::ParquetStore;
 
 /// Series that the read benchmarks look up, written before any timing starts.
 const PREPARED: usize = 20;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use vintagelake_compactor::{CompactOptions, compact_once};
 use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
 use vintagelake_storage::store::IcebergStore;
-use vintagelake_storage::testing::revision_stream;
+use vintagelake_testkit::fixtures::revision_stream;
 
 const COMMITS: usize = 200;
 

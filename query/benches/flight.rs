@@ -71,7 +71,7 @@ fn main() {
         // 10^6 rows in 10 files of 100 series each (a compacted table): every series has 250
         // dates × 4 revisions = 1 000 points.
         for chunk in 0..10 {
-            let rows = vintagelake_storage::testing::grid("SERIES", chunk * 100..(chunk + 1) * 100, DATES, REVISIONS);
+            let rows = vintagelake_testkit::fixtures::grid("SERIES", chunk * 100..(chunk + 1) * 100, DATES, REVISIONS);
             store.append_points(&rows, vec![], "bench").await.unwrap();
         }
         let series_ticket = |i: usize| {
@@ -106,7 +106,7 @@ fn main() {
         stop_cold.cancel();
 
         // The same reads through pyiceberg (scan only: it has no vintage resolution).
-        let python = vintagelake_storage::tools::pyiceberg_python().unwrap();
+        let python = vintagelake_testkit::tools::pyiceberg_python().unwrap();
         let script = r#"
 import sys, time
 from pyiceberg.catalog.sql import SqlCatalog
@@ -122,6 +122,6 @@ print(f"pyiceberg one series: {r.num_rows} rows, p50 {xs[len(xs)//2]*1000:.1f} m
 xs, r = timed(lambda: t.scan().to_arrow(), 5)
 print(f"pyiceberg full table: {r.num_rows} rows in {xs[0]*1000:.0f} ms (best of 5) = {r.num_rows/xs[0]/1e6:.2f} M rows/s")
 "#;
-        print!("{}", vintagelake_storage::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap());
+        print!("{}", vintagelake_testkit::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap());
     });
 }

@@ -111,7 +111,7 @@ pub enum AdminCommand {
         #[arg(long)]
         source: Option<PathBuf>,
         /// Rows per Iceberg commit (memory holds one chunk at a time).
-        #[arg(long, default_value_t = vintagelake_storage::migrate::DEFAULT_CHUNK_ROWS,
+        #[arg(long, default_value_t = vintagelake_v1::migrate::DEFAULT_CHUNK_ROWS,
               value_parser = clap::value_parser!(u64).range(1..))]
         chunk_rows: u64,
         #[command(flatten)]
@@ -560,16 +560,16 @@ async fn validate_message(kind: &str, file: Option<PathBuf>) -> Result<ExitCode,
 }
 
 async fn migrate(common: CommonConfig, source: Option<PathBuf>, chunk_rows: u64) -> Result<ExitCode, Error> {
-    use vintagelake_storage::migrate::{Progress, migrate_v1_to_iceberg};
+    use vintagelake_v1::migrate::{Progress, migrate_v1_to_iceberg};
     let root = source.unwrap_or_else(|| super::v1_root(&common));
-    if !root.join(vintagelake_storage::v1::LOG_DIR).is_dir() {
+    if !root.join(vintagelake_v1::LOG_DIR).is_dir() {
         return Err(Error::Usage(format!(
             "no V1 store at {} (its commit log {}/ is missing)",
             root.display(),
-            vintagelake_storage::v1::LOG_DIR
+            vintagelake_v1::LOG_DIR
         )));
     }
-    let from = vintagelake_storage::v1::ParquetStore::open(&root)
+    let from = vintagelake_v1::ParquetStore::open(&root)
         .await?
         .with_concurrency(common.max_concurrent_operations as usize);
     let mut target = common.clone();

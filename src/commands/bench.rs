@@ -744,7 +744,7 @@ async fn compare(
 
     // The reference pipeline, same topic, same flush rule.
     eprintln!("the reference pipeline (confluent-kafka + pyiceberg) draining the same topic…");
-    let python = vintagelake_storage::tools::pyiceberg_python().map_err(io(Path::new("the Python environment")))?;
+    let python = vintagelake_testkit::tools::pyiceberg_python().map_err(io(Path::new("the Python environment")))?;
     let reference_dir = dir.join("reference");
     std::fs::create_dir_all(&reference_dir).map_err(io(&reference_dir))?;
     let batch_rows = std::env::var("COMMIT_MAX_ROWS").unwrap_or_else(|_| "1000000".into());
@@ -764,7 +764,7 @@ async fn compare(
     let py = python.clone();
     let reference = tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = script_args.iter().map(String::as_str).collect();
-        vintagelake_storage::tools::run_python(&py, REFERENCE_PIPELINE, &a)
+        vintagelake_testkit::tools::run_python(&py, REFERENCE_PIPELINE, &a)
     })
     .await
     .map_err(|e| Error::Failed(format!("reference task: {e}")))?
@@ -775,7 +775,7 @@ async fn compare(
     let series_arg = sample.iter().map(SeriesId::as_str).collect::<Vec<_>>().join(",");
     let warehouse = dir.display().to_string();
     let direct = tokio::task::spawn_blocking(move || {
-        vintagelake_storage::tools::run_python(&python, DIRECT_READS, &[&warehouse, &series_arg])
+        vintagelake_testkit::tools::run_python(&python, DIRECT_READS, &[&warehouse, &series_arg])
     })
     .await
     .map_err(|e| Error::Failed(format!("direct-read task: {e}")))?

@@ -229,7 +229,7 @@ pub async fn open_ingest_target(
     use crate::config::StorageType;
     match common.storage_type {
         StorageType::Parquet => Ok(std::sync::Arc::new(
-            vintagelake_storage::v1::ParquetStore::open(v1_root(common))
+            vintagelake_v1::ParquetStore::open(v1_root(common))
                 .await?
                 .with_concurrency(common.max_concurrent_operations as usize),
         )),

@@ -15,7 +15,7 @@ const DATES: usize = 250;
 const REVISIONS: usize = 4;
 
 fn dataset(series: usize, dates: usize, revisions: usize) -> Vec<vintagelake_storage::store::StoredRow> {
-    vintagelake_storage::testing::grid("SERIES", 0..series, dates, revisions)
+    vintagelake_testkit::fixtures::grid("SERIES", 0..series, dates, revisions)
 }
 
 fn benches(c: &mut Criterion) {

@@ -489,7 +489,7 @@ fn check_offsets(meta: &TableMetadata, offsets: &[OffsetUpdate]) -> Result<()> {
 
 /// The fence every backend applies before a commit: each position must still be where this
 /// writer last saw it (else another replica owns the partition now) and may only move forward.
-pub(crate) fn check_positions(recorded: &BTreeMap<(String, i32), i64>, offsets: &[OffsetUpdate]) -> Result<()> {
+pub fn check_positions(recorded: &BTreeMap<(String, i32), i64>, offsets: &[OffsetUpdate]) -> Result<()> {
     for o in offsets {
         let found = recorded.get(&(o.topic.clone(), o.partition)).copied();
         if found != o.expected {

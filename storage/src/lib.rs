@@ -8,15 +8,11 @@ pub mod error;
 pub mod files;
 pub mod io;
 pub mod metrics;
-pub mod migrate;
 pub mod retention;
 pub mod rollback;
 pub mod scan;
 pub mod snapshots;
 pub mod store;
-pub mod testing;
-pub mod tools;
-pub mod v1;
 pub mod verify;
 pub mod write;
 

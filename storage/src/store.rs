@@ -112,10 +112,10 @@ pub(crate) fn check_series(series_id: &SeriesId, points: &[DataPoint]) -> Result
 /// Arrival order for writes that do not come from Kafka: microseconds since the epoch, made
 /// strictly increasing within the process.
 #[derive(Debug, Default)]
-pub(crate) struct Sequencer(AtomicI64);
+pub struct Sequencer(AtomicI64);
 
 impl Sequencer {
-    pub(crate) fn next(&self, n: usize) -> i64 {
+    pub fn next(&self, n: usize) -> i64 {
         let now = chrono::Utc::now().timestamp_micros();
         let n = n as i64;
         let mut cur = self.0.load(Ordering::Relaxed);

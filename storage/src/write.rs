@@ -221,7 +221,7 @@ pub fn written_by_rewrite(path: &str) -> Option<bool> {
     }
 }
 
-pub(crate) fn writer_properties(encoding: Encoding) -> WriterProperties {
+pub fn writer_properties(encoding: Encoding) -> WriterProperties {
     let level = match encoding {
         Encoding::Fresh => 1,
         Encoding::Settled => 3,
@@ -236,7 +236,7 @@ pub(crate) fn writer_properties(encoding: Encoding) -> WriterProperties {
         .build()
 }
 
-pub(crate) fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) -> Result<()> {
+pub fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) -> Result<()> {
     let got = batch.schema();
     let names = |s: &arrow::datatypes::Schema| {
         s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>()

@@ -184,7 +184,7 @@ async fn random_kills_of_every_daemon_lose_and_duplicate_nothing() {
     assert_eq!(first.keys().collect::<Vec<_>>(), latest.keys().collect::<Vec<_>>());
 
     // pyiceberg computes the same latest values from the table.
-    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let python = tokio::task::spawn_blocking(vintagelake_testkit::tools::pyiceberg_python).await.unwrap().unwrap();
     let script = r#"
 import sys, json
 from pyiceberg.catalog.sql import SqlCatalog
@@ -194,7 +194,7 @@ df = cat.load_table("econ.data_points").scan().to_pandas()
 df = df.sort_values(["series_id", "date", "revision_date", "ingest_seq"]).groupby(["series_id", "date"]).tail(1)
 print(json.dumps([[r.series_id, r.date.isoformat(), None if r.value != r.value else r.value] for r in df.itertuples()]))
 "#;
-    let out = vintagelake_storage::tools::run_python(&python, script, &[data.to_str().unwrap()]).unwrap();
+    let out = vintagelake_testkit::tools::run_python(&python, script, &[data.to_str().unwrap()]).unwrap();
     let rows: Vec<(String, String, Option<f64>)> = serde_json::from_str(out.trim()).unwrap();
     let theirs: BTreeMap<Key, Option<u64>> = rows
         .into_iter()

@@ -169,7 +169,7 @@ async fn admin_verify_reports_a_damaged_data_file_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = IcebergStore::new(crate::support::open(&data).await);
-    let rows = vintagelake_storage::testing::revision_stream("V", 0..4, 10, 2);
+    let rows = vintagelake_testkit::fixtures::revision_stream("V", 0..4, 10, 2);
     for chunk in rows.chunks(30) {
         store.append_points(chunk, vec![], "test").await.unwrap();
     }

@@ -10,7 +10,7 @@ use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::files::live_files;
 use vintagelake_storage::snapshots::find_orphans;
 use vintagelake_storage::store::{IcebergStore, InMemoryStorage, StoredRow};
-use vintagelake_storage::testing::{lifecycle_answers, revision_stream};
+use vintagelake_testkit::fixtures::{lifecycle_answers, revision_stream};
 
 use crate::support::{Daemon, open, wait_for};
 

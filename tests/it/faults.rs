@@ -393,7 +393,7 @@ async fn rollback_while_ingest_runs_reingests_exactly_once() {
     // Another engine rolls back: pyiceberg makes an earlier snapshot current.
     let lineage = ingest_lineage(&wh).await;
     let target = lineage[lineage.len() / 3];
-    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let python = tokio::task::spawn_blocking(vintagelake_testkit::tools::pyiceberg_python).await.unwrap().unwrap();
     let script = r#"
 import sys
 from pyiceberg.catalog.sql import SqlCatalog
@@ -407,7 +407,7 @@ else:
     ms.set_current_snapshot(target).commit()
 print(cat.load_table("econ.data_points").current_snapshot().snapshot_id)
 "#;
-    let out = vintagelake_storage::tools::run_python(&python, script, &[data.to_str().unwrap(), &target.to_string()])
+    let out = vintagelake_testkit::tools::run_python(&python, script, &[data.to_str().unwrap(), &target.to_string()])
         .unwrap();
     assert_eq!(out.trim(), target.to_string(), "pyiceberg rolled the table back");
     let after_pyiceberg = table_rows(&wh).await.len();

@@ -74,7 +74,7 @@ async fn exactly_once_100k_revisions_and_pyiceberg_agrees() {
     }
 
     // pyiceberg reads the same number of rows.
-    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let python = tokio::task::spawn_blocking(vintagelake_testkit::tools::pyiceberg_python).await.unwrap().unwrap();
     let script = r#"
 import sys
 from pyiceberg.catalog.sql import SqlCatalog
@@ -82,7 +82,7 @@ cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlit
 t = cat.load_table("econ.data_points")
 print(len(t.scan().to_arrow()))
 "#;
-    let out = vintagelake_storage::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap();
+    let out = vintagelake_testkit::tools::run_python(&python, script, &[dir.path().to_str().unwrap()]).unwrap();
     assert_eq!(out.trim(), N.to_string());
 }
 

@@ -13,8 +13,8 @@ use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore, IngestTarget};
-use vintagelake_storage::testing::{grid, lifecycle_answers, lifecycle_views, point, series_record};
-use vintagelake_storage::v1::ParquetStore;
+use vintagelake_testkit::fixtures::{grid, lifecycle_answers, lifecycle_views, point, series_record};
+use vintagelake_v1::ParquetStore;
 
 use crate::support::*;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use vintagelake_schemas::{EconomicSeries, SeriesId, Timestamp};
 use vintagelake_storage::catalog::Warehouse;
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
-use vintagelake_storage::testing::*;
-use vintagelake_storage::tools::{pyiceberg_python, run_python};
+use vintagelake_testkit::fixtures::*;
+use vintagelake_testkit::tools::{pyiceberg_python, run_python};
 
 use crate::support::*;
 

@@ -11,7 +11,7 @@ use vintagelake_storage::files::live_files;
 use vintagelake_storage::io::TierSpec;
 use vintagelake_storage::snapshots::find_orphans;
 use vintagelake_storage::store::{IcebergStore, InMemoryStorage};
-use vintagelake_storage::testing::{lifecycle_answers, revision_stream};
+use vintagelake_testkit::fixtures::{lifecycle_answers, revision_stream};
 
 const TIERS: [&str; 3] = ["hot", "warm", "cold"];
 

@@ -15,8 +15,8 @@ use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
 use vintagelake_storage::io::TierSpec;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
-use vintagelake_storage::testing::rows;
-use vintagelake_storage::tools::run_python;
+use vintagelake_testkit::fixtures::rows;
+use vintagelake_testkit::tools::run_python;
 
 use crate::support::*;
 
@@ -292,9 +292,9 @@ async fn readers_agree(lake: &Lake) {
     let data = lake.data();
     let (py, duck) = tokio::task::spawn_blocking(move || {
         let py =
-            run_python(&vintagelake_storage::tools::pyiceberg_python().unwrap(), PYICEBERG, &[data.to_str().unwrap()])
+            run_python(&vintagelake_testkit::tools::pyiceberg_python().unwrap(), PYICEBERG, &[data.to_str().unwrap()])
                 .expect("pyiceberg script");
-        let duck = run_python(&vintagelake_storage::tools::duckdb_iceberg_python().unwrap(), DUCKDB, &[&metadata])
+        let duck = run_python(&vintagelake_testkit::tools::duckdb_iceberg_python().unwrap(), DUCKDB, &[&metadata])
             .expect("duckdb script");
         (py, duck)
     })

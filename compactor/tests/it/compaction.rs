@@ -12,7 +12,7 @@ use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
 use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::files::live_files;
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore, InMemoryStorage};
-use vintagelake_storage::testing::{lifecycle_answers, revision_stream};
+use vintagelake_testkit::fixtures::{lifecycle_answers, revision_stream};
 
 /// The two heavy tests take turns: on two cores, the 2 000-file rewrite running beside the
 /// concurrent-writer test starves its compaction runs (seen: 4 runs in 60 s instead of ~30), and
@@ -59,9 +59,9 @@ async fn two_thousand_small_files_become_few_and_every_answer_stays() {
     let before_files = live_files(&wh, &table, None).await.unwrap();
     assert_eq!(before_files.len(), 2_000, "one small file per commit");
     let before = answers(&store).await;
-    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let python = tokio::task::spawn_blocking(vintagelake_testkit::tools::pyiceberg_python).await.unwrap().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let pyiceberg_before = vintagelake_storage::tools::run_python(&python, PYICEBERG_VIEWS, &[data_dir]).unwrap();
+    let pyiceberg_before = vintagelake_testkit::tools::run_python(&python, PYICEBERG_VIEWS, &[data_dir]).unwrap();
 
     let report = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
     eprintln!("compaction: {}", serde_json::to_string(&report).unwrap());
@@ -90,7 +90,7 @@ async fn two_thousand_small_files_become_few_and_every_answer_stays() {
     assert_eq!(again.files_in, 0);
 
     // pyiceberg computes the same latest and first-release answers from the table before and after.
-    let pyiceberg_after = vintagelake_storage::tools::run_python(&python, PYICEBERG_VIEWS, &[data_dir]).unwrap();
+    let pyiceberg_after = vintagelake_testkit::tools::run_python(&python, PYICEBERG_VIEWS, &[data_dir]).unwrap();
     eprintln!("pyiceberg views (rows, digest): {}", pyiceberg_after.trim());
     assert_eq!(pyiceberg_after, pyiceberg_before);
     assert!(pyiceberg_after.starts_with(&format!("{} ", 40 * 50)), "{pyiceberg_after}");
@@ -111,7 +111,7 @@ cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlit
 t = cat.load_table("econ.data_points")
 print(len(t.scan().to_arrow()), len(t.scan(row_filter="realtime_end is null").to_arrow()), t.current_snapshot().summary.operation.value)
 "#;
-    let out = vintagelake_storage::tools::run_python(&python, script, &[data_dir]).unwrap();
+    let out = vintagelake_testkit::tools::run_python(&python, script, &[data_dir]).unwrap();
     assert_eq!(out.trim(), format!("{} {} replace", report.rows.rows_out, 40 * 50));
 }
 

@@ -1,3 +1,3 @@
-//! The shared fixture lives in the library so other crates' tests use the same one.
+//! The shared fixture lives in the testkit crate so every crate's tests use the same one.
 
-pub use vintagelake_storage::testing::*;
+pub use vintagelake_testkit::fixtures::*;

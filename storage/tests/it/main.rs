@@ -1,9 +1,7 @@
 //! Integration tests of the storage crate against real parts (pyiceberg, an S3-compatible server).
 
-mod backends;
 mod concurrency;
 mod corruption;
-mod duckdb;
 mod fixture;
 mod lifecycle;
 mod offsets;

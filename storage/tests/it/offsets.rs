@@ -173,7 +173,7 @@ async fn arrival_numbers_follow_commits_across_writers_and_survive_rewrites() {
     };
     assert_eq!(stored, [1, 2], "renumbered in commit order");
     let latest = a.query(&VintageQuery::new(View::Latest)).await.unwrap();
-    assert_eq!(vintagelake_storage::testing::rows(&latest)[0].2, Some(101.0), "the later commit's correction answers");
+    assert_eq!(vintagelake_testkit::fixtures::rows(&latest)[0].2, Some(101.0), "the later commit's correction answers");
     // A rewrite carries the mark; the next append continues after it.
     let t = wh.load(TableKind::DataPoints).await.unwrap();
     let files: Vec<String> =

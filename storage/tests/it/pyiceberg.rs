@@ -1,6 +1,6 @@
 //! The pyiceberg fixture provisions a working pyiceberg with its SQLite catalog.
 
-use vintagelake_storage::tools::{pyiceberg_python, run_python};
+use vintagelake_testkit::tools::{pyiceberg_python, run_python};
 
 #[test]
 fn pyiceberg_fixture_gives_a_working_sql_catalog() {

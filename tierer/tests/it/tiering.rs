@@ -12,7 +12,7 @@ use vintagelake_storage::files::{live_files, read_data_file};
 use vintagelake_storage::io::TierSpec;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
-use vintagelake_storage::testing::revision_stream;
+use vintagelake_testkit::fixtures::revision_stream;
 use vintagelake_tierer::plan::{Pins, Policy};
 use vintagelake_tierer::tier_once;
 
@@ -149,7 +149,7 @@ async fn fifteen_years_of_vintages_land_in_the_right_tiers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_data_moves_to_an_s3_archive_that_scans_and_pyiceberg_read() {
     use vintagelake_storage::io::TierTarget;
-    use vintagelake_storage::tools::{S3_TEST_KEY, S3_TEST_SECRET, S3Server};
+    use vintagelake_testkit::tools::{S3_TEST_KEY, S3_TEST_SECRET, S3Server};
     let s3 = std::sync::Arc::new(
         tokio::task::spawn_blocking(|| S3Server::start("econ-archive")).await.unwrap().expect("S3 server"),
     );
@@ -200,7 +200,7 @@ async fn old_data_moves_to_an_s3_archive_that_scans_and_pyiceberg_read() {
     assert_eq!(store.query(&VintageQuery::new(View::Latest)).await.unwrap(), latest_before);
 
     // pyiceberg reads the table, the archived files through S3.
-    let python = tokio::task::spawn_blocking(vintagelake_storage::tools::pyiceberg_python).await.unwrap().unwrap();
+    let python = tokio::task::spawn_blocking(vintagelake_testkit::tools::pyiceberg_python).await.unwrap().unwrap();
     let script = r#"
 import sys
 from pyiceberg.catalog.sql import SqlCatalog
@@ -211,7 +211,7 @@ t = cat.load_table("econ.data_points")
 files = t.inspect.files().to_pylist()
 print(len(t.scan().to_arrow()), sum(1 for f in files if f["file_path"].startswith("s3://")))
 "#;
-    let out = vintagelake_storage::tools::run_python(
+    let out = vintagelake_testkit::tools::run_python(
         &python,
         script,
         &[dir.path().to_str().unwrap(), s3.endpoint(), S3_TEST_KEY, S3_TEST_SECRET],
@@ -230,7 +230,7 @@ async fn compaction_merges_closed_files_within_their_tier() {
     let store = tiered_store(dir.path()).await;
     let wh = store.warehouse().clone();
     // Two small files of superseded rows (one month partition), already moved to warm.
-    let mut rows = vintagelake_storage::testing::grid("W", 0..4, 3, 1);
+    let mut rows = vintagelake_testkit::fixtures::grid("W", 0..4, 3, 1);
     for r in &mut rows {
         r.realtime_end = Some(Date::from_days_since_epoch(10_500));
     }
@@ -262,7 +262,7 @@ async fn compaction_merges_closed_files_within_their_tier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_first_release_of_keys_without_a_flag() {
     use vintagelake_schemas::table::StoredDataPoint;
-    use vintagelake_storage::testing::point;
+    use vintagelake_testkit::fixtures::point;
     let dir = tempfile::tempdir().unwrap();
     let store = tiered_store(dir.path()).await;
     let wh = store.warehouse().clone();
@@ -335,7 +335,7 @@ async fn retention_keeps_the_first_release_of_keys_without_a_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correction_without_the_flag_survives_compaction_and_retention() {
     use vintagelake_schemas::table::StoredDataPoint;
-    use vintagelake_storage::testing::point;
+    use vintagelake_testkit::fixtures::point;
     let dir = tempfile::tempdir().unwrap();
     let store = tiered_store(dir.path()).await;
     let row = |revision: &str, value: f64, flagged: bool, seq: i64| StoredDataPoint {

@@ -8,9 +8,9 @@ use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::FinancialDataStorage;
-use vintagelake_storage::testing::{revision_stream, rows};
-use vintagelake_storage::tools::{pyiceberg_python, run_python};
-use vintagelake_storage::v1::{ParquetStore, STAGING_DIR};
+use vintagelake_testkit::fixtures::{revision_stream, rows};
+use vintagelake_testkit::tools::{pyiceberg_python, run_python};
+use vintagelake_v1::{ParquetStore, STAGING_DIR};
 
 /// The queries of docs/storage-v1.md, one per view; each prints `series|date|value|revision_date`.
 const SCRIPT: &str = r#"

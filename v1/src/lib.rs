@@ -20,6 +20,8 @@
 //! the next writer that opens the store; our readers find a file wherever it is. Kafka positions
 //! travel in the same log entry as the rows they cover, so ingest is exactly once here as well.
 
+pub mod migrate;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,12 +43,12 @@ use vintagelake_schemas::table::{
 };
 use vintagelake_schemas::{EconomicSeries, SeriesId};
 
-use crate::catalog::TableKind;
-use crate::commit::{CommitKind, Committed, OffsetUpdate};
-use crate::error::{Result, StorageError};
-use crate::scan::{SnapshotSelector, VintageQuery, resolve};
-use crate::store::{FinancialDataStorage, IngestTarget, Sequencer};
-use crate::write::{Encoding, sort_batch, writer_properties};
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::commit::{CommitKind, Committed, OffsetUpdate};
+use vintagelake_storage::error::{Result, StorageError};
+use vintagelake_storage::scan::{SnapshotSelector, VintageQuery, resolve};
+use vintagelake_storage::store::{FinancialDataStorage, IngestTarget, Sequencer};
+use vintagelake_storage::write::{Encoding, sort_batch, writer_properties};
 
 /// Directory of the commit log inside a V1 store.
 pub const LOG_DIR: &str = "_log";
@@ -140,7 +142,7 @@ impl Log {
             .iter()
             .rev()
             .filter(|e| e.table == table.name())
-            .find_map(|e| e.summary.get(crate::arrivals::SUMMARY_ARRIVALS).and_then(|v| v.parse().ok()))
+            .find_map(|e| e.summary.get(vintagelake_storage::arrivals::SUMMARY_ARRIVALS).and_then(|v| v.parse().ok()))
     }
 
     fn offsets(&self, table: TableKind, version: Option<u64>) -> BTreeMap<(String, i32), i64> {
@@ -290,7 +292,7 @@ impl ParquetStore {
                 .await;
         }
         // Arrival numbers follow the order of commits (the loop both stores run).
-        crate::arrivals::append_numbered(
+        vintagelake_storage::arrivals::append_numbered(
             kind.name(),
             batches,
             true,
@@ -307,12 +309,12 @@ impl ParquetStore {
                         None => {
                             let mut high = 0;
                             for f in log.live(kind, None) {
-                                high = high.max(crate::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
+                                high = high.max(vintagelake_storage::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
                             }
                             high
                         }
                     };
-                    Ok(crate::arrivals::MarkRead { context: (), expected, after })
+                    Ok(vintagelake_storage::arrivals::MarkRead { context: (), expected, after })
                 })
             },
             |(), rows, range| {
@@ -358,7 +360,7 @@ impl ParquetStore {
         offsets: Vec<OffsetUpdate>,
         origin: &str,
         summary: BTreeMap<String, String>,
-        arrivals: Option<crate::arrivals::ArrivalRange>,
+        arrivals: Option<vintagelake_storage::arrivals::ArrivalRange>,
     ) -> Result<Committed> {
         let i = self.inner.clone();
         let rows = rows.to_vec();
@@ -523,7 +525,7 @@ impl Inner {
                 file.bytes
             )));
         }
-        crate::files::decode_parquet(Bytes::from(bytes))
+        vintagelake_storage::files::decode_parquet(Bytes::from(bytes))
             .map_err(|e| StorageError::InvalidData(format!("reading {}: {e}", path.display())))
     }
 
@@ -538,7 +540,7 @@ impl Inner {
             TableKind::DataPoints => data_points_table_schema(),
             TableKind::Series => series_table_schema(),
         };
-        crate::write::check_schema(&schema, &batch)?;
+        vintagelake_storage::write::check_schema(&schema, &batch)?;
         let batch = RecordBatch::try_new(schema, batch.columns().to_vec())?;
         let rows = sort_batch(kind, &batch)?;
         // One file per write: data-point files go under the day of the commit, series files flat.
@@ -583,7 +585,7 @@ impl Inner {
         offsets: Vec<OffsetUpdate>,
         origin: String,
         summary: BTreeMap<String, String>,
-        arrivals: Option<crate::arrivals::ArrivalRange>,
+        arrivals: Option<vintagelake_storage::arrivals::ArrivalRange>,
     ) -> Result<Committed> {
         let table = kind.name();
         if added.is_empty() && remove.is_empty() && offsets.is_empty() {
@@ -601,7 +603,7 @@ impl Inner {
             if let Some(p) = remove.iter().find(|p| !live_paths.contains(p.as_str())) {
                 return Err(StorageError::FileNotLive { table: table.to_owned(), path: p.clone() });
             }
-            crate::commit::check_positions(&log.offsets(kind, None), &offsets)?;
+            vintagelake_storage::commit::check_positions(&log.offsets(kind, None), &offsets)?;
             let mark = log.arrival_mark(kind);
             if let Some(a) = arrivals
                 && mark != a.expected
@@ -610,7 +612,7 @@ impl Inner {
             }
             let mut summary = summary.clone();
             if let Some(m) = arrivals.map(|a| a.last).or(mark) {
-                summary.insert(crate::arrivals::SUMMARY_ARRIVALS.to_owned(), m.to_string());
+                summary.insert(vintagelake_storage::arrivals::SUMMARY_ARRIVALS.to_owned(), m.to_string());
             }
             let removed_records: u64 = live.iter().filter(|f| remove.contains(&f.path)).map(|f| f.rows).sum();
             let version = log.entries.len() as u64 + 1;
@@ -830,8 +832,8 @@ impl IngestTarget for ParquetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::View;
-    use crate::testing::grid;
+    use vintagelake_storage::scan::View;
+    use vintagelake_testkit::fixtures::grid;
 
     fn batch(rows: &[StoredDataPoint]) -> RecordBatch {
         stored_data_points_to_batch(rows).unwrap()

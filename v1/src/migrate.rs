@@ -17,12 +17,12 @@ use sha2::{Digest, Sha256};
 use vintagelake_schemas::arrow::col;
 use vintagelake_schemas::table::{data_points_table_schema, series_table_schema};
 
-use crate::catalog::TableKind;
-use crate::commit::OffsetUpdate;
-use crate::error::{Result, StorageError};
-use crate::scan::{View, VintageQuery, scan_rows};
-use crate::store::IcebergStore;
-use crate::v1::{FileEntry, ParquetStore};
+use vintagelake_storage::catalog::TableKind;
+use vintagelake_storage::commit::OffsetUpdate;
+use vintagelake_storage::error::{Result, StorageError};
+use vintagelake_storage::scan::{View, VintageQuery, scan_rows};
+use vintagelake_storage::store::IcebergStore;
+use crate::{FileEntry, ParquetStore};
 
 /// Pseudo-topic under which the target records the migration's position.
 pub const MIGRATION_TOPIC: &str = "_vintagelake.migration.v1";
@@ -85,7 +85,7 @@ async fn migrate_table(
         Some(v) => v as u64,
         None => {
             let table = target.warehouse().load(kind).await?;
-            if !crate::files::live_files(target.warehouse(), &table, None).await?.is_empty() {
+            if !vintagelake_storage::files::live_files(target.warehouse(), &table, None).await?.is_empty() {
                 return Err(StorageError::InvalidData(format!(
                     "the Iceberg table {} already holds rows that did not come from a V1 migration; \
                      migrate into an empty warehouse",

@@ -1,8 +1,8 @@
 //! The storage-trait suite, unchanged, against every backend: in-memory, V1 Parquet, Iceberg.
 
 use vintagelake_storage::store::{IcebergStore, InMemoryStorage};
-use vintagelake_storage::testing::{storage_trait_suite, warehouse};
-use vintagelake_storage::v1::ParquetStore;
+use vintagelake_testkit::fixtures::{storage_trait_suite, warehouse};
+use vintagelake_v1::ParquetStore;
 
 #[tokio::test]
 async fn in_memory_backend_passes_the_trait_suite() {
@@ -17,7 +17,7 @@ async fn parquet_v1_backend_passes_the_trait_suite() {
     // A second process opening the same directory answers the same.
     let reopened = ParquetStore::open(dir.path()).await.unwrap();
     use vintagelake_storage::store::FinancialDataStorage;
-    use vintagelake_storage::testing::{lifecycle_answers, rows};
+    use vintagelake_testkit::fixtures::{lifecycle_answers, rows};
     let a: Vec<_> = lifecycle_answers(&store).await.iter().map(rows).collect();
     let b: Vec<_> = lifecycle_answers(&reopened).await.iter().map(rows).collect();
     assert_eq!(a, b);

@@ -136,10 +136,10 @@ else:
     }
 
     /// A tier named `name` in this server's bucket under `prefix`, with the test credentials.
-    pub fn tier(&self, name: &str, prefix: &str) -> crate::io::TierSpec {
-        crate::io::TierSpec {
-            name: crate::config::TierName::new(name),
-            target: crate::io::TierTarget::S3 {
+    pub fn tier(&self, name: &str, prefix: &str) -> vintagelake_storage::io::TierSpec {
+        vintagelake_storage::io::TierSpec {
+            name: vintagelake_storage::config::TierName::new(name),
+            target: vintagelake_storage::io::TierTarget::S3 {
                 bucket: self.bucket.clone(),
                 prefix: prefix.to_owned(),
                 endpoint: Some(self.endpoint.clone()),

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{Warehouse, WarehouseConfig};
-use crate::scan::{View, VintageQuery};
-use crate::store::FinancialDataStorage;
+use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
+use vintagelake_storage::scan::{View, VintageQuery};
+use vintagelake_storage::store::FinancialDataStorage;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Float64Type};
 use vintagelake_schemas::model::derived_data_point_id;
@@ -208,7 +208,7 @@ pub fn grid(
     series: std::ops::Range<usize>,
     dates: usize,
     revisions: usize,
-) -> Vec<crate::store::StoredRow> {
+) -> Vec<vintagelake_storage::store::StoredRow> {
     use vintagelake_schemas::table::StoredDataPoint;
     let mut rows = Vec::with_capacity(series.len() * dates * revisions);
     for s in series {
@@ -246,7 +246,7 @@ pub fn revision_stream(
     series: std::ops::Range<usize>,
     dates: usize,
     revisions: usize,
-) -> Vec<crate::store::StoredRow> {
+) -> Vec<vintagelake_storage::store::StoredRow> {
     let mut rows = grid(prefix, series, dates, revisions);
     let mut extra = Vec::new();
     for (i, r) in rows.iter().enumerate() {
@@ -269,7 +269,7 @@ pub fn revision_stream(
 /// The views compaction and lifecycle tests compare: latest, first release, all revisions, and
 /// three as-of vintages inside [`grid`]'s date range.
 pub fn lifecycle_views() -> Vec<VintageQuery> {
-    use crate::scan::{View, VintageQuery};
+    use vintagelake_storage::scan::{View, VintageQuery};
     let mut v = vec![
         VintageQuery::new(View::Latest),
         VintageQuery::new(View::FirstRelease),
@@ -313,7 +313,7 @@ pub fn series_record(id: &str, title: &str) -> vintagelake_schemas::EconomicSeri
 /// metadata (latest message per id), rejected writes that change nothing, and a revision stream
 /// whose every view must equal the in-memory store's after the same writes.
 pub async fn storage_trait_suite(store: &dyn FinancialDataStorage, label: &str) {
-    use crate::store::InMemoryStorage;
+    use vintagelake_storage::store::InMemoryStorage;
     let oracle = InMemoryStorage::new();
     write_fixture(store).await;
     write_fixture(&oracle).await;
