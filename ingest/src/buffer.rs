@@ -1,7 +1,8 @@
 //! What ingest holds between commits, free of Kafka: the positions of the partitions this replica
 //! owns, the rows and dead letters buffered per partition, the partitions held for their dead
-//! letters, when a commit is due, and sealing a buffer for one commit. The consumer loop
-//! (`pipeline.rs`) feeds it and the committer takes sealed buffers from it.
+//! letters, when a commit is due, sealing a buffer for one commit and settling it afterwards. The
+//! consumer loop (`pipeline.rs`) feeds it, the rebalance callback (`rebalance.rs`) assigns and
+//! revokes partitions in it, and the committer (`committer.rs`) takes sealed buffers from it.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch, s
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;
 
+use crate::accept::Accepted;
 use crate::config::IngestConfig;
 use crate::dlq::{Letter, Undelivered};
 use crate::error::{IngestError, Result};
@@ -245,6 +247,162 @@ impl State {
     }
 }
 
+impl State {
+    /// An assigned partition starts where the table says it stands; whatever this replica
+    /// buffered or held for it before is dropped (it is re-read from that position).
+    pub(crate) fn assign(&mut self, key: PartitionKey, committed: Option<i64>) {
+        self.drop_partition(&key);
+        self.positions.insert(key, Position { committed, next: None });
+    }
+
+    /// A revoked partition's buffered rows and letters are dropped: the next owner re-reads them
+    /// from the table's position.
+    pub(crate) fn revoke(&mut self, key: &PartitionKey) {
+        self.positions.remove(key);
+        self.drop_partition(key);
+        if self.buffers.is_empty() {
+            self.clear_buffers();
+        }
+    }
+
+    fn drop_partition(&mut self, key: &PartitionKey) {
+        if let Some(b) = self.buffers.remove(key) {
+            self.buffered_rows -= b.rows;
+            self.buffered_bytes -= b.bytes;
+        }
+        self.held.remove(key);
+    }
+
+    /// Whether the message at `offset` is new to this replica: its partition is owned and the
+    /// offset is not below what was buffered or committed (re-delivered after a seek). An
+    /// admitted message moves the partition's next position past it.
+    pub(crate) fn admit(&mut self, key: &PartitionKey, offset: i64) -> bool {
+        let Some(pos) = self.positions.get_mut(key) else {
+            return false; // not ours (any more)
+        };
+        if pos.next.is_some_and(|n| offset < n) || pos.committed.is_some_and(|c| offset < c) {
+            return false;
+        }
+        pos.next = Some(offset + 1);
+        self.report.records_consumed += 1;
+        true
+    }
+
+    /// Buffers a validated message of `bytes` bytes in its partition.
+    pub(crate) fn buffer(&mut self, key: PartitionKey, accepted: Accepted, bytes: u64, now: Instant) {
+        let rows = accepted.rows();
+        let buffer = self.buffers.entry(key).or_default();
+        match accepted {
+            Accepted::Rows(batches) => buffer.batches.extend(batches),
+            Accepted::Point(p) => buffer.points.push(p),
+            Accepted::Series(series, seq) => buffer.series.push((series, seq)),
+        }
+        buffer.rows += rows;
+        buffer.bytes += bytes;
+        self.buffered_rows += rows;
+        self.buffered_bytes += bytes;
+        self.oldest.get_or_insert(now);
+        self.publish_buffered();
+    }
+
+    /// Settles a commit of `sealed` whose tables `landed` committed: their partitions' positions
+    /// move. When the commit failed (`give_back`; not when fenced, whose rows the table's
+    /// positions re-read), the rows of the tables that did not land go back into the buffers of
+    /// partitions still owned, older than what arrived since, and the next attempt commits them.
+    pub(crate) fn settle(&mut self, sealed: &mut Sealed, landed: &[TableKind], give_back: bool) {
+        for kind in landed {
+            for o in &sealed.updates[kind] {
+                if let Some(p) = self.positions.get_mut(&(o.topic.clone(), o.partition)) {
+                    p.committed = Some(o.next);
+                }
+            }
+        }
+        if !give_back {
+            return;
+        }
+        for (kind, offsets) in &sealed.updates {
+            if landed.contains(kind) {
+                continue;
+            }
+            for o in offsets {
+                let key = (o.topic.clone(), o.partition);
+                if let Some(b) = sealed.buffers.remove(&key)
+                    && self.positions.contains_key(&key)
+                {
+                    self.buffered_rows += b.rows;
+                    self.buffered_bytes += b.bytes;
+                    self.buffers.entry(key).or_default().absorb(b);
+                }
+            }
+        }
+        self.oldest = match (self.oldest, sealed.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Gives the buffers of partitions whose dead letters did not all land back (rows and
+    /// letters) and holds those partitions until their backoff ends; releases the sealed
+    /// partitions whose letters all landed.
+    pub(crate) fn hold_undelivered(
+        &mut self,
+        sealed: &mut Sealed,
+        undelivered: HashMap<PartitionKey, Undelivered>,
+        now: Instant,
+    ) {
+        for key in sealed.buffers.keys() {
+            if !undelivered.contains_key(key) && self.held.remove(key).is_some() {
+                tracing::info!(topic = %key.0, partition = key.1, "dead letters acknowledged; the partition moves on");
+            }
+        }
+        for (key, u) in undelivered {
+            let Some(b) = sealed.buffers.remove(&key) else { continue };
+            if !self.positions.contains_key(&key) {
+                continue; // revoked meanwhile: the next owner re-reads it
+            }
+            self.buffered_rows += b.rows;
+            self.buffered_bytes += b.bytes;
+            self.buffers.entry(key.clone()).or_default().absorb(b);
+            let held = self.held.entry(key.clone()).or_insert(Held {
+                undelivered: u.clone(),
+                since: now,
+                attempts: 0,
+                retry_at: now,
+            });
+            held.attempts += 1;
+            held.undelivered = u;
+            held.retry_at = now + dlq_backoff(held.attempts);
+            tracing::warn!(
+                topic = %key.0, partition = key.1, dlq = %held.undelivered.dlq_topic, letters = held.undelivered.letters,
+                reason = %held.undelivered.reason, attempts = held.attempts, retry_in = ?dlq_backoff(held.attempts),
+                "dead letters not acknowledged: the partition holds its position and retries"
+            );
+        }
+    }
+
+    /// What the held partitions wait for, one line for `/ready`; `None` when none is held.
+    pub(crate) fn held_summary(&self) -> Option<String> {
+        if self.held.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = self
+            .held
+            .iter()
+            .map(|((t, p), h)| {
+                format!(
+                    "{t}[{p}] holds {} letter(s) for {} since {:.0?}: {}",
+                    h.undelivered.letters,
+                    h.undelivered.dlq_topic,
+                    h.since.elapsed(),
+                    h.undelivered.reason
+                )
+            })
+            .collect();
+        parts.sort();
+        Some(parts.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +507,82 @@ mod tests {
         s.committing = false;
         assert!(s.seal("series", now).is_none());
         assert_eq!(s.oldest, None, "only held data: the retry time wakes the loop, not the interval");
+    }
+
+    #[test]
+    fn assignment_admission_and_revocation() {
+        let now = Instant::now();
+        let mut s = state(2);
+        let dp0 = ("dp".to_owned(), 0);
+        assert!(!s.admit(&("other".to_owned(), 0), 5), "not ours");
+        assert!(!s.admit(&dp0, 11), "re-delivered below what is buffered");
+        assert!(s.admit(&dp0, 12));
+        s.buffer(dp0.clone(), Accepted::Point(point(12)), 100, now);
+        assert_eq!((s.buffered_rows, s.buffered_bytes, s.report.records_consumed), (3, 300, 1));
+        assert_eq!(s.oldest, Some(now));
+        // Re-assigned (a rebalance gave it back): start at the table's position, drop the buffer.
+        s.assign(dp0.clone(), Some(20));
+        assert_eq!((s.buffered_rows, s.buffered_bytes), (0, 0));
+        assert!(!s.admit(&dp0, 19), "below the table's position");
+        assert!(s.admit(&dp0, 20));
+        s.revoke(&dp0);
+        assert!(!s.positions.contains_key(&dp0) && s.buffers.is_empty() && s.oldest.is_none());
+        assert!(!s.admit(&dp0, 21), "revoked");
+    }
+
+    #[test]
+    fn settling_moves_landed_positions_and_gives_back_the_rest() {
+        let now = Instant::now();
+        let mut s = state(3);
+        s.oldest = Some(now);
+        let series0 = ("series".to_owned(), 0);
+        assert!(s.admit(&series0, 10));
+        let meta = vintagelake_schemas::decode_series_json(
+            br#"{"version":1,"id":"GDPC1","source_id":"fred","title":"Real GDP","frequency":"Quarterly"}"#,
+        )
+        .unwrap();
+        s.buffer(
+            series0.clone(),
+            Accepted::Series(meta.into_series(vintagelake_schemas::Timestamp::now()), 10 << 20),
+            50,
+            now,
+        );
+        let mut sealed = s.seal("series", now).unwrap();
+        assert_eq!(sealed.updates.len(), 2);
+        // data_points landed, series failed: dp[0] moves, series[0] gets its row back.
+        s.settle(&mut sealed, &[TableKind::DataPoints], true);
+        assert_eq!(s.positions[&("dp".to_owned(), 0)].committed, Some(13));
+        assert_eq!(s.positions[&series0].committed, Some(10));
+        assert_eq!((s.buffered_rows, s.buffered_bytes), (1, 50));
+        assert_eq!(s.buffers[&series0].series.len(), 1);
+        assert_eq!(s.oldest, Some(now), "the given-back rows keep their age");
+        // Fenced: nothing given back (the table's positions are re-read).
+        let mut s = state(3);
+        let mut sealed = s.seal("series", now).unwrap();
+        s.settle(&mut sealed, &[], false);
+        assert_eq!((s.buffered_rows, s.positions[&("dp".to_owned(), 0)].committed), (0, Some(10)));
+    }
+
+    #[test]
+    fn undelivered_dead_letters_hold_their_partition() {
+        let now = Instant::now();
+        let mut s = state(3);
+        let dp0 = ("dp".to_owned(), 0);
+        let mut sealed = s.seal("series", now).unwrap();
+        let u = Undelivered { dlq_topic: "dp.dlq".into(), letters: 1, reason: "no such topic".into() };
+        s.hold_undelivered(&mut sealed, HashMap::from([(dp0.clone(), u.clone())]), now);
+        assert_eq!((s.buffered_rows, s.held[&dp0].attempts), (3, 1));
+        assert_eq!(s.held[&dp0].retry_at, now + dlq_backoff(1));
+        assert!(s.held_summary().unwrap().contains("dp[0] holds 1 letter(s) for dp.dlq"));
+        s.committing = false;
+        let later = now + dlq_backoff(1);
+        let mut sealed = s.seal("series", later).expect("the backoff ended: retried");
+        s.hold_undelivered(&mut sealed, HashMap::from([(dp0.clone(), u)]), later);
+        assert_eq!(s.held[&dp0].attempts, 2);
+        s.committing = false;
+        let mut sealed = s.seal("series", later + dlq_backoff(2)).unwrap();
+        s.hold_undelivered(&mut sealed, HashMap::new(), later + dlq_backoff(2));
+        assert!(s.held.is_empty() && s.held_summary().is_none(), "delivered: released");
     }
 
     #[test]

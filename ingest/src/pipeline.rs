@@ -1,5 +1,6 @@
-//! The ingest loop: consume both topics as one group, validate, buffer, and commit rows together
-//! with the Kafka offsets they cover — exactly once.
+//! The ingest loop: consume both topics as one group, validate (`accept.rs`), buffer
+//! (`buffer.rs`), and commit rows together with the Kafka offsets they cover (`committer.rs`) —
+//! exactly once. The rebalance callback is `rebalance.rs`.
 //!
 //! Positions live in the tables, not in the consumer group: on every assignment the rebalance
 //! callback reads the offsets recorded in the tables and starts each partition there. A commit
@@ -22,31 +23,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
-use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vintagelake_schemas::ipc::{MAX_IPC_ROWS_BITS, decode_data_points_ipc_to_table};
-use vintagelake_schemas::table::StoredDataPoint;
-use vintagelake_schemas::{
-    DataPointRevision, SeriesMetadata, Timestamp, WireFormat, decode_data_point_json, decode_series_json,
-};
+use vintagelake_runtime::health::Readiness;
+use vintagelake_schemas::Timestamp;
+use vintagelake_schemas::ipc::MAX_IPC_ROWS_BITS;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::error::StorageError;
-use vintagelake_runtime::health::Readiness;
 use vintagelake_storage::store::IngestTarget;
 
-use crate::buffer::{Held, PartitionKey, Position, Sealed, Shared, State, dlq_backoff, table_rows};
+use crate::accept::decode;
+use crate::buffer::{PartitionKey, Position, Sealed, Shared};
+use crate::committer::Committer;
 use crate::config::IngestConfig;
-use crate::dlq::{DeadLetterQueue, Letter, Rejection, Undelivered};
+use crate::dlq::{DeadLetterQueue, Letter};
 use crate::error::{IngestError, Result};
 use crate::metrics as m;
+use crate::rebalance::Context;
 
 /// Rows of one message are numbered within it: `ingest_seq = offset << ROW_BITS | row` (a bulk
 /// message of more rows is rejected by the validator).
@@ -70,301 +68,6 @@ pub struct IngestOptions {
     pub health_check_interval: Duration,
     /// Extra librdkafka settings (e.g. `security.protocol`).
     pub kafka_overrides: BTreeMap<String, String>,
-}
-
-struct Context {
-    store: Arc<dyn IngestTarget>,
-    shared: Arc<Shared>,
-    tables: HashMap<String, TableKind>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl ClientContext for Context {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
-                        .set(p.consumer_lag as f64);
-                }
-            }
-        }
-    }
-}
-
-impl Context {
-    /// The table positions of every partition of our topics (blocking: runs in the callback).
-    fn recorded_offsets(&self) -> std::result::Result<HashMap<PartitionKey, i64>, StorageError> {
-        let store = self.store.clone();
-        let kinds: Vec<TableKind> = {
-            let mut k: Vec<TableKind> = self.tables.values().copied().collect();
-            k.dedup();
-            k
-        };
-        tokio::task::block_in_place(|| {
-            self.runtime.block_on(async move {
-                let mut all = HashMap::new();
-                for kind in kinds {
-                    for (k, v) in store.recorded_offsets(kind).await? {
-                        all.insert(k, v);
-                    }
-                }
-                Ok(all)
-            })
-        })
-    }
-}
-
-impl ConsumerContext for Context {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        metrics::counter!(m::REBALANCES).increment(1);
-        // A running commit lands (or fails and gives its rows back) before ownership changes, so
-        // the positions read below include it and nothing it held is attributed to a partition
-        // we no longer own. Nothing starts a new commit meanwhile: the loop is inside `recv()`.
-        drop(self.shared.wait_for_commit());
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                // Start every partition where the table says it stands. Retry: consuming without
-                // knowing the table's position could duplicate data.
-                let mut recorded = None;
-                for attempt in 0..30u32 {
-                    match self.recorded_offsets() {
-                        Ok(r) => {
-                            recorded = Some(r);
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, attempt, "cannot read recorded offsets; retrying");
-                            std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(10) + 1)));
-                        }
-                    }
-                }
-                let Some(recorded) = recorded else {
-                    tracing::error!("cannot read the table's offsets: aborting rather than risk duplicates");
-                    std::process::exit(75);
-                };
-                let mut state = self.shared.lock();
-                for mut elem in tpl.elements() {
-                    let key = (elem.topic().to_owned(), elem.partition());
-                    let committed = recorded.get(&key).copied();
-                    let offset = committed.map_or(Offset::Beginning, Offset::Offset);
-                    if let Err(e) = elem.set_offset(offset) {
-                        tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot set start offset");
-                    }
-                    tracing::info!(topic = %key.0, partition = key.1, ?committed, "assigned");
-                    if let Some(b) = state.buffers.remove(&key) {
-                        state.buffered_rows -= b.rows;
-                        state.buffered_bytes -= b.bytes;
-                    }
-                    state.held.remove(&key);
-                    state.positions.insert(key, Position { committed, next: None });
-                }
-            }
-            Rebalance::Revoke(tpl) => {
-                // What we buffered for these partitions is dropped: the next owner re-reads it
-                // from the table's position.
-                let mut state = self.shared.lock();
-                for elem in tpl.elements() {
-                    let key = (elem.topic().to_owned(), elem.partition());
-                    tracing::info!(topic = %key.0, partition = key.1, "revoked");
-                    state.positions.remove(&key);
-                    state.held.remove(&key);
-                    if let Some(b) = state.buffers.remove(&key) {
-                        state.buffered_rows -= b.rows;
-                        state.buffered_bytes -= b.bytes;
-                    }
-                }
-                if state.buffers.is_empty() {
-                    state.clear_buffers();
-                }
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-    }
-}
-
-/// Commits sealed buffers; cheap to clone into a task.
-#[derive(Clone)]
-struct Committer {
-    store: Arc<dyn IngestTarget>,
-    shared: Arc<Shared>,
-    consumer: Arc<StreamConsumer<Context>>,
-    readiness: Arc<Readiness>,
-    dlq: Arc<DeadLetterQueue>,
-}
-
-impl Committer {
-    /// Commits `sealed`; then records the new positions (success), gives the rows of what did not
-    /// commit back to the buffer (failure), or drops them (fenced: the caller re-reads from the
-    /// table), and signals that no commit runs.
-    async fn commit(self, mut sealed: Sealed) -> Result<()> {
-        // Whatever happens (even a panic), the end of this commit is signalled.
-        let _ended = CommitEnded(&self.shared);
-        // Dead letters first: a position moves past a rejected message only once the broker has
-        // its dead letter. Partitions whose letters did not all land stay out of this commit.
-        let undelivered = self.dlq.deliver(sealed.buffers.values_mut().flat_map(|b| b.letters.iter_mut())).await;
-        for offsets in sealed.updates.values_mut() {
-            offsets.retain(|o| !undelivered.contains_key(&(o.topic.clone(), o.partition)));
-        }
-        sealed.updates.retain(|_, offsets| !offsets.is_empty());
-        let mut landed = Vec::new();
-        let result = self.write(&sealed, &mut landed).await;
-        let tpl = {
-            let mut state = self.shared.lock();
-            self.hold(&mut state, &mut sealed, undelivered);
-            for kind in &landed {
-                for o in &sealed.updates[kind] {
-                    if let Some(p) = state.positions.get_mut(&(o.topic.clone(), o.partition)) {
-                        p.committed = Some(o.next);
-                    }
-                }
-            }
-            let fenced = matches!(result, Err(IngestError::Commit(StorageError::Fenced { .. })));
-            if result.is_err() && !fenced {
-                for (kind, offsets) in &sealed.updates {
-                    if landed.contains(kind) {
-                        continue;
-                    }
-                    for o in offsets {
-                        let key = (o.topic.clone(), o.partition);
-                        if let Some(b) = sealed.buffers.remove(&key)
-                            && state.positions.contains_key(&key)
-                        {
-                            state.buffered_rows += b.rows;
-                            state.buffered_bytes += b.bytes;
-                            state.buffers.entry(key).or_default().absorb(b);
-                        }
-                    }
-                }
-                state.oldest = match (state.oldest, sealed.oldest) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            let mut tpl = TopicPartitionList::new();
-            if result.is_ok() {
-                for ((topic, partition), pos) in &state.positions {
-                    if let Some(c) = pos.committed {
-                        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(c));
-                    }
-                }
-            }
-            tpl
-        };
-        // Group offsets only inform lag tools; the table is the source of truth.
-        if tpl.count() > 0
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            tracing::debug!(error = %e, "group offset commit failed (informational only)");
-        }
-        result
-    }
-
-    /// Gives the buffers of partitions whose dead letters did not all land back (rows and letters)
-    /// and holds those partitions; releases the sealed partitions whose letters all landed.
-    fn hold(&self, state: &mut State, sealed: &mut Sealed, undelivered: HashMap<PartitionKey, Undelivered>) {
-        let now = Instant::now();
-        for key in sealed.buffers.keys() {
-            if !undelivered.contains_key(key) && state.held.remove(key).is_some() {
-                tracing::info!(topic = %key.0, partition = key.1, "dead letters acknowledged; the partition moves on");
-            }
-        }
-        for (key, u) in undelivered {
-            let Some(b) = sealed.buffers.remove(&key) else { continue };
-            if !state.positions.contains_key(&key) {
-                continue; // revoked meanwhile: the next owner re-reads it
-            }
-            state.buffered_rows += b.rows;
-            state.buffered_bytes += b.bytes;
-            state.buffers.entry(key.clone()).or_default().absorb(b);
-            let held = state.held.entry(key.clone()).or_insert(Held {
-                undelivered: u.clone(),
-                since: now,
-                attempts: 0,
-                retry_at: now,
-            });
-            held.attempts += 1;
-            held.undelivered = u;
-            held.retry_at = now + dlq_backoff(held.attempts);
-            tracing::warn!(
-                topic = %key.0, partition = key.1, dlq = %held.undelivered.dlq_topic, letters = held.undelivered.letters,
-                reason = %held.undelivered.reason, attempts = held.attempts, retry_in = ?dlq_backoff(held.attempts),
-                "dead letters not acknowledged: the partition holds its position and retries"
-            );
-        }
-        metrics::gauge!(m::DLQ_HELD_PARTITIONS).set(state.held.len() as f64);
-        if state.held.is_empty() {
-            self.readiness.set("dlq", true, "every dead letter acknowledged");
-        } else {
-            let mut parts: Vec<String> = state
-                .held
-                .iter()
-                .map(|((t, p), h)| {
-                    format!(
-                        "{t}[{p}] holds {} letter(s) for {} since {:.0?}: {}",
-                        h.undelivered.letters,
-                        h.undelivered.dlq_topic,
-                        h.since.elapsed(),
-                        h.undelivered.reason
-                    )
-                })
-                .collect();
-            parts.sort();
-            self.readiness.set("dlq", false, format!("dead-letter topic not writable: {}", parts.join("; ")));
-        }
-    }
-
-    /// Writes and commits each table's rows; `landed` says which tables committed.
-    async fn write(&self, sealed: &Sealed, landed: &mut Vec<TableKind>) -> Result<()> {
-        let started = Instant::now();
-        let mut total = 0;
-        for kind in [TableKind::DataPoints, TableKind::Series] {
-            let Some(offsets) = sealed.updates.get(&kind) else { continue };
-            let (batches, rows) = table_rows(kind, offsets, &sealed.buffers)?;
-            let t = Instant::now();
-            match self.store.append(kind, &batches, offsets.clone(), "ingest").await {
-                Ok(c) => {
-                    metrics::histogram!(m::COMMIT_DURATION, "table" => kind.name()).record(t.elapsed().as_secs_f64());
-                    metrics::counter!(m::COMMITTED, "table" => kind.name()).increment(rows);
-                    metrics::counter!(m::COMMIT_RETRIES, "table" => kind.name()).increment(u64::from(c.attempts - 1));
-                    landed.push(kind);
-                    total += rows;
-                    let mut state = self.shared.lock();
-                    state.report.commits += 1;
-                    state.report.rows_committed += rows;
-                    self.readiness.set("catalog", true, "last commit succeeded");
-                }
-                Err(e @ StorageError::Fenced { .. }) => {
-                    metrics::counter!(m::FENCED).increment(1);
-                    self.shared.lock().report.fenced += 1;
-                    tracing::warn!(error = %e, "fenced: another replica owns a partition; re-reading from the table's positions");
-                    return Err(IngestError::Commit(e));
-                }
-                Err(e) => {
-                    self.readiness.set("catalog", false, e.to_string());
-                    return Err(IngestError::Commit(e));
-                }
-            }
-        }
-        metrics::histogram!(m::BATCH_ROWS).record(total as f64);
-        metrics::histogram!(m::BATCH_BYTES).record(sealed.bytes as f64);
-        tracing::debug!(rows = total, took = ?started.elapsed(), "committed");
-        Ok(())
-    }
-}
-
-/// Marks the end of a commit when dropped and wakes a rebalance waiting for it.
-struct CommitEnded<'a>(&'a Shared);
-
-impl Drop for CommitEnded<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.committing = false;
-        state.committing_bytes = 0;
-        state.publish_buffered();
-        drop(state);
-        self.0.commit_ended.notify_all();
-    }
 }
 
 /// The ingest daemon.
@@ -725,73 +428,24 @@ impl Ingest {
         let topic = msg.topic();
         let key = (topic.to_owned(), msg.partition());
         let offset = msg.offset();
+        if !self.shared.lock().admit(&key, offset) {
+            return None;
+        }
+        metrics::counter!(m::CONSUMED, "topic" => topic.to_owned()).increment(1);
         let received = msg
             .timestamp()
             .to_millis()
             .map(|ms| Timestamp::from_nanos(ms.saturating_mul(1_000_000)))
             .unwrap_or_else(Timestamp::now);
-        {
-            let mut state = self.shared.lock();
-            let Some(pos) = state.positions.get_mut(&key) else {
-                return None; // not ours (any more)
-            };
-            if pos.next.is_some_and(|n| offset < n) || pos.committed.is_some_and(|c| offset < c) {
-                return None; // re-delivered after a seek
-            }
-            pos.next = Some(offset + 1);
-            state.report.records_consumed += 1;
-        }
-        metrics::counter!(m::CONSUMED, "topic" => topic.to_owned()).increment(1);
         let payload = msg.payload().unwrap_or_default();
-        let seq0 = offset << ROW_BITS;
-        let decoded: std::result::Result<Accepted, Rejection> = if topic == self.options.config.series_topic {
-            decode_series_json(payload).map(|m| Accepted::Series(Box::new(m))).map_err(rejection)
-        } else {
-            match WireFormat::detect(payload) {
-                WireFormat::ArrowIpc => {
-                    decode_data_points_ipc_to_table(payload, received, seq0).map_err(rejection).and_then(|batches| {
-                        check_bulk_key(msg.key(), &batches)?;
-                        Ok(Accepted::Rows(batches))
-                    })
-                }
-                WireFormat::Json => decode_data_point_json(payload).map_err(rejection).and_then(|r| {
-                    check_key(msg.key(), &r)?;
-                    Ok(Accepted::Point(r))
-                }),
-            }
-        };
-        let mut state = self.shared.lock();
-        match decoded {
+        let series_topic = topic == self.options.config.series_topic;
+        match decode(series_topic, msg.key(), payload, received, offset << ROW_BITS) {
             Ok(accepted) => {
-                let bytes = payload.len() as u64 + 64;
-                let buffer = state.buffers.entry(key).or_default();
-                let rows = match accepted {
-                    Accepted::Rows(batches) => {
-                        let n = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-                        buffer.batches.extend(batches);
-                        n as u64
-                    }
-                    Accepted::Point(r) => {
-                        buffer.points.push(StoredDataPoint::arrived(r, received, seq0));
-                        1
-                    }
-                    Accepted::Series(meta) => {
-                        buffer.series.push((meta.into_series(received), seq0));
-                        1
-                    }
-                };
-                buffer.rows += rows;
-                buffer.bytes += bytes;
-                state.buffered_rows += rows;
-                state.buffered_bytes += bytes;
-                state.oldest.get_or_insert_with(Instant::now);
-                state.publish_buffered();
+                self.shared.lock().buffer(key, accepted, payload.len() as u64 + 64, Instant::now());
+                None
             }
-            Err(rejection) => {
-                return Some(Letter::new(topic, msg.partition(), offset, msg.key(), msg.payload(), rejection));
-            }
+            Err(rejection) => Some(Letter::new(topic, msg.partition(), offset, msg.key(), msg.payload(), rejection)),
         }
-        None
     }
 }
 
@@ -891,77 +545,6 @@ impl Ingest {
     }
 }
 
-enum Accepted {
-    Rows(Vec<RecordBatch>),
-    Point(DataPointRevision),
-    Series(Box<SeriesMetadata>),
-}
-
-fn rejection(e: vintagelake_schemas::ValidationError) -> Rejection {
-    Rejection { code: e.reason().code(), field: e.field().to_owned(), message: e.to_string() }
-}
-
-/// The ordering contract: a revision message is keyed by its series id, so every revision of a
-/// series lands in one partition, in publication order. A message without a key (or with an
-/// empty one) could land anywhere and be ordered against nothing: it is rejected.
-fn check_key(key: Option<&[u8]>, record: &DataPointRevision) -> std::result::Result<(), Rejection> {
-    check_series_key(key, record.series_id.as_str())
-}
-
-fn check_series_key(key: Option<&[u8]>, series_id: &str) -> std::result::Result<(), Rejection> {
-    match key {
-        None | Some([]) => Err(Rejection {
-            code: "missing_key",
-            field: "$key".into(),
-            message: format!(
-                "the message has no key: key it by its series id ({series_id:?}) so the series stays in one \
-                 partition, in order"
-            ),
-        }),
-        Some(k) if k != series_id.as_bytes() => Err(Rejection {
-            code: "key_mismatch",
-            field: "series_id".into(),
-            message: format!(
-                "message key {:?} is not the series id {series_id:?}: keys must be series ids so a series stays ordered",
-                String::from_utf8_lossy(k),
-            ),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// A bulk message carries one series, and its key is that series id.
-fn check_bulk_key(key: Option<&[u8]>, batches: &[RecordBatch]) -> std::result::Result<(), Rejection> {
-    use arrow_array::cast::AsArray;
-    let mut series: Option<String> = None;
-    for (b, batch) in batches.iter().enumerate() {
-        let Some(ids) = batch.column_by_name(vintagelake_schemas::arrow::col::SERIES_ID) else { continue };
-        let ids = ids.as_string::<i32>();
-        for (row, id) in ids.iter().enumerate() {
-            let Some(id) = id else { continue };
-            match &series {
-                None => series = Some(id.to_owned()),
-                Some(first) if first != id => {
-                    let at: usize = batches[..b].iter().map(RecordBatch::num_rows).sum::<usize>() + row;
-                    return Err(Rejection {
-                        code: "mixed_series",
-                        field: format!("rows[{at}].series_id"),
-                        message: format!(
-                            "a bulk message carries one series: row {at} is {id:?}, earlier rows are {first:?}; \
-                             send one message per series, keyed by its id"
-                        ),
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    match series {
-        Some(id) => check_series_key(key, &id),
-        None => Ok(()), // no rows: nothing to order
-    }
-}
-
 async fn health_checks(
     consumer: Arc<StreamConsumer<Context>>,
     store: Arc<dyn IngestTarget>,
@@ -986,44 +569,5 @@ async fn health_checks(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod key_tests {
-    use super::*;
-    use vintagelake_schemas::ipc::decode_data_points_ipc_to_table;
-    use vintagelake_schemas::{Timestamp, encode_data_points_ipc};
-
-    fn revision(series: &str, date: &str) -> DataPointRevision {
-        decode_data_point_json(
-            format!(r#"{{"version":1,"series_id":"{series}","date":"{date}","revision_date":"2024-04-25","value":1}}"#)
-                .as_bytes(),
-        )
-        .unwrap()
-    }
-
-    fn bulk(revisions: &[DataPointRevision]) -> Vec<RecordBatch> {
-        decode_data_points_ipc_to_table(&encode_data_points_ipc(revisions).unwrap(), Timestamp::now(), 0).unwrap()
-    }
-
-    #[test]
-    fn revisions_are_keyed_by_their_series() {
-        let r = revision("GDPC1", "2024-01-01");
-        assert!(check_key(Some(b"GDPC1"), &r).is_ok());
-        assert_eq!(check_key(None, &r).unwrap_err().code, "missing_key");
-        assert_eq!(check_key(Some(b""), &r).unwrap_err().code, "missing_key");
-        assert_eq!(check_key(Some(b"UNRATE"), &r).unwrap_err().code, "key_mismatch");
-    }
-
-    #[test]
-    fn a_bulk_message_carries_one_series_under_its_key() {
-        let one = bulk(&[revision("GDPC1", "2024-01-01"), revision("GDPC1", "2024-04-01")]);
-        assert!(check_bulk_key(Some(b"GDPC1"), &one).is_ok());
-        assert_eq!(check_bulk_key(None, &one).unwrap_err().code, "missing_key");
-        assert_eq!(check_bulk_key(Some(b"UNRATE"), &one).unwrap_err().code, "key_mismatch");
-        let mixed = bulk(&[revision("GDPC1", "2024-01-01"), revision("UNRATE", "2024-01-01")]);
-        let e = check_bulk_key(Some(b"GDPC1"), &mixed).unwrap_err();
-        assert_eq!((e.code, e.field.as_str()), ("mixed_series", "rows[1].series_id"));
     }
 }

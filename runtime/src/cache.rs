@@ -20,4 +20,3 @@ pub fn cache_dir() -> PathBuf {
 pub fn system_python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
-

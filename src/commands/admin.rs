@@ -569,9 +569,8 @@ async fn migrate(common: CommonConfig, source: Option<PathBuf>, chunk_rows: u64)
             vintagelake_v1::LOG_DIR
         )));
     }
-    let from = vintagelake_v1::ParquetStore::open(&root)
-        .await?
-        .with_concurrency(common.max_concurrent_operations as usize);
+    let from =
+        vintagelake_v1::ParquetStore::open(&root).await?.with_concurrency(common.max_concurrent_operations as usize);
     let mut target = common.clone();
     target.storage_type = crate::config::StorageType::Iceberg;
     let to = super::open_store(&target).await?;

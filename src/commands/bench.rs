@@ -29,9 +29,9 @@ use vintagelake_kafka::broker::{Broker, create_topics};
 use vintagelake_kafka::produce::{message, producer, publish, publish_tracked};
 use vintagelake_kafka::synthetic;
 use vintagelake_query::ticket::TicketV1;
+use vintagelake_runtime::health::http_get;
 use vintagelake_schemas::{DataPointRevision, Date, SeriesId, encode_data_points_ipc};
 use vintagelake_storage::catalog::{TableKind, Warehouse, WarehouseConfig};
-use vintagelake_runtime::health::http_get;
 use vintagelake_storage::scan::View;
 use vintagelake_storage::store::IcebergStore;
 

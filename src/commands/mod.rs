@@ -12,10 +12,10 @@ mod tier;
 
 use std::process::ExitCode;
 
+use crate::config::ConfigError;
 use clap::{Parser, Subcommand};
 use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::IngestConfig;
-use crate::config::ConfigError;
 use vintagelake_tierer::TiererConfig;
 
 use crate::config::CommonConfig;
@@ -186,8 +186,8 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
 pub async fn open_store(
     common: &CommonConfig,
 ) -> Result<std::sync::Arc<vintagelake_storage::store::IcebergStore>, Error> {
-    use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
     use crate::config::StorageType;
+    use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
     use vintagelake_storage::io::TierSpec;
     match common.storage_type {
         StorageType::Iceberg => {}

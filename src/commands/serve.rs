@@ -13,9 +13,9 @@ use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::{Ingest, IngestConfig};
 use vintagelake_kafka::broker::{Broker, LocalBroker, create_topics};
 use vintagelake_query::QueryConfig;
+use vintagelake_runtime::shutdown::Components;
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::TableKind;
-use vintagelake_runtime::shutdown::Components;
 
 use super::{DaemonBase, Error, FlightSetup, start_daemon};
 use crate::config::CommonConfig;

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
-use vintagelake_storage::scan::{View, VintageQuery};
-use vintagelake_storage::store::FinancialDataStorage;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Float64Type};
 use vintagelake_schemas::model::derived_data_point_id;
 use vintagelake_schemas::{DataPoint, Date, SeriesId, Timestamp};
+use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
+use vintagelake_storage::scan::{View, VintageQuery};
+use vintagelake_storage::store::FinancialDataStorage;
 
 pub async fn warehouse(dir: &std::path::Path) -> Arc<Warehouse> {
     Warehouse::open(WarehouseConfig::new(dir)).await.expect("open warehouse")

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use vintagelake_schemas::Date;
 use vintagelake_runtime::schedule::parse_schedule;
+use vintagelake_schemas::Date;
 use vintagelake_storage::config::TierName;
 
 use crate::plan::{Pins, Policy};

@@ -309,7 +309,8 @@ impl ParquetStore {
                         None => {
                             let mut high = 0;
                             for f in log.live(kind, None) {
-                                high = high.max(vintagelake_storage::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
+                                high =
+                                    high.max(vintagelake_storage::arrivals::highest(&i.read_file(&f)?)?.unwrap_or(0));
                             }
                             high
                         }

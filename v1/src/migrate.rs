@@ -17,12 +17,12 @@ use sha2::{Digest, Sha256};
 use vintagelake_schemas::arrow::col;
 use vintagelake_schemas::table::{data_points_table_schema, series_table_schema};
 
+use crate::{FileEntry, ParquetStore};
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::OffsetUpdate;
 use vintagelake_storage::error::{Result, StorageError};
 use vintagelake_storage::scan::{View, VintageQuery, scan_rows};
 use vintagelake_storage::store::IcebergStore;
-use crate::{FileEntry, ParquetStore};
 
 /// Pseudo-topic under which the target records the migration's position.
 pub const MIGRATION_TOPIC: &str = "_vintagelake.migration.v1";

@@ -9,8 +9,8 @@ use vintagelake_storage::files::live_files;
 use vintagelake_storage::io::TierSpec;
 use vintagelake_storage::scan::{View, VintageQuery};
 use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
-use vintagelake_testkit::tools::S3Server;
 use vintagelake_storage::write::{Encoding, write_data_files};
+use vintagelake_testkit::tools::S3Server;
 
 use crate::fixture::*;
 
