@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use vintagelake_runtime::DaemonSettings;
 use vintagelake_runtime::schedule::parse_schedule;
 
 /// When and how the compactor runs (shared by `vintagelake compact` and `serve`).
@@ -29,14 +30,14 @@ pub struct CompactorConfig {
 }
 
 impl CompactorConfig {
-    /// What one run may do; `concurrency` bounds parallel file reads and writes.
-    pub fn options(&self, concurrency: usize) -> crate::CompactOptions {
+    /// What one run may do; the daemon's concurrency bounds parallel file reads and writes.
+    pub fn options(&self, daemon: &DaemonSettings) -> crate::CompactOptions {
         crate::CompactOptions {
             small_file_fraction: self.small_file_fraction,
             snapshot_retention: self.snapshot_retention,
             keep_snapshots: self.keep_snapshots as usize,
             orphan_grace: self.orphan_grace,
-            concurrency,
+            concurrency: daemon.concurrency,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use vintagelake_runtime::DaemonSettings;
+
 /// Parses a byte size such as `512MiB`, `64mb`, `1g` or `1048576`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -84,6 +86,16 @@ impl IngestConfig {
             format!("{}{}", self.datapoints_topic, self.dlq_suffix),
             format!("{}{}", self.series_topic, self.dlq_suffix),
         ]
+    }
+
+    /// What a run needs: this block, the broker, and the daemon's health-check interval.
+    pub fn options(self, daemon: &DaemonSettings, bootstrap_servers: String) -> crate::IngestOptions {
+        crate::IngestOptions {
+            config: self,
+            bootstrap_servers,
+            health_check_interval: daemon.health_check_interval,
+            kafka_overrides: std::collections::BTreeMap::new(),
+        }
     }
 }
 

@@ -8,9 +8,11 @@ pub mod failpoint;
 pub mod health;
 pub mod metrics;
 pub mod schedule;
+pub mod settings;
 pub mod shutdown;
 
 pub use audit::{AuditEntry, AuditLog};
 pub use health::Readiness;
 pub use schedule::{Lifecycle, RunEnd};
+pub use settings::DaemonSettings;
 pub use shutdown::Components;

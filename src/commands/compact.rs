@@ -10,7 +10,7 @@ use crate::config::CommonConfig;
 pub async fn run(common: CommonConfig, config: CompactorConfig, once: bool) -> Result<ExitCode, Error> {
     let DaemonBase { store, readiness: _, shutdown, http } =
         start_daemon(&common, &[vintagelake_compactor::metrics::CATALOGUE]).await?;
-    let options = config.options(common.max_concurrent_operations as usize);
+    let options = config.options(&common.daemon());
     let result = if once {
         match compact_once(&store, &options, &shutdown).await {
             Ok(report) => {

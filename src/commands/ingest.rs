@@ -20,7 +20,7 @@ pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode,
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         create_topics(&bootstrap, &names, config.topic_partitions).await.map_err(Error::Broker)?;
     }
-    let options = super::ingest_options(&common, config, bootstrap);
+    let options = config.options(&common.daemon(), bootstrap);
     let result = Ingest::new(options, store, readiness)?.run(shutdown.clone()).await;
     shutdown.cancel();
     let _ = http.await;

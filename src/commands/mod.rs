@@ -346,17 +346,3 @@ impl FlightSetup {
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
     }
 }
-
-/// Ingest's options from its settings and the shared ones.
-pub fn ingest_options(
-    common: &CommonConfig,
-    config: IngestConfig,
-    bootstrap: String,
-) -> vintagelake_ingest::IngestOptions {
-    vintagelake_ingest::IngestOptions {
-        config,
-        bootstrap_servers: bootstrap,
-        health_check_interval: common.health_check_interval,
-        kafka_overrides: std::collections::BTreeMap::new(),
-    }
-}

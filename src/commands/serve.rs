@@ -84,22 +84,22 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let topics = ingest.topics();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
-    let options = super::ingest_options(&common, ingest.clone(), bootstrap.clone());
+    let options = ingest.clone().options(&common.daemon(), bootstrap.clone());
     let daemon = Ingest::new(options, store.clone(), readiness.clone())?;
     components.start("ingest", move |stop| async move {
         let report = daemon.run(stop).await.map_err(|e| e.to_string())?;
         tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");
         Ok(())
     });
-    let (schedule, options) =
-        (compactor.compaction_schedule.clone(), compactor.options(common.max_concurrent_operations as usize));
+    let (schedule, options) = (compactor.compaction_schedule.clone(), compactor.options(&common.daemon()));
     let compacting = store.clone();
     components.start("compactor", move |stop| async move {
         vintagelake_compactor::daemon::run(compacting, schedule, options, stop).await;
         Ok(())
     });
     store.warehouse().check_tiers().await?;
-    let (schedule, settings) = (tierer.tiering_schedule.clone(), super::tier::settings(&common, &tierer));
+    let (schedule, settings) =
+        (tierer.tiering_schedule.clone(), tierer.options(&common.daemon(), &common.retention, &common.tiers));
     let tiering = store.clone();
     components.start("tierer", move |stop| async move {
         vintagelake_tierer::daemon::run(tiering, schedule, settings, stop).await;

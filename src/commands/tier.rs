@@ -2,34 +2,17 @@
 
 use std::process::ExitCode;
 
-use vintagelake_storage::config::TierName;
-use vintagelake_tierer::config::{PinFile, TieringSettings};
-use vintagelake_tierer::{Policy, TierError, TiererConfig, tier_once};
+use vintagelake_tierer::{TierError, TiererConfig, tier_once};
 
 use super::{DaemonBase, Error, start_daemon};
 use crate::config::CommonConfig;
-
-/// The policy of the configuration file over its tiers (or the embedded single `hot` tier).
-pub fn settings(common: &CommonConfig, config: &TiererConfig) -> TieringSettings {
-    let tiers: Vec<(TierName, Option<u32>)> = if common.tiers.is_empty() {
-        vec![("hot".parse().expect("valid tier name"), None)]
-    } else {
-        common.tiers.iter().map(|t| (t.name.clone(), t.max_age_days)).collect()
-    };
-    TieringSettings {
-        policy: Policy::new(&common.retention, &tiers, config.keep_original_releases),
-        pins: PinFile::in_dir(&common.data_dir),
-        concurrency: common.max_concurrent_operations as usize,
-        today: config.tiering_today,
-    }
-}
 
 pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run: bool) -> Result<ExitCode, Error> {
     let DaemonBase { store, readiness: _, shutdown, http } =
         start_daemon(&common, &[vintagelake_tierer::metrics::CATALOGUE]).await?;
     // Every tier must answer before anything moves (an S3 bucket that does not exist fails here).
     store.warehouse().check_tiers().await?;
-    let settings = settings(&common, &config);
+    let settings = config.options(&common.daemon(), &common.retention, &common.tiers);
     let result = if once || dry_run {
         let pins = settings
             .pins

@@ -123,6 +123,15 @@ impl CommonConfig {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalog.sqlite").display()))
     }
 
+    /// What every daemon takes from these settings.
+    pub fn daemon(&self) -> vintagelake_runtime::DaemonSettings {
+        vintagelake_runtime::DaemonSettings {
+            data_dir: self.data_dir.clone(),
+            concurrency: self.max_concurrent_operations as usize,
+            health_check_interval: self.health_check_interval,
+        }
+    }
+
     pub fn http_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.http_host, self.http_port)
     }

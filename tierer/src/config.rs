@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use vintagelake_runtime::DaemonSettings;
 use vintagelake_runtime::schedule::parse_schedule;
 use vintagelake_schemas::Date;
-use vintagelake_storage::config::TierName;
+use vintagelake_storage::config::{RetentionPolicy, TierConfig, TierName};
 
 use crate::plan::{Pins, Policy};
 
@@ -25,16 +26,34 @@ pub struct TiererConfig {
     pub tiering_today: Option<Date>,
 }
 
+impl TiererConfig {
+    /// What one run needs: the `retention` policy over the `tiers` of the configuration file (or
+    /// the embedded single `hot` tier), the operator's pins under the data directory.
+    pub fn options(&self, daemon: &DaemonSettings, retention: &RetentionPolicy, tiers: &[TierConfig]) -> TierOptions {
+        let tiers: Vec<(TierName, Option<u32>)> = if tiers.is_empty() {
+            vec![(TierName::new("hot"), None)]
+        } else {
+            tiers.iter().map(|t| (t.name.clone(), t.max_age_days)).collect()
+        };
+        TierOptions {
+            policy: Policy::new(retention, &tiers, self.keep_original_releases),
+            pins: PinFile::in_dir(&daemon.data_dir),
+            concurrency: daemon.concurrency,
+            today: self.tiering_today,
+        }
+    }
+}
+
 /// Everything a run needs besides the store.
 #[derive(Debug, Clone)]
-pub struct TieringSettings {
+pub struct TierOptions {
     pub policy: Policy,
     pub pins: PinFile,
     pub concurrency: usize,
     pub today: Option<Date>,
 }
 
-impl TieringSettings {
+impl TierOptions {
     /// The date ages are measured from.
     pub fn today(&self) -> Date {
         self.today.unwrap_or_else(|| {

@@ -6,14 +6,14 @@ use tokio_util::sync::CancellationToken;
 use vintagelake_runtime::schedule::{Lifecycle, RunEnd, run_lifecycle};
 use vintagelake_storage::store::IcebergStore;
 
-use crate::config::TieringSettings;
+use crate::config::TierOptions;
 use crate::run::{TierError, tier_once};
 
 /// Tiering as a [`Lifecycle`] job: each run reads the pins and the clock afresh.
 #[derive(Debug)]
 pub struct Tiering {
     pub store: Arc<IcebergStore>,
-    pub settings: TieringSettings,
+    pub settings: TierOptions,
 }
 
 #[async_trait::async_trait]
@@ -37,11 +37,6 @@ impl Lifecycle for Tiering {
 }
 
 /// Runs on `schedule` until `cancel`.
-pub async fn run(
-    store: Arc<IcebergStore>,
-    schedule: cron::Schedule,
-    settings: TieringSettings,
-    cancel: CancellationToken,
-) {
+pub async fn run(store: Arc<IcebergStore>, schedule: cron::Schedule, settings: TierOptions, cancel: CancellationToken) {
     run_lifecycle(&Tiering { store, settings }, &schedule, &cancel).await
 }
