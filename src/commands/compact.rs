@@ -4,15 +4,15 @@ use std::process::ExitCode;
 
 use vintagelake_compactor::{CompactorConfig, compact_once};
 
-use super::{DaemonBase, Error, start_daemon};
+use super::{DaemonBase, Error, STOP_WAIT, start_daemon};
 use crate::config::CommonConfig;
 
 pub async fn run(common: CommonConfig, config: CompactorConfig, once: bool) -> Result<ExitCode, Error> {
-    let DaemonBase { store, readiness: _, shutdown, http } =
+    let DaemonBase { store, readiness: _, signal, mut components } =
         start_daemon(&common, &[vintagelake_compactor::metrics::CATALOGUE]).await?;
     let options = config.options(&common.daemon());
     let result = if once {
-        match compact_once(&store, &options, &shutdown).await {
+        match compact_once(&store, &options, &signal).await {
             Ok(report) => {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
                 Ok(ExitCode::SUCCESS)
@@ -21,10 +21,12 @@ pub async fn run(common: CommonConfig, config: CompactorConfig, once: bool) -> R
             Err(e) => Err(Error::Failed(format!("compaction failed: {e}"))),
         }
     } else {
-        vintagelake_compactor::daemon::run(store, config.compaction_schedule, options, shutdown.clone()).await;
-        Ok(ExitCode::SUCCESS)
+        components.start("compactor", move |stop| async move {
+            vintagelake_compactor::daemon::run(store, config.compaction_schedule, options, stop).await;
+            Ok::<(), String>(())
+        });
+        return components.run_until(&signal, STOP_WAIT).await.map(|()| ExitCode::SUCCESS).map_err(Error::from);
     };
-    shutdown.cancel();
-    let _ = http.await;
+    components.stop_all(STOP_WAIT).await?;
     result
 }

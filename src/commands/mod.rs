@@ -16,6 +16,7 @@ use crate::config::ConfigError;
 use clap::{Parser, Subcommand};
 use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::IngestConfig;
+use vintagelake_runtime::shutdown::Components;
 use vintagelake_tierer::TiererConfig;
 
 use crate::config::CommonConfig;
@@ -129,6 +130,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A component of the process (ingest, Flight, a lifecycle job, …) failed or did not stop.
+    #[error(transparent)]
+    Component(#[from] vintagelake_runtime::shutdown::ComponentError),
     #[error("broker: {0}")]
     Broker(#[source] vintagelake_kafka::broker::BrokerError),
     #[error("storage: {0}")]
@@ -237,12 +241,18 @@ pub async fn open_ingest_target(
     }
 }
 
-/// The HTTP side of a daemon: readiness, shutdown on SIGTERM/SIGINT, /health, /ready, /metrics.
+/// The HTTP side of a daemon: readiness, shutdown on SIGTERM/SIGINT, /health, /ready, /metrics
+/// (the `http` component).
 pub struct Observed {
     pub readiness: std::sync::Arc<vintagelake_runtime::health::Readiness>,
-    pub shutdown: tokio_util::sync::CancellationToken,
-    pub http: tokio::task::JoinHandle<()>,
+    /// Cancelled by SIGTERM or SIGINT.
+    pub signal: tokio_util::sync::CancellationToken,
+    pub components: Components,
 }
+
+/// How long a component may take to stop once told to (ingest's own `SHUTDOWN_TIMEOUT` bounds
+/// its flush within this).
+pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn start_http(
     common: &CommonConfig,
@@ -257,21 +267,27 @@ pub async fn start_http(
         }
     }
     let readiness = std::sync::Arc::new(vintagelake_runtime::health::Readiness::new());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    crate::observe::cancel_on_signals(shutdown.clone());
-    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, shutdown.clone())
+    let signal = tokio_util::sync::CancellationToken::new();
+    crate::observe::cancel_on_signals(signal.clone());
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, stop_http.clone())
         .await
         .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
-    Ok(Observed { readiness, shutdown, http })
+    let mut components = Components::new();
+    // Registered first, so it stops last: /ready and /metrics answer while the rest drains.
+    components.adopt("http", stop_http, tokio::spawn(async move { http.await.map_err(|e| e.to_string()) }));
+    Ok(Observed { readiness, signal, components })
 }
 
 /// What every daemon command sets up first: metrics, the store, readiness, shutdown on
-/// SIGTERM/SIGINT, the HTTP endpoints, and the catalog readiness check.
+/// SIGTERM/SIGINT, the HTTP endpoints, and the catalog readiness check (both registered
+/// components; the command registers its own and calls `components.run_until(&signal, …)`).
 pub struct DaemonBase {
     pub store: std::sync::Arc<vintagelake_storage::store::IcebergStore>,
     pub readiness: std::sync::Arc<vintagelake_runtime::health::Readiness>,
-    pub shutdown: tokio_util::sync::CancellationToken,
-    pub http: tokio::task::JoinHandle<()>,
+    /// Cancelled by SIGTERM or SIGINT.
+    pub signal: tokio_util::sync::CancellationToken,
+    pub components: Components,
 }
 
 pub async fn start_daemon(
@@ -279,14 +295,10 @@ pub async fn start_daemon(
     catalogues: &[&[vintagelake_runtime::metrics::MetricDoc]],
 ) -> Result<DaemonBase, Error> {
     let store = open_store(common).await?;
-    let Observed { readiness, shutdown, http } = start_http(common, catalogues).await?;
-    let wh = store.warehouse().clone();
-    tokio::spawn(vintagelake_runtime::health::watch(
-        readiness.clone(),
-        "catalog",
-        common.health_check_interval,
-        shutdown.child_token(),
-        move || {
+    let Observed { readiness, signal, mut components } = start_http(common, catalogues).await?;
+    let (wh, ready, interval) = (store.warehouse().clone(), readiness.clone(), common.health_check_interval);
+    components.start("catalog check", move |stop| async move {
+        vintagelake_runtime::health::watch(ready, "catalog", interval, stop, move || {
             let wh = wh.clone();
             async move {
                 match wh.metadata_location(vintagelake_storage::catalog::TableKind::DataPoints).await {
@@ -294,9 +306,11 @@ pub async fn start_daemon(
                     Err(e) => Err(e.to_string()),
                 }
             }
-        },
-    ));
-    Ok(DaemonBase { store, readiness, shutdown, http })
+        })
+        .await;
+        Ok::<(), String>(())
+    });
+    Ok(DaemonBase { store, readiness, signal, components })
 }
 
 /// The Flight service as `query` and `serve` set it up: credentials and TLS material are read

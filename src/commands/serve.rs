@@ -13,11 +13,10 @@ use vintagelake_compactor::CompactorConfig;
 use vintagelake_ingest::{Ingest, IngestConfig};
 use vintagelake_kafka::broker::{Broker, LocalBroker, create_topics};
 use vintagelake_query::QueryConfig;
-use vintagelake_runtime::shutdown::Components;
 use vintagelake_schemas::Date;
 use vintagelake_storage::catalog::TableKind;
 
-use super::{DaemonBase, Error, FlightSetup, start_daemon};
+use super::{DaemonBase, Error, FlightSetup, STOP_WAIT, start_daemon};
 use crate::config::CommonConfig;
 
 /// Everything `serve` (and `demo`) runs: the settings of each daemon, one set of shared ones.
@@ -57,7 +56,8 @@ pub struct DemoArgs {
 pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
     let ServeArgs { common, ingest, query, compactor, tierer } = args;
     // Ordered start: storage and HTTP, broker, Flight, then ingest.
-    let DaemonBase { store, readiness, shutdown, http } = start_daemon(&common, crate::observe::CATALOGUES).await?;
+    let DaemonBase { store, readiness, signal, mut components } =
+        start_daemon(&common, crate::observe::CATALOGUES).await?;
     let broker = match &common.kafka_bootstrap_servers {
         Some(b) => Broker::external(b).await.map_err(Error::Broker)?,
         None => {
@@ -74,28 +74,22 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     readiness.set("flight", true, format!("listening on {flight_addr}"));
     // Components stop newest first: tierer and compactor (a run in progress aborts before its
     // commit), ingest (flush and commit), then Flight, then HTTP.
-    let mut components = Components::new();
-    components.adopt("http", shutdown.clone(), tokio::spawn(async move { http.await.map_err(|e| e.to_string()) }));
-    components.adopt(
-        "flight",
-        flight_stop,
-        tokio::spawn(async move { flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) }),
-    );
+    components.adopt("flight", flight_stop, flight);
     let topics = ingest.topics();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
     let options = ingest.clone().options(&common.daemon(), bootstrap.clone());
     let daemon = Ingest::new(options, store.clone(), readiness.clone())?;
     components.start("ingest", move |stop| async move {
-        let report = daemon.run(stop).await.map_err(|e| e.to_string())?;
+        let report = daemon.run(stop).await?;
         tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");
-        Ok(())
+        Ok::<(), vintagelake_ingest::error::IngestError>(())
     });
     let (schedule, options) = (compactor.compaction_schedule.clone(), compactor.options(&common.daemon()));
     let compacting = store.clone();
     components.start("compactor", move |stop| async move {
         vintagelake_compactor::daemon::run(compacting, schedule, options, stop).await;
-        Ok(())
+        Ok::<(), String>(())
     });
     store.warehouse().check_tiers().await?;
     let (schedule, settings) =
@@ -103,7 +97,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let tiering = store.clone();
     components.start("tierer", move |stop| async move {
         vintagelake_tierer::daemon::run(tiering, schedule, settings, stop).await;
-        Ok(())
+        Ok::<(), String>(())
     });
 
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -119,12 +113,13 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     eprintln!("  Kafka      {bootstrap}   (topics {} and {})", ingest.datapoints_topic, ingest.series_topic);
     eprintln!("  Flight     {flight_url}   (vintagelake get SERIES --flight-url {flight_url})");
     eprintln!("  health     {http_url}/health   ready {http_url}/ready   metrics {http_url}/metrics");
-    if !exit_now {
+    let wait = STOP_WAIT.max(ingest.shutdown_timeout + Duration::from_secs(10));
+    if exit_now {
+        components.stop_all(wait).await?;
+    } else {
         eprintln!("  stop with Ctrl-C (or SIGTERM): ingest commits what it buffered, then the rest stops.");
-        shutdown.cancelled().await;
+        components.run_until(&signal, wait).await?;
     }
-
-    components.stop_all(Duration::from_secs(120)).await.map_err(Error::Failed)?;
     drop(broker);
     Ok(ExitCode::SUCCESS)
 }

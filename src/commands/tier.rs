@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use vintagelake_tierer::{TierError, TiererConfig, tier_once};
 
-use super::{DaemonBase, Error, start_daemon};
+use super::{DaemonBase, Error, STOP_WAIT, start_daemon};
 use crate::config::CommonConfig;
 
 pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run: bool) -> Result<ExitCode, Error> {
-    let DaemonBase { store, readiness: _, shutdown, http } =
+    let DaemonBase { store, readiness: _, signal, mut components } =
         start_daemon(&common, &[vintagelake_tierer::metrics::CATALOGUE]).await?;
     // Every tier must answer before anything moves (an S3 bucket that does not exist fails here).
     store.warehouse().check_tiers().await?;
@@ -19,7 +19,7 @@ pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run
             .read()
             .map_err(|source| Error::Read { what: settings.pins.path().display().to_string(), source })?;
         let today = settings.today();
-        match tier_once(&store, &settings.policy, &pins, today, dry_run, settings.concurrency, &shutdown).await {
+        match tier_once(&store, &settings.policy, &pins, today, dry_run, settings.concurrency, &signal).await {
             Ok(report) => {
                 if dry_run {
                     print_plan(&report);
@@ -32,11 +32,13 @@ pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run
             Err(e) => Err(Error::Failed(format!("tiering failed: {e}"))),
         }
     } else {
-        vintagelake_tierer::daemon::run(store, config.tiering_schedule, settings, shutdown.clone()).await;
-        Ok(ExitCode::SUCCESS)
+        components.start("tierer", move |stop| async move {
+            vintagelake_tierer::daemon::run(store, config.tiering_schedule, settings, stop).await;
+            Ok::<(), String>(())
+        });
+        return components.run_until(&signal, STOP_WAIT).await.map(|()| ExitCode::SUCCESS).map_err(Error::from);
     };
-    shutdown.cancel();
-    let _ = http.await;
+    components.stop_all(STOP_WAIT).await?;
     result
 }
 
