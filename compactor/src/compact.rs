@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use vintagelake_runtime::audit::AuditEntry;
+use vintagelake_runtime::schedule::record_unfinished;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
 use vintagelake_storage::config::TierName;
@@ -115,9 +116,7 @@ pub async fn compact_once(
         }
         Err(e) => {
             let outcome = if matches!(e, CompactError::Cancelled) { "cancelled" } else { "failed" };
-            tracing::warn!(outcome, error = %e, "compaction run did not complete");
-            metrics::counter!(m::RUNS, "outcome" => outcome).increment(1);
-            audit.record(&AuditEntry::new(ACTOR, "compact").table(&table).outcome(format!("{outcome}: {e}")));
+            record_unfinished(audit, m::RUNS, (ACTOR, "compact", &table), outcome, &e);
             Err(e)
         }
     }

@@ -61,6 +61,21 @@ pub trait Lifecycle: Send + Sync {
     async fn run_once(&self, cancel: &CancellationToken) -> RunEnd;
 }
 
+/// Records a lifecycle run that did not complete, the same way for every job: logged, counted in
+/// the job's runs counter (`runs`, label `outcome` = `reason`) and one audit entry of `actor` /
+/// `action` on `table` with the reason and the error.
+pub fn record_unfinished(
+    audit: &crate::audit::AuditLog,
+    runs: &'static str,
+    (actor, action, table): (&str, &str, &str),
+    reason: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::warn!(job = actor, outcome = reason, error = %error, "lifecycle run did not complete");
+    metrics::counter!(runs, "outcome" => reason).increment(1);
+    audit.record(&crate::audit::AuditEntry::new(actor, action).table(table).outcome(format!("{reason}: {error}")));
+}
+
 /// Runs `job` at every tick of `schedule` until `cancel` fires.
 pub async fn run_lifecycle(job: &dyn Lifecycle, schedule: &cron::Schedule, cancel: &CancellationToken) {
     let name = job.name();

@@ -16,6 +16,7 @@ use iceberg::spec::DataFile;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use vintagelake_runtime::audit::AuditEntry;
+use vintagelake_runtime::schedule::record_unfinished;
 use vintagelake_schemas::Date;
 use vintagelake_schemas::table::data_points_ids as field;
 use vintagelake_storage::catalog::{TableKind, Warehouse};
@@ -188,13 +189,9 @@ fn record(store: &IcebergStore, result: &Result<TierReport, TierError>, what: &s
                 TierError::Storage(StorageError::ReadFile { .. } | StorageError::InvalidData(_)) => "verify",
                 TierError::Storage(_) => "storage",
             };
-            metrics::counter!(m::RUNS, "outcome" => reason).increment(1);
             metrics::counter!(m::FAILURES, "reason" => reason).increment(1);
             let table = store.warehouse().ident(TableKind::DataPoints).to_string();
-            store
-                .warehouse()
-                .audit()
-                .record(&AuditEntry::new(ACTOR, what).table(&table).outcome(format!("{reason}: {e}")));
+            record_unfinished(store.warehouse().audit(), m::RUNS, (ACTOR, what, &table), reason, e);
         }
     }
 }
