@@ -22,9 +22,32 @@ pub struct ComponentError {
 
 impl std::fmt::Display for ComponentError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.component, self.source)
+        match self.source.downcast_ref::<Stopping>() {
+            Some(Stopping::TimedOut(wait)) => write!(f, "{} did not stop within {wait:?}", self.component),
+            Some(Stopping::Task(e)) => write!(f, "{} task: {e}", self.component),
+            None => write!(f, "{}: {}", self.component, self.source),
+        }
     }
 }
+
+/// How stopping a component went wrong besides the component's own error.
+#[derive(Debug)]
+enum Stopping {
+    TimedOut(Duration),
+    /// The task panicked or was aborted.
+    Task(String),
+}
+
+impl std::fmt::Display for Stopping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopping::TimedOut(wait) => write!(f, "did not stop within {wait:?}"),
+            Stopping::Task(e) => write!(f, "task: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Stopping {}
 
 impl std::error::Error for ComponentError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
@@ -110,10 +133,10 @@ impl Components {
             token.cancel();
             let outcome: Result<(), BoxError> = match tokio::time::timeout(wait, &mut task).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(e)) => Err(format!("task: {e}").into()),
+                Ok(Err(e)) => Err(Box::new(Stopping::Task(e.to_string()))),
                 Err(_) => {
                     task.abort();
-                    Err(format!("did not stop within {wait:?}").into())
+                    Err(Box::new(Stopping::TimedOut(wait)))
                 }
             };
             match outcome {
@@ -150,7 +173,7 @@ mod tests {
             Ok::<(), String>(())
         });
         let err = c.stop_all(Duration::from_millis(200)).await.unwrap_err();
-        assert_eq!(err.to_string(), "stuck: did not stop within 200ms", "the first failure is the one reported");
+        assert_eq!(err.to_string(), "stuck did not stop within 200ms", "the first failure is the one reported");
         assert_eq!(*order.lock().unwrap(), ["ingest", "flight", "http"], "newest first, all of them");
     }
 
