@@ -28,6 +28,11 @@ pub struct QueryConfig {
     /// PEM private key for FLIGHT_TLS_CERT.
     #[arg(long, env = "FLIGHT_TLS_KEY", requires = "flight_tls_cert")]
     pub flight_tls_key: Option<PathBuf>,
+
+    /// How stale the table state may be before the catalog row is read again (e.g. 100ms):
+    /// 0 checks on every request (one indexed SQL read), so a commit is visible to the next read.
+    #[arg(long, env = "TABLE_CHECK_INTERVAL", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub table_check_interval: std::time::Duration,
 }
 
 /// Accepted bearer tokens and `(user, password)` pairs.

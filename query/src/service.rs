@@ -1,8 +1,8 @@
 //! The Arrow Flight service: tickets in, vintage views out.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::IpcWriteOptions;
@@ -14,9 +14,11 @@ use arrow_flight::{
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use vintagelake_schemas::EconomicSeries;
+use vintagelake_storage::TableReader;
 use vintagelake_storage::catalog::TableKind;
-use vintagelake_storage::scan::{self, View, VintageQuery, chunk, resolve_snapshot, view_schema};
-use vintagelake_storage::store::{FinancialDataStorage, IcebergStore};
+use vintagelake_storage::scan::{View, VintageQuery, chunk, view_schema};
+use vintagelake_storage::store::IcebergStore;
 
 use crate::auth::Auth;
 use crate::cache::ResultCache;
@@ -37,14 +39,35 @@ pub const ACTIONS: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub struct VintageFlightService {
     store: Arc<IcebergStore>,
+    /// The warm read path: table state per snapshot, file index, footers.
+    reader: TableReader,
     auth: Arc<Auth>,
     cache: ResultCache,
+    /// The series catalogue (latest metadata per id) and the series table's metadata location it
+    /// was read at: `list_flights` answers from memory until the table moves.
+    series: Mutex<Option<(String, Arc<Vec<EconomicSeries>>)>>,
     batch_size: usize,
 }
 
 impl VintageFlightService {
-    pub fn new(store: Arc<IcebergStore>, auth: Arc<Auth>, cache_bytes: usize, batch_size: usize) -> Self {
-        Self { store, auth, cache: ResultCache::new(cache_bytes), batch_size: batch_size.max(1) }
+    /// `check_every`: how stale the table state may be before the catalog row is read again
+    /// (zero: checked on every request, so a reader sees a commit as soon as it lands).
+    pub fn new(
+        store: Arc<IcebergStore>,
+        auth: Arc<Auth>,
+        cache_bytes: usize,
+        batch_size: usize,
+        check_every: Duration,
+    ) -> Self {
+        let reader = TableReader::new(store.warehouse().clone(), store.concurrency(), check_every);
+        Self {
+            store,
+            reader,
+            auth,
+            cache: ResultCache::new(cache_bytes),
+            series: Mutex::new(None),
+            batch_size: batch_size.max(1),
+        }
     }
 
     fn authorize<T>(&self, rpc: &'static str, request: &Request<T>) -> Result<(), Status> {
@@ -57,43 +80,59 @@ impl VintageFlightService {
     /// Runs a query (or takes it from the cache): the resolved rows and the snapshot they came from.
     pub async fn execute(&self, ticket: &[u8]) -> Result<(RecordBatch, Option<i64>)> {
         let query = parse_ticket(ticket).map_err(QueryError::BadTicket)?;
-        let table = self.store.warehouse().load(TableKind::DataPoints).await?;
-        let snapshot = resolve_snapshot(&table, query.snapshot)?;
-        let key = snapshot.map(|s| (s, canonical(ticket)));
+        let pinned = self.reader.pin(query.snapshot).await?;
+        let key = pinned.snapshot.map(|s| (s, canonical(ticket)));
         if let Some(k) = &key
             && let Some(hit) = self.cache.get(k)
         {
             metrics::counter!(m::CACHE_HITS).increment(1);
-            return Ok((hit, snapshot));
+            return Ok((hit, pinned.snapshot));
         }
         metrics::counter!(m::CACHE_MISSES).increment(1);
-        let pinned = query.clone().at_snapshot(match snapshot {
-            Some(id) => scan::SnapshotSelector::Id(id),
-            None => scan::SnapshotSelector::Current,
-        });
-        let batch = self.store.query_table(&table, &pinned).await?;
+        let batch = self.reader.read(&pinned, &query).await?;
         if let Some(k) = key {
             self.cache.put(k, batch.clone());
         }
-        Ok((batch, snapshot))
+        Ok((batch, pinned.snapshot))
     }
 
+    /// Describes a ticket's answer without running it: exact counts when the answer is cached
+    /// for the current snapshot, otherwise -1 (unknown, as Flight allows).
     async fn flight_info(&self, ticket: Vec<u8>) -> Result<FlightInfo> {
-        let (batch, _) = self.execute(&ticket).await?;
+        let query = parse_ticket(&ticket).map_err(QueryError::BadTicket)?;
+        let pinned = self.reader.pin(query.snapshot).await?;
+        let cached = match pinned.snapshot {
+            Some(s) => self.cache.get(&(s, canonical(&ticket))),
+            None => Some(RecordBatch::new_empty(view_schema())),
+        };
+        let (records, bytes) = cached.map_or((-1, -1), |b| (b.num_rows() as i64, b.get_array_memory_size() as i64));
         Ok(FlightInfo::new()
             .try_with_schema(&view_schema())?
             .with_descriptor(FlightDescriptor::new_cmd(ticket.clone()))
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-            .with_total_records(batch.num_rows() as i64)
-            .with_total_bytes(batch.get_array_memory_size() as i64)
+            .with_total_records(records)
+            .with_total_bytes(bytes)
             .with_ordered(true))
+    }
+
+    /// The series catalogue, read again only when the series table moved.
+    async fn series_catalogue(&self) -> Result<Arc<Vec<EconomicSeries>>> {
+        let location = self.store.warehouse().metadata_location(TableKind::Series).await?;
+        if let Some((at, series)) = self.series.lock().expect("series lock").as_ref()
+            && *at == location
+        {
+            return Ok(series.clone());
+        }
+        let series = Arc::new(self.store.latest_series().await?);
+        *self.series.lock().expect("series lock") = Some((location, series.clone()));
+        Ok(series)
     }
 
     async fn action(&self, action: Action) -> Result<Vec<u8>> {
         let json = |v: serde_json::Value| v.to_string().into_bytes();
         match action.r#type.as_str() {
             "health" => {
-                let table = self.store.warehouse().load(TableKind::DataPoints).await?;
+                let table = self.reader.table().await?;
                 Ok(json(serde_json::json!({
                     "status": "ok",
                     "snapshot_id": table.metadata().current_snapshot_id(),
@@ -110,7 +149,7 @@ impl VintageFlightService {
                     .map_err(|e| QueryError::BadTicket(format!("list_vintages body: {e}")))?;
                 let series = body.series.parse().map_err(|e| QueryError::BadTicket(format!("list_vintages: {e}")))?;
                 let q = VintageQuery::new(View::AllRevisions).series([series]);
-                let rows = self.store.query(&q).await?;
+                let (rows, _) = self.reader.query(&q).await?;
                 let starts = rows
                     .column_by_name(vintagelake_schemas::arrow::col::REALTIME_START)
                     .expect("view schema")
@@ -128,13 +167,13 @@ impl VintageFlightService {
             }
             "explain" => {
                 let query = parse_ticket(&action.body).map_err(QueryError::BadTicket)?;
-                let wh = self.store.warehouse();
-                let table = wh.load(TableKind::DataPoints).await?;
-                let plan = scan::explain(wh, &table, &query).await?;
+                let plan = self.reader.explain(&query).await?;
                 Ok(serde_json::to_vec(&plan).expect("a plan serialises"))
             }
             "refresh" => {
                 self.cache.clear();
+                self.reader.invalidate();
+                *self.series.lock().expect("series lock") = None;
                 Ok(json(serde_json::json!({ "refreshed": true })))
             }
             "audit" => {
@@ -237,10 +276,10 @@ impl FlightService for VintageFlightService {
         self.authorize("list_flights", &request)?;
         let filter = String::from_utf8_lossy(&request.get_ref().expression).to_lowercase();
         let result = async {
-            let series = self.store.latest_series().await?;
+            let series = self.series_catalogue().await?;
             let schema = view_schema();
             let mut infos = Vec::new();
-            for s in series {
+            for s in series.iter() {
                 if !filter.is_empty()
                     && !s.id.as_str().to_lowercase().contains(&filter)
                     && !s.title.to_lowercase().contains(&filter)

@@ -321,6 +321,7 @@ pub struct FlightSetup {
     pub first_token: Option<String>,
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     pub addr: std::net::SocketAddr,
+    check_every: std::time::Duration,
 }
 
 impl FlightSetup {
@@ -341,6 +342,7 @@ impl FlightSetup {
             auth: std::sync::Arc::new(vintagelake_query::auth::Auth::new(tokens, users)),
             tls,
             addr: std::net::SocketAddr::new(config.flight_host, common.flight_server_port),
+            check_every: config.table_check_interval,
         })
     }
 
@@ -356,6 +358,7 @@ impl FlightSetup {
             self.auth.clone(),
             (common.cache_size_mb as usize).saturating_mul(1 << 20),
             common.batch_size as usize,
+            self.check_every,
         );
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
     }

@@ -51,20 +51,52 @@ impl LiveFile {
     /// Whether the file's column bounds admit a row of `series` on `date` (days since the epoch);
     /// a file without bounds may hold anything.
     pub fn may_hold(&self, series: &str, date: i32) -> bool {
+        self.may_hold_between(Some(series), Some(date), Some(date))
+    }
+
+    /// Whether the file's column bounds admit a row of `series` (any series when `None`) dated
+    /// within `[start, end]` (days since the epoch, open where `None`).
+    pub fn may_hold_between(&self, series: Option<&str>, start: Option<i32>, end: Option<i32>) -> bool {
         use vintagelake_schemas::table::data_points_ids as field;
         let df = &self.data_file;
-        let within = |id: i32, value: &PrimitiveLiteral| {
-            let below =
-                df.lower_bounds().get(&id).is_none_or(|lo| lo.literal().partial_cmp(value).is_some_and(|o| o.is_le()));
-            let above = df.upper_bounds().get(&id).is_none_or(|hi| {
+        // The file's values at `id` may reach down to `value` (its lower bound is not above it).
+        let reaches_down = |id: i32, value: &PrimitiveLiteral| {
+            df.lower_bounds().get(&id).is_none_or(|lo| lo.literal().partial_cmp(value).is_some_and(|o| o.is_le()))
+        };
+        let reaches_up = |id: i32, value: &PrimitiveLiteral| {
+            df.upper_bounds().get(&id).is_none_or(|hi| {
                 hi.literal().partial_cmp(value).is_some_and(|o| o.is_ge())
                     // A truncated string bound is a prefix of the values it stands for.
                     || matches!((hi.literal(), value), (PrimitiveLiteral::String(h), PrimitiveLiteral::String(v)) if v.starts_with(h.as_str()))
-            });
-            below && above
+            })
         };
-        within(field::SERIES_ID, &PrimitiveLiteral::String(series.to_owned()))
-            && within(field::DATE, &PrimitiveLiteral::Int(date))
+        let series_ok = series.is_none_or(|s| {
+            let s = PrimitiveLiteral::String(s.to_owned());
+            reaches_down(field::SERIES_ID, &s) && reaches_up(field::SERIES_ID, &s)
+        });
+        series_ok
+            && end.is_none_or(|e| reaches_down(field::DATE, &PrimitiveLiteral::Int(e)))
+            && start.is_none_or(|s| reaches_up(field::DATE, &PrimitiveLiteral::Int(s)))
+    }
+
+    /// Whether a query may need rows of this file: its partition (the view's condition on
+    /// `realtime_end`, as the query's predicate states it) and its series and date bounds.
+    pub fn may_match(&self, query: &crate::scan::VintageQuery) -> bool {
+        use crate::scan::View;
+        let partition_ok = match query.view {
+            View::Latest => self.realtime_end_month.is_none(),
+            // Rows current at t end on or after t: a file whose rows all ended in an earlier month
+            // holds none of them.
+            View::AsOf(t) => self.realtime_end_month.is_none_or(|m| m >= crate::write::month_of(t.days_since_epoch())),
+            View::FirstRelease | View::AllRevisions => true,
+        };
+        let (start, end) = (query.start.map(|d| d.days_since_epoch()), query.end.map(|d| d.days_since_epoch()));
+        partition_ok
+            && if query.series.is_empty() {
+                self.may_hold_between(None, start, end)
+            } else {
+                query.series.iter().any(|s| self.may_hold_between(Some(s.as_str()), start, end))
+            }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod io;
 pub mod metrics;
+pub mod reader;
 pub mod retention;
 pub mod rollback;
 pub mod scan;
@@ -18,6 +19,7 @@ pub mod write;
 
 pub use commit::{CommitKind, CommitRequest, Committed, OffsetUpdate};
 pub use error::{Result, StorageError};
+pub use reader::TableReader;
 pub use scan::{SnapshotSelector, View, VintageQuery};
 pub use store::{FinancialDataStorage, IcebergStore};
 pub use write::Encoding;

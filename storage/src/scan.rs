@@ -184,6 +184,40 @@ impl VintageQuery {
         parts.into_iter().reduce(Predicate::and)
     }
 
+    /// The rows of a `data_points` batch this query's predicate admits: the same conditions as
+    /// [`predicate`](Self::predicate), evaluated on Arrow columns, for readers that filter rows
+    /// themselves (the warm read path) and must hand `resolve` exactly what a pushed-down scan would.
+    pub fn row_mask(&self, batch: &RecordBatch) -> Result<arrow::array::BooleanArray> {
+        use arrow::array::Array;
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("a data file lacks {name}")))
+        };
+        let series = column(col::SERIES_ID)?.as_string::<i32>();
+        let dates = column(col::DATE)?.as_primitive::<Date32Type>();
+        let revisions = column(col::REVISION_DATE)?.as_primitive::<Date32Type>();
+        let ends = column(col::REALTIME_END)?.as_primitive::<Date32Type>();
+        let wanted: std::collections::HashSet<&str> = self.series.iter().map(SeriesId::as_str).collect();
+        let (start, end) = (self.start.map(|d| d.days_since_epoch()), self.end.map(|d| d.days_since_epoch()));
+        let keep = |i: usize| {
+            if !wanted.is_empty() && (series.is_null(i) || !wanted.contains(series.value(i))) {
+                return false;
+            }
+            let date = dates.value(i);
+            if start.is_some_and(|s| date < s) || end.is_some_and(|e| date > e) {
+                return false;
+            }
+            match self.view {
+                View::Latest => ends.is_null(i),
+                View::AsOf(t) => {
+                    let t = t.days_since_epoch();
+                    revisions.value(i) <= t && (ends.is_null(i) || ends.value(i) >= t)
+                }
+                View::FirstRelease | View::AllRevisions => true,
+            }
+        };
+        Ok((0..batch.num_rows()).map(|i| Some(keep(i))).collect())
+    }
+
     /// Does a resolved row belong to this query? (Used by backends without pushdown.)
     fn keeps(&self, series: &str, date: i32) -> bool {
         (self.series.is_empty() || self.series.iter().any(|s| s.as_str() == series))
@@ -247,28 +281,14 @@ pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) 
     }
 }
 
-/// What a query would read: its snapshot, the live files and the files planning keeps.
+/// What a query would read: its snapshot, the live files and the files planning keeps
+/// ([`crate::reader::TableReader::explain`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Explain {
     pub snapshot_id: Option<i64>,
     pub files_total: usize,
     pub files_planned: usize,
     pub predicate: Option<String>,
-}
-
-/// Plans a query without reading rows.
-pub async fn explain(wh: &crate::catalog::Warehouse, table: &Table, query: &VintageQuery) -> Result<Explain> {
-    let Some((snapshot, scan)) = plan_scan(table, query, 1)? else {
-        return Ok(Explain { snapshot_id: None, files_total: 0, files_planned: 0, predicate: None });
-    };
-    let files_total = crate::files::live_files(wh, table, Some(snapshot)).await?.len();
-    let planned: Vec<_> = scan.plan_files().await?.try_collect().await?;
-    Ok(Explain {
-        snapshot_id: Some(snapshot),
-        files_total,
-        files_planned: planned.len(),
-        predicate: query.predicate().map(|p| p.to_string()),
-    })
 }
 
 /// After a failed scan: finds the planned data file that does not decode and reports it by name

@@ -159,6 +159,11 @@ impl IcebergStore {
         Self { wh, retry: RetryPolicy::default(), concurrency: 8, seq: Sequencer::default() }
     }
 
+    /// Parallel file reads and writes one operation may use.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self

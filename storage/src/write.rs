@@ -25,6 +25,8 @@ use crate::error::{Result, StorageError};
 
 /// Rows per Parquet row group: small enough for row-group pruning by series and date.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per data page at most (the page index then bounds each page's series ids).
+pub const PAGE_ROWS: usize = 8 * 1024;
 
 /// Iceberg `month` transform of a date: months since 1970-01.
 pub fn month_of(days: i32) -> i32 {
@@ -232,7 +234,10 @@ pub fn writer_properties(encoding: Encoding) -> WriterProperties {
         // writer gives up at the page limit) costs a hash per value.
         .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(col::ID), false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Page statistics make the page index; pages of at most PAGE_ROWS rows let a read of one
+        // series (files are sorted by series) decode a few pages instead of a row group.
         .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .build()
 }
 

@@ -6,5 +6,6 @@ mod fixture;
 mod lifecycle;
 mod offsets;
 mod pyiceberg;
+mod reader;
 mod tiers;
 mod vintages;

@@ -1,0 +1,378 @@
+//! The read path kept warm, for services that answer many queries (the Flight service).
+//!
+//! What it keeps in memory: the loaded `data_points` table, loaded again only when its catalog
+//! row moves (the row is checked at most every `check_every`, or on every read when that is
+//! zero); per snapshot read, the index of its live files (path, partition, tier, column bounds)
+//! built from the manifests once; per data file, its Parquet footer (files never change). A query
+//! is planned from the index without I/O ([`LiveFile::may_match`]) and reads only those files and,
+//! within them, the row groups whose statistics admit its series and dates; of those rows it keeps
+//! exactly what the pushed-down Iceberg scan would ([`VintageQuery::row_mask`]) and resolves the
+//! view ([`resolve`]). Answers are the same as [`crate::IcebergStore::query`]'s, snapshot for
+//! snapshot.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use iceberg::arrow::ArrowFileReader;
+use iceberg::io::FileMetadata;
+use iceberg::table::Table;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::statistics::Statistics;
+use vintagelake_schemas::arrow::col;
+use vintagelake_schemas::table::data_points_table_schema;
+
+use crate::catalog::{TableKind, Warehouse};
+use crate::error::{Result, StorageError};
+use crate::files::{LiveFile, live_files};
+use crate::scan::{Explain, SnapshotSelector, VintageQuery, resolve, resolve_snapshot, view_schema};
+
+/// Snapshots whose file index is kept (readers of the current one and of a few time-travel
+/// targets; an older one is rebuilt from its manifests when asked for).
+const KEPT_SNAPSHOTS: usize = 8;
+/// Parquet footers kept (one per data file read; a compacted table has far fewer files).
+const KEPT_FOOTERS: usize = 16_384;
+/// Rows per decoded batch.
+const BATCH_ROWS: usize = 8192;
+
+/// The table at one snapshot, as a read sees it.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub table: Table,
+    /// `None`: the table has no snapshot yet (empty).
+    pub snapshot: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    table: Table,
+    location: String,
+    checked: Instant,
+}
+
+/// The snapshot's live files, as planning needs them.
+#[derive(Debug)]
+struct SnapshotFiles {
+    snapshot_id: i64,
+    files: Vec<LiveFile>,
+}
+
+/// The warm read path of one warehouse's `data_points` table.
+#[derive(Debug)]
+pub struct TableReader {
+    wh: Arc<Warehouse>,
+    concurrency: usize,
+    check_every: Duration,
+    loaded: Mutex<Option<Loaded>>,
+    indexes: Mutex<VecDeque<Arc<SnapshotFiles>>>,
+    footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
+}
+
+impl TableReader {
+    /// `concurrency` bounds parallel file reads of one query; `check_every` is how stale the
+    /// current snapshot may be (zero: every read checks the catalog row, one indexed SQL read).
+    pub fn new(wh: Arc<Warehouse>, concurrency: usize, check_every: Duration) -> Self {
+        Self {
+            wh,
+            concurrency: concurrency.max(1),
+            check_every,
+            loaded: Mutex::new(None),
+            indexes: Mutex::new(VecDeque::new()),
+            footers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.wh
+    }
+
+    /// The table as of its catalog row, loaded again only when the row moved.
+    pub async fn table(&self) -> Result<Table> {
+        let cached = self.lock_loaded().clone();
+        if let Some(l) = &cached
+            && l.checked.elapsed() < self.check_every
+        {
+            return Ok(l.table.clone());
+        }
+        let location = self.wh.metadata_location(TableKind::DataPoints).await?;
+        if let Some(l) = cached
+            && l.location == location
+        {
+            if let Some(current) = self.lock_loaded().as_mut()
+                && current.location == location
+            {
+                current.checked = Instant::now();
+            }
+            return Ok(l.table);
+        }
+        let table = self.wh.load(TableKind::DataPoints).await?;
+        let location = table.metadata_location().map_or(location, str::to_owned);
+        *self.lock_loaded() = Some(Loaded { table: table.clone(), location, checked: Instant::now() });
+        Ok(table)
+    }
+
+    /// Forgets the loaded table: the next read loads it from the catalog.
+    pub fn invalidate(&self) {
+        *self.lock_loaded() = None;
+    }
+
+    /// The snapshot `selector` names. A snapshot id the loaded table does not know (it may be
+    /// newer than the last check) reloads the table once before it is an error.
+    pub async fn pin(&self, selector: SnapshotSelector) -> Result<Pinned> {
+        let table = self.table().await?;
+        match resolve_snapshot(&table, selector) {
+            Ok(snapshot) => Ok(Pinned { table, snapshot }),
+            Err(StorageError::NoSuchSnapshot(_) | StorageError::NoSnapshotAtTime(_)) => {
+                self.invalidate();
+                let table = self.table().await?;
+                let snapshot = resolve_snapshot(&table, selector)?;
+                Ok(Pinned { table, snapshot })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Answers `query` at the snapshot its selector names: the view's rows and that snapshot.
+    pub async fn query(&self, query: &VintageQuery) -> Result<(RecordBatch, Option<i64>)> {
+        let pinned = self.pin(query.snapshot).await?;
+        Ok((self.read(&pinned, query).await?, pinned.snapshot))
+    }
+
+    /// Answers `query` at `pinned` (its own snapshot selector is not looked at).
+    pub async fn read(&self, pinned: &Pinned, query: &VintageQuery) -> Result<RecordBatch> {
+        let Some(snapshot) = pinned.snapshot else { return Ok(RecordBatch::new_empty(view_schema())) };
+        let index = self.index(&pinned.table, snapshot).await?;
+        let planned: Vec<&LiveFile> = index.files.iter().filter(|f| f.may_match(query)).collect();
+        let reads: Vec<_> = planned.iter().map(|f| self.read_file(f, query)).collect();
+        let per_file: Vec<Vec<RecordBatch>> = stream::iter(reads).buffered(self.concurrency).try_collect().await?;
+        let rows: Vec<RecordBatch> = per_file.into_iter().flatten().collect();
+        resolve(query, &rows)
+    }
+
+    /// How many files of `pinned` a query reads, of how many (planning only, from the index).
+    pub async fn plan(&self, pinned: &Pinned, query: &VintageQuery) -> Result<(usize, usize)> {
+        let Some(snapshot) = pinned.snapshot else { return Ok((0, 0)) };
+        let index = self.index(&pinned.table, snapshot).await?;
+        Ok((index.files.iter().filter(|f| f.may_match(query)).count(), index.files.len()))
+    }
+
+    /// How a query would be read, without reading rows: its snapshot, the live files, the files
+    /// planned, and the predicate rows are filtered with.
+    pub async fn explain(&self, query: &VintageQuery) -> Result<Explain> {
+        let pinned = self.pin(query.snapshot).await?;
+        let (files_planned, files_total) = self.plan(&pinned, query).await?;
+        Ok(Explain {
+            snapshot_id: pinned.snapshot,
+            files_total,
+            files_planned,
+            predicate: pinned.snapshot.and(query.predicate()).map(|p| p.to_string()),
+        })
+    }
+
+    /// Rows in the files a query would read (an upper bound on its answer's size), from the index.
+    pub async fn planned_records(&self, pinned: &Pinned, query: &VintageQuery) -> Result<u64> {
+        let Some(snapshot) = pinned.snapshot else { return Ok(0) };
+        let index = self.index(&pinned.table, snapshot).await?;
+        Ok(index.files.iter().filter(|f| f.may_match(query)).map(|f| f.records).sum())
+    }
+
+    async fn index(&self, table: &Table, snapshot: i64) -> Result<Arc<SnapshotFiles>> {
+        if let Some(found) = self.lock_indexes().iter().find(|f| f.snapshot_id == snapshot) {
+            return Ok(found.clone());
+        }
+        let files = live_files(&self.wh, table, Some(snapshot)).await?;
+        let built = Arc::new(SnapshotFiles { snapshot_id: snapshot, files });
+        let mut indexes = self.lock_indexes();
+        indexes.retain(|f| f.snapshot_id != snapshot);
+        indexes.push_front(built.clone());
+        indexes.truncate(KEPT_SNAPSHOTS);
+        Ok(built)
+    }
+
+    /// The rows of one file the query's predicate admits, reading only row groups whose
+    /// statistics admit its series and dates. An unreadable file is an error naming it.
+    async fn read_file(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
+        let path = file.path.as_str();
+        let failed = |e: &dyn std::fmt::Display| StorageError::ReadFile {
+            path: path.to_owned(),
+            source: Box::new(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!("corrupt Parquet file: {e}"),
+            )),
+        };
+        let input = self.wh.file_io().new_input(path)?;
+        let opened = input
+            .reader()
+            .await
+            .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source: Box::new(source) })?;
+        let mut reader = ArrowFileReader::new(FileMetadata { size: file.size_bytes }, opened);
+        let cached = self.lock_footers().get(path).cloned();
+        let footer = match cached {
+            Some(f) => f,
+            None => {
+                let f = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+                    .await
+                    .map_err(|e| failed(&e))?;
+                let mut footers = self.lock_footers();
+                if footers.len() >= KEPT_FOOTERS {
+                    footers.clear();
+                }
+                footers.insert(path.to_owned(), f.clone());
+                f
+            }
+        };
+        let groups = admitted_row_groups(footer.metadata(), query);
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selection = admitted_pages(footer.metadata(), &groups, query);
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+            .with_row_groups(groups)
+            .with_batch_size(BATCH_ROWS);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        let stream = builder.build().map_err(|e| failed(&e))?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| failed(&e))?;
+        // One schema for every file's rows (the table's), whatever metadata a writer embedded.
+        let schema = data_points_table_schema();
+        let mut kept = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mask = query.row_mask(&batch)?;
+            let batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    batch.column_by_name(f.name()).cloned().ok_or_else(|| failed(&format!("no column {}", f.name())))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            kept.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))?);
+        }
+        Ok(kept)
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, Option<Loaded>> {
+        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_indexes(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<SnapshotFiles>>> {
+        self.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_footers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ArrowReaderMetadata>> {
+        self.footers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The row groups whose `series_id` and `date` statistics admit a row of the query (all of them
+/// when it names neither; a row group without statistics may hold anything).
+fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usize> {
+    let schema = meta.file_metadata().schema_descr();
+    let column = |name: &str| schema.columns().iter().position(|c| c.path().string() == name);
+    let (series_col, date_col) = (column(col::SERIES_ID), column(col::DATE));
+    let (start, end) = (query.start.map(|d| d.days_since_epoch()), query.end.map(|d| d.days_since_epoch()));
+    (0..meta.num_row_groups())
+        .filter(|&g| {
+            let rg = meta.row_group(g);
+            let stats = |c: Option<usize>| c.and_then(|c| rg.column(c).statistics());
+            let series_ok = query.series.is_empty()
+                || stats(series_col).is_none_or(|s| {
+                    let (lo, hi) = (s.min_bytes_opt(), s.max_bytes_opt());
+                    query.series.iter().any(|id| {
+                        let id = id.as_str().as_bytes();
+                        lo.is_none_or(|lo| lo <= id) && hi.is_none_or(|hi| hi >= id)
+                    })
+                });
+            let dates_ok = match stats(date_col) {
+                Some(Statistics::Int32(s)) => {
+                    end.is_none_or(|e| s.min_opt().is_none_or(|lo| *lo <= e))
+                        && start.is_none_or(|st| s.max_opt().is_none_or(|hi| *hi >= st))
+                }
+                _ => true,
+            };
+            series_ok && dates_ok
+        })
+        .collect()
+}
+
+/// Within the admitted row groups, the rows of the `series_id` pages whose page-index bounds admit
+/// one of the query's series (`None`: no series named, or no page index; read whole row groups).
+/// Files are sorted by series, so one series spans a few pages of a row group.
+fn admitted_pages(meta: &ParquetMetaData, groups: &[usize], query: &VintageQuery) -> Option<RowSelection> {
+    if query.series.is_empty() {
+        return None;
+    }
+    let (column_index, offset_index) = (meta.column_index()?, meta.offset_index()?);
+    let schema = meta.file_metadata().schema_descr();
+    let series_col = schema.columns().iter().position(|c| c.path().string() == col::SERIES_ID)?;
+    let mut selectors: Vec<RowSelector> = Vec::new();
+    for &g in groups {
+        let rows = meta.row_group(g).num_rows() as usize;
+        let pages = offset_index.get(g)?.get(series_col)?.page_locations();
+        let ColumnIndexMetaData::BYTE_ARRAY(index) = column_index.get(g)?.get(series_col)? else {
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        for (p, page) in pages.iter().enumerate() {
+            let first = page.first_row_index as usize;
+            let end = pages.get(p + 1).map_or(rows, |next| next.first_row_index as usize);
+            let (lo, hi) = (index.min_value(p), index.max_value(p));
+            let admits = lo.is_some()
+                && query.series.iter().any(|id| {
+                    let id = id.as_str().as_bytes();
+                    lo.is_none_or(|lo| lo <= id) && hi.is_none_or(|hi| hi >= id)
+                });
+            let n = end.saturating_sub(first);
+            selectors.push(if admits { RowSelector::select(n) } else { RowSelector::skip(n) });
+        }
+    }
+    Some(RowSelection::from(selectors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Date32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    /// A file sorted by series, as our writers make them: a one-series read selects a few pages
+    /// of its row group, and a date range outside the file admits no row group.
+    #[test]
+    fn one_series_reads_a_few_pages() {
+        let n = 100_000usize;
+        let series: StringArray = (0..n).map(|i| Some(format!("S{:05}", i / 1000))).collect();
+        let dates: Date32Array = (0..n).map(|i| Some((i % 1000) as i32)).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(col::SERIES_ID, DataType::Utf8, false),
+            Field::new(col::DATE, DataType::Date32, false),
+        ]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(series), Arc::new(dates)]).unwrap();
+        let mut bytes = Vec::new();
+        let props = crate::write::writer_properties(crate::write::Encoding::Settled);
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let options = ArrowReaderOptions::new().with_page_index(true);
+        let meta = ArrowReaderMetadata::load(&bytes::Bytes::from(bytes), options).unwrap();
+        let meta = meta.metadata();
+        let q = VintageQuery::new(crate::scan::View::Latest).series(["S00042".parse().unwrap()]);
+        let groups = admitted_row_groups(meta, &q);
+        assert_eq!(groups.len(), 1, "one row group holds S00042");
+        let selection = admitted_pages(meta, &groups, &q).expect("a page index");
+        let rows = meta.row_group(groups[0]).num_rows() as usize;
+        let selected = selection.row_count();
+        assert!(selected >= 1000 && selected <= 2 * crate::write::PAGE_ROWS, "{selected} of {rows} rows selected");
+        let outside = q.clone().between(Some(vintagelake_schemas::Date::from_days_since_epoch(5000)), None);
+        assert!(admitted_row_groups(meta, &outside).is_empty(), "no row group has dates from 5000 on");
+        assert!(admitted_pages(meta, &groups, &VintageQuery::new(crate::scan::View::Latest)).is_none());
+    }
+}
