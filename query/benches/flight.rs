@@ -27,7 +27,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn serve(store: Arc<IcebergStore>, cache_mb: usize) -> (u16, CancellationToken) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let stop = CancellationToken::new();
-    let service = VintageFlightService::new(store, Arc::new(Auth::default()), cache_mb << 20, 8192, Duration::ZERO);
+    let service = VintageFlightService::new(
+        Arc::new(vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), Duration::ZERO)),
+        store.warehouse().audit().clone(),
+        Arc::new(Auth::default()),
+        cache_mb << 20,
+        8192,
+    );
     vintagelake_query::serve(([127, 0, 0, 1], port).into(), service, None, stop.clone()).await.unwrap();
     (port, stop)
 }

@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::IpcWriteOptions;
@@ -14,11 +14,10 @@ use arrow_flight::{
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use vintagelake_runtime::audit::AuditLog;
 use vintagelake_schemas::EconomicSeries;
-use vintagelake_storage::TableReader;
-use vintagelake_storage::catalog::TableKind;
-use vintagelake_storage::scan::{View, VintageQuery, chunk, view_schema};
-use vintagelake_storage::store::IcebergStore;
+use vintagelake_storage::ViewSource;
+use vintagelake_storage::scan::{SnapshotSelector, View, VintageQuery, chunk, view_schema};
 
 use crate::auth::Auth;
 use crate::cache::ResultCache;
@@ -38,9 +37,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
 /// The service state shared by every request.
 #[derive(Debug)]
 pub struct VintageFlightService {
-    store: Arc<IcebergStore>,
-    /// The warm read path: table state per snapshot, file index, footers.
-    reader: TableReader,
+    /// What answers: the Iceberg tables' warm read path, or a V1 store.
+    source: Arc<dyn ViewSource>,
+    /// The lifecycle audit trail of the data directory (the `audit` action).
+    audit: AuditLog,
     auth: Arc<Auth>,
     cache: ResultCache,
     /// The series catalogue (latest metadata per id) and the series table's metadata location it
@@ -50,19 +50,16 @@ pub struct VintageFlightService {
 }
 
 impl VintageFlightService {
-    /// `check_every`: how stale the table state may be before the catalog row is read again
-    /// (zero: checked on every request, so a reader sees a commit as soon as it lands).
     pub fn new(
-        store: Arc<IcebergStore>,
+        source: Arc<dyn ViewSource>,
+        audit: AuditLog,
         auth: Arc<Auth>,
         cache_bytes: usize,
         batch_size: usize,
-        check_every: Duration,
     ) -> Self {
-        let reader = TableReader::new(store.warehouse().clone(), store.concurrency(), check_every);
         Self {
-            store,
-            reader,
+            source,
+            audit,
             auth,
             cache: ResultCache::new(cache_bytes),
             series: Mutex::new(None),
@@ -80,28 +77,27 @@ impl VintageFlightService {
     /// Runs a query (or takes it from the cache): the resolved rows and the snapshot they came from.
     pub async fn execute(&self, ticket: &[u8]) -> Result<(RecordBatch, Option<i64>)> {
         let query = parse_ticket(ticket).map_err(QueryError::BadTicket)?;
-        let pinned = self.reader.pin(query.snapshot).await?;
-        let key = pinned.snapshot.map(|s| (s, canonical(ticket)));
-        if let Some(k) = &key
-            && let Some(hit) = self.cache.get(k)
+        let version = self.source.version(query.snapshot).await?;
+        if let Some(v) = version
+            && let Some(hit) = self.cache.get(&(v, canonical(ticket)))
         {
             metrics::counter!(m::CACHE_HITS).increment(1);
-            return Ok((hit, pinned.snapshot));
+            return Ok((hit, version));
         }
         metrics::counter!(m::CACHE_MISSES).increment(1);
-        let batch = self.reader.read(&pinned, &query).await?;
-        if let Some(k) = key {
-            self.cache.put(k, batch.clone());
+        let pinned = query.at_snapshot(version.map_or(SnapshotSelector::Current, SnapshotSelector::Id));
+        let (batch, read) = self.source.answer(&pinned).await?;
+        if let Some(v) = read {
+            self.cache.put((v, canonical(ticket)), batch.clone());
         }
-        Ok((batch, pinned.snapshot))
+        Ok((batch, read))
     }
 
     /// Describes a ticket's answer without running it: exact counts when the answer is cached
     /// for the current snapshot, otherwise -1 (unknown, as Flight allows).
     async fn flight_info(&self, ticket: Vec<u8>) -> Result<FlightInfo> {
         let query = parse_ticket(&ticket).map_err(QueryError::BadTicket)?;
-        let pinned = self.reader.pin(query.snapshot).await?;
-        let cached = match pinned.snapshot {
+        let cached = match self.source.version(query.snapshot).await? {
             Some(s) => self.cache.get(&(s, canonical(&ticket))),
             None => Some(RecordBatch::new_empty(view_schema())),
         };
@@ -117,13 +113,13 @@ impl VintageFlightService {
 
     /// The series catalogue, read again only when the series table moved.
     async fn series_catalogue(&self) -> Result<Arc<Vec<EconomicSeries>>> {
-        let location = self.store.warehouse().metadata_location(TableKind::Series).await?;
+        let location = self.source.series_version().await?;
         if let Some((at, series)) = self.series.lock().expect("series lock").as_ref()
             && *at == location
         {
             return Ok(series.clone());
         }
-        let series = Arc::new(self.store.latest_series().await?);
+        let series = Arc::new(self.source.series_catalogue().await?);
         *self.series.lock().expect("series lock") = Some((location, series.clone()));
         Ok(series)
     }
@@ -132,10 +128,11 @@ impl VintageFlightService {
         let json = |v: serde_json::Value| v.to_string().into_bytes();
         match action.r#type.as_str() {
             "health" => {
-                let table = self.reader.table().await?;
+                let version = self.source.version(SnapshotSelector::Current).await?;
                 Ok(json(serde_json::json!({
                     "status": "ok",
-                    "snapshot_id": table.metadata().current_snapshot_id(),
+                    "backend": self.source.backend(),
+                    "snapshot_id": version,
                     "cache_entries": self.cache.len(),
                     "cache_bytes": self.cache.bytes(),
                 })))
@@ -149,7 +146,7 @@ impl VintageFlightService {
                     .map_err(|e| QueryError::BadTicket(format!("list_vintages body: {e}")))?;
                 let series = body.series.parse().map_err(|e| QueryError::BadTicket(format!("list_vintages: {e}")))?;
                 let q = VintageQuery::new(View::AllRevisions).series([series]);
-                let (rows, _) = self.reader.query(&q).await?;
+                let (rows, _) = self.source.answer(&q).await?;
                 let starts = rows
                     .column_by_name(vintagelake_schemas::arrow::col::REALTIME_START)
                     .expect("view schema")
@@ -167,12 +164,12 @@ impl VintageFlightService {
             }
             "explain" => {
                 let query = parse_ticket(&action.body).map_err(QueryError::BadTicket)?;
-                let plan = self.reader.explain(&query).await?;
+                let plan = self.source.explain(&query).await?;
                 Ok(serde_json::to_vec(&plan).expect("a plan serialises"))
             }
             "refresh" => {
                 self.cache.clear();
-                self.reader.invalidate();
+                self.source.forget();
                 *self.series.lock().expect("series lock") = None;
                 Ok(json(serde_json::json!({ "refreshed": true })))
             }
@@ -189,7 +186,7 @@ impl VintageFlightService {
                     serde_json::from_slice(&action.body)
                         .map_err(|e| QueryError::BadTicket(format!("audit action body: {e}")))?
                 };
-                let log = self.store.warehouse().audit().clone();
+                let log = self.audit.clone();
                 let read = tokio::task::spawn_blocking(move || log.read())
                     .await
                     .map_err(|e| QueryError::Internal(format!("reading the audit trail: {e}")))?

@@ -346,19 +346,33 @@ impl FlightSetup {
         })
     }
 
-    /// Binds the service on its address; the handle ends when `stop` is cancelled.
+    /// Binds the service over the Iceberg tables (their warm read path) on its address; the
+    /// handle ends when `stop` is cancelled.
     pub async fn serve(
         &self,
         common: &CommonConfig,
         store: std::sync::Arc<vintagelake_storage::store::IcebergStore>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
+        let reader =
+            vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), self.check_every);
+        self.serve_source(common, std::sync::Arc::new(reader), stop).await
+    }
+
+    /// Binds the service over any store the query service reads (Iceberg or V1).
+    pub async fn serve_source(
+        &self,
+        common: &CommonConfig,
+        source: std::sync::Arc<dyn vintagelake_storage::ViewSource>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
+        tracing::info!(backend = source.backend(), "the Flight service answers from this backend");
         let service = vintagelake_query::VintageFlightService::new(
-            store,
+            source,
+            vintagelake_runtime::audit::AuditLog::in_dir(&common.data_dir),
             self.auth.clone(),
             (common.cache_size_mb as usize).saturating_mul(1 << 20),
             common.batch_size as usize,
-            self.check_every,
         );
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
     }

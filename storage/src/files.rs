@@ -32,51 +32,27 @@ impl LiveFile {
     /// only the keys within its `series_id` range are tried.
     pub fn may_hold_any(&self, keys: &std::collections::BTreeSet<crate::scan::SeriesDate>) -> bool {
         use std::ops::Bound;
-        use vintagelake_schemas::table::data_points_ids as field;
-        let bound = |b: &std::collections::HashMap<i32, iceberg::spec::Datum>| match b
-            .get(&field::SERIES_ID)
-            .map(|d| d.literal())
-        {
-            Some(PrimitiveLiteral::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let df = &self.data_file;
-        let lo = bound(df.lower_bounds()).map_or(Bound::Unbounded, |s| Bound::Included((s, i32::MIN)));
+        let bounds = self.bounds();
+        let lo = bounds.series.0.map_or(Bound::Unbounded, |s| Bound::Included((s.to_owned(), i32::MIN)));
         // A truncated upper bound is a prefix of the values it stands for.
-        let hi = bound(df.upper_bounds())
-            .map_or(Bound::Unbounded, |s| Bound::Included((format!("{s}{}", char::MAX), i32::MAX)));
-        keys.range((lo, hi)).any(|(s, d)| self.may_hold(s, *d))
+        let hi = bounds.series.1.map_or(Bound::Unbounded, |s| Bound::Included((format!("{s}{}", char::MAX), i32::MAX)));
+        keys.range((lo, hi)).any(|(s, d)| bounds.admits(Some(s), Some(*d), Some(*d)))
     }
 
     /// Whether the file's column bounds admit a row of `series` on `date` (days since the epoch);
     /// a file without bounds may hold anything.
     pub fn may_hold(&self, series: &str, date: i32) -> bool {
-        self.may_hold_between(Some(series), Some(date), Some(date))
+        self.bounds().admits(Some(series), Some(date), Some(date))
     }
 
-    /// Whether the file's column bounds admit a row of `series` (any series when `None`) dated
-    /// within `[start, end]` (days since the epoch, open where `None`).
-    pub fn may_hold_between(&self, series: Option<&str>, start: Option<i32>, end: Option<i32>) -> bool {
+    /// The file's `series_id` and `date` bounds from its manifest entry.
+    pub fn bounds(&self) -> crate::scan::FileBounds<'_> {
         use vintagelake_schemas::table::data_points_ids as field;
         let df = &self.data_file;
-        // The file's values at `id` may reach down to `value` (its lower bound is not above it).
-        let reaches_down = |id: i32, value: &PrimitiveLiteral| {
-            df.lower_bounds().get(&id).is_none_or(|lo| lo.literal().partial_cmp(value).is_some_and(|o| o.is_le()))
-        };
-        let reaches_up = |id: i32, value: &PrimitiveLiteral| {
-            df.upper_bounds().get(&id).is_none_or(|hi| {
-                hi.literal().partial_cmp(value).is_some_and(|o| o.is_ge())
-                    // A truncated string bound is a prefix of the values it stands for.
-                    || matches!((hi.literal(), value), (PrimitiveLiteral::String(h), PrimitiveLiteral::String(v)) if v.starts_with(h.as_str()))
-            })
-        };
-        let series_ok = series.is_none_or(|s| {
-            let s = PrimitiveLiteral::String(s.to_owned());
-            reaches_down(field::SERIES_ID, &s) && reaches_up(field::SERIES_ID, &s)
-        });
-        series_ok
-            && end.is_none_or(|e| reaches_down(field::DATE, &PrimitiveLiteral::Int(e)))
-            && start.is_none_or(|s| reaches_up(field::DATE, &PrimitiveLiteral::Int(s)))
+        crate::scan::FileBounds {
+            series: (text_bound(df.lower_bounds(), field::SERIES_ID), text_bound(df.upper_bounds(), field::SERIES_ID)),
+            dates: (day_bound(df.lower_bounds(), field::DATE), day_bound(df.upper_bounds(), field::DATE)),
+        }
     }
 
     /// Whether a query may need rows of this file: its partition (the view's condition on
@@ -90,13 +66,21 @@ impl LiveFile {
             View::AsOf(t) => self.realtime_end_month.is_none_or(|m| m >= crate::write::month_of(t.days_since_epoch())),
             View::FirstRelease | View::AllRevisions => true,
         };
-        let (start, end) = (query.start.map(|d| d.days_since_epoch()), query.end.map(|d| d.days_since_epoch()));
-        partition_ok
-            && if query.series.is_empty() {
-                self.may_hold_between(None, start, end)
-            } else {
-                query.series.iter().any(|s| self.may_hold_between(Some(s.as_str()), start, end))
-            }
+        partition_ok && query.may_read(&self.bounds())
+    }
+}
+
+fn text_bound(bounds: &std::collections::HashMap<i32, iceberg::spec::Datum>, field: i32) -> Option<&str> {
+    match bounds.get(&field).map(|d| d.literal()) {
+        Some(PrimitiveLiteral::String(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+fn day_bound(bounds: &std::collections::HashMap<i32, iceberg::spec::Datum>, field: i32) -> Option<i32> {
+    match bounds.get(&field).map(|d| d.literal()) {
+        Some(PrimitiveLiteral::Int(d)) => Some(*d),
+        _ => None,
     }
 }
 

@@ -30,7 +30,7 @@ use vintagelake_schemas::table::data_points_table_schema;
 use crate::catalog::{TableKind, Warehouse};
 use crate::error::{Result, StorageError};
 use crate::files::{LiveFile, live_files};
-use crate::scan::{Explain, SnapshotSelector, VintageQuery, resolve, resolve_snapshot, view_schema};
+use crate::scan::{Explain, FileBounds, SnapshotSelector, VintageQuery, resolve, resolve_snapshot, view_schema};
 
 /// Snapshots whose file index is kept (readers of the current one and of a few time-travel
 /// targets; an older one is rebuilt from its manifests when asked for).
@@ -273,35 +273,59 @@ impl TableReader {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::source::ViewSource for TableReader {
+    fn backend(&self) -> &'static str {
+        "iceberg"
+    }
+
+    async fn version(&self, selector: SnapshotSelector) -> Result<Option<i64>> {
+        Ok(self.pin(selector).await?.snapshot)
+    }
+
+    async fn answer(&self, query: &VintageQuery) -> Result<(RecordBatch, Option<i64>)> {
+        self.query(query).await
+    }
+
+    async fn explain(&self, query: &VintageQuery) -> Result<Explain> {
+        TableReader::explain(self, query).await
+    }
+
+    async fn series_version(&self) -> Result<String> {
+        self.wh.metadata_location(TableKind::Series).await
+    }
+
+    async fn series_catalogue(&self) -> Result<Vec<vintagelake_schemas::EconomicSeries>> {
+        crate::store::IcebergStore::new(self.wh.clone()).latest_series().await
+    }
+
+    fn forget(&self) {
+        self.invalidate();
+    }
+}
+
 /// The row groups whose `series_id` and `date` statistics admit a row of the query (all of them
 /// when it names neither; a row group without statistics may hold anything).
 fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usize> {
     let schema = meta.file_metadata().schema_descr();
     let column = |name: &str| schema.columns().iter().position(|c| c.path().string() == name);
     let (series_col, date_col) = (column(col::SERIES_ID), column(col::DATE));
-    let (start, end) = (query.start.map(|d| d.days_since_epoch()), query.end.map(|d| d.days_since_epoch()));
     (0..meta.num_row_groups())
         .filter(|&g| {
             let rg = meta.row_group(g);
             let stats = |c: Option<usize>| c.and_then(|c| rg.column(c).statistics());
-            let series_ok = query.series.is_empty()
-                || stats(series_col).is_none_or(|s| {
-                    let (lo, hi) = (s.min_bytes_opt(), s.max_bytes_opt());
-                    query.series.iter().any(|id| {
-                        let id = id.as_str().as_bytes();
-                        lo.is_none_or(|lo| lo <= id) && hi.is_none_or(|hi| hi >= id)
-                    })
-                });
-            let dates_ok = match stats(date_col) {
-                Some(Statistics::Int32(s)) => {
-                    end.is_none_or(|e| s.min_opt().is_none_or(|lo| *lo <= e))
-                        && start.is_none_or(|st| s.max_opt().is_none_or(|hi| *hi >= st))
-                }
-                _ => true,
+            let series = stats(series_col).map_or((None, None), |s| (utf8(s.min_bytes_opt()), utf8(s.max_bytes_opt())));
+            let dates = match stats(date_col) {
+                Some(Statistics::Int32(s)) => (s.min_opt().copied(), s.max_opt().copied()),
+                _ => (None, None),
             };
-            series_ok && dates_ok
+            query.may_read(&FileBounds { series, dates })
         })
         .collect()
+}
+
+fn utf8(bytes: Option<&[u8]>) -> Option<&str> {
+    bytes.and_then(|b| std::str::from_utf8(b).ok())
 }
 
 /// Within the admitted row groups, the rows of the `series_id` pages whose page-index bounds admit
@@ -325,12 +349,10 @@ fn admitted_pages(meta: &ParquetMetaData, groups: &[usize], query: &VintageQuery
         for (p, page) in pages.iter().enumerate() {
             let first = page.first_row_index as usize;
             let end = pages.get(p + 1).map_or(rows, |next| next.first_row_index as usize);
+            // A page of nulls only holds no series; otherwise its bounds decide, as a file's do.
             let (lo, hi) = (index.min_value(p), index.max_value(p));
-            let admits = lo.is_some()
-                && query.series.iter().any(|id| {
-                    let id = id.as_str().as_bytes();
-                    lo.is_none_or(|lo| lo <= id) && hi.is_none_or(|hi| hi >= id)
-                });
+            let bounds = FileBounds { series: (utf8(lo), utf8(hi)), dates: (None, None) };
+            let admits = lo.is_some() && query.series.iter().any(|id| bounds.admits(Some(id.as_str()), None, None));
             let n = end.saturating_sub(first);
             selectors.push(if admits { RowSelector::select(n) } else { RowSelector::skip(n) });
         }
@@ -361,7 +383,8 @@ mod tests {
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
-        let options = ArrowReaderOptions::new().with_page_index(true);
+        let options =
+            ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
         let meta = ArrowReaderMetadata::load(&bytes::Bytes::from(bytes), options).unwrap();
         let meta = meta.metadata();
         let q = VintageQuery::new(crate::scan::View::Latest).series(["S00042".parse().unwrap()]);
@@ -370,7 +393,7 @@ mod tests {
         let selection = admitted_pages(meta, &groups, &q).expect("a page index");
         let rows = meta.row_group(groups[0]).num_rows() as usize;
         let selected = selection.row_count();
-        assert!(selected >= 1000 && selected <= 2 * crate::write::PAGE_ROWS, "{selected} of {rows} rows selected");
+        assert!((1000..=2 * crate::write::PAGE_ROWS).contains(&selected), "{selected} of {rows} rows selected");
         let outside = q.clone().between(Some(vintagelake_schemas::Date::from_days_since_epoch(5000)), None);
         assert!(admitted_row_groups(meta, &outside).is_empty(), "no row group has dates from 5000 on");
         assert!(admitted_pages(meta, &groups, &VintageQuery::new(crate::scan::View::Latest)).is_none());

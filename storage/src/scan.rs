@@ -218,11 +218,45 @@ impl VintageQuery {
         Ok((0..batch.num_rows()).map(|i| Some(keep(i))).collect())
     }
 
+    /// Whether a file with these key bounds may hold a row of this query (planning: the Iceberg
+    /// manifests' bounds, the V1 log's).
+    pub fn may_read(&self, bounds: &FileBounds<'_>) -> bool {
+        let (start, end) = (self.start.map(|d| d.days_since_epoch()), self.end.map(|d| d.days_since_epoch()));
+        if self.series.is_empty() {
+            bounds.admits(None, start, end)
+        } else {
+            self.series.iter().any(|s| bounds.admits(Some(s.as_str()), start, end))
+        }
+    }
+
     /// Does a resolved row belong to this query? (Used by backends without pushdown.)
     fn keeps(&self, series: &str, date: i32) -> bool {
         (self.series.is_empty() || self.series.iter().any(|s| s.as_str() == series))
             && self.start.is_none_or(|s| date >= s.days_since_epoch())
             && self.end.is_none_or(|e| date <= e.days_since_epoch())
+    }
+}
+
+/// A data file's key bounds, as planning reads them from a manifest or a log: smallest and
+/// largest `series_id` (the upper one may be a truncated prefix of the values it stands for, as
+/// Iceberg writes long strings) and `date` (days since the epoch). `None`: unknown, anything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileBounds<'a> {
+    pub series: (Option<&'a str>, Option<&'a str>),
+    pub dates: (Option<i32>, Option<i32>),
+}
+
+impl FileBounds<'_> {
+    /// Whether a row of `series` (any when `None`) dated within `[start, end]` (open where
+    /// `None`) may be in the file.
+    pub fn admits(&self, series: Option<&str>, start: Option<i32>, end: Option<i32>) -> bool {
+        let (lo, hi) = self.series;
+        let series_ok =
+            series.is_none_or(|s| lo.is_none_or(|lo| lo <= s) && hi.is_none_or(|hi| hi >= s || s.starts_with(hi)));
+        let (first, last) = self.dates;
+        series_ok
+            && end.is_none_or(|e| first.is_none_or(|f| f <= e))
+            && start.is_none_or(|s| last.is_none_or(|l| l >= s))
     }
 }
 

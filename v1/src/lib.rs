@@ -43,10 +43,11 @@ use vintagelake_schemas::table::{
 };
 use vintagelake_schemas::{EconomicSeries, SeriesId};
 
+use vintagelake_storage::ViewSource;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::{CommitKind, Committed, OffsetUpdate};
 use vintagelake_storage::error::{Result, StorageError};
-use vintagelake_storage::scan::{SnapshotSelector, VintageQuery, resolve};
+use vintagelake_storage::scan::{Explain, FileBounds, SnapshotSelector, VintageQuery, resolve};
 use vintagelake_storage::store::{FinancialDataStorage, IngestTarget, Sequencer};
 use vintagelake_storage::write::{Encoding, sort_batch, writer_properties};
 
@@ -741,17 +742,10 @@ fn bounds(kind: TableKind, rows: &RecordBatch) -> Result<(String, String, Option
 
 /// Whether a file can hold rows the query asks for (series and date bounds).
 fn may_match(file: &FileEntry, query: &VintageQuery) -> bool {
-    let series_ok = query.series.is_empty()
-        || query.series.iter().any(|s| s.as_str() >= file.min_key.as_str() && s.as_str() <= file.max_key.as_str());
-    let start_ok = match (query.start, file.max_date) {
-        (Some(start), Some(max)) => max >= start.days_since_epoch(),
-        _ => true,
-    };
-    let end_ok = match (query.end, file.min_date) {
-        (Some(end), Some(min)) => min <= end.days_since_epoch(),
-        _ => true,
-    };
-    series_ok && start_ok && end_ok
+    query.may_read(&FileBounds {
+        series: (Some(file.min_key.as_str()), Some(file.max_key.as_str())),
+        dates: (file.min_date, file.max_date),
+    })
 }
 
 #[async_trait]
@@ -787,6 +781,57 @@ impl FinancialDataStorage for ParquetStore {
         let files: Vec<FileEntry> = files.into_iter().filter(|f| may_match(f, query)).collect();
         let rows = self.read_files(&files).await?;
         resolve(query, &rows)
+    }
+}
+
+/// The query service reads V1 through the same interface as the Iceberg tables: versions are
+/// log versions (time travel by version or by time), planning prunes by the log's file bounds.
+#[async_trait]
+impl ViewSource for ParquetStore {
+    fn backend(&self) -> &'static str {
+        "parquet"
+    }
+
+    async fn version(&self, selector: SnapshotSelector) -> Result<Option<i64>> {
+        Ok(self.live_at(selector, TableKind::DataPoints).await?.0)
+    }
+
+    async fn answer(&self, query: &VintageQuery) -> Result<(RecordBatch, Option<i64>)> {
+        let version = ViewSource::version(self, query.snapshot).await?;
+        let pinned = query.clone().at_snapshot(version.map_or(SnapshotSelector::Current, SnapshotSelector::Id));
+        Ok((FinancialDataStorage::query(self, &pinned).await?, version))
+    }
+
+    async fn explain(&self, query: &VintageQuery) -> Result<Explain> {
+        let (version, files) = self.live_at(query.snapshot, TableKind::DataPoints).await?;
+        Ok(Explain {
+            snapshot_id: version,
+            files_total: files.len(),
+            files_planned: files.iter().filter(|f| may_match(f, query)).count(),
+            predicate: version.and(query.predicate()).map(|p| p.to_string()),
+        })
+    }
+
+    async fn series_version(&self) -> Result<String> {
+        Ok(self.live_at(SnapshotSelector::Current, TableKind::Series).await?.0.unwrap_or(0).to_string())
+    }
+
+    async fn series_catalogue(&self) -> Result<Vec<EconomicSeries>> {
+        self.list_series().await
+    }
+}
+
+impl ParquetStore {
+    /// The log version `selector` names (`None` before the first commit) and `kind`'s live files there.
+    async fn live_at(&self, selector: SnapshotSelector, kind: TableKind) -> Result<(Option<i64>, Vec<FileEntry>)> {
+        let i = self.inner.clone();
+        blocking(move || {
+            let mut log = i.log.lock().expect("log lock");
+            i.refresh(&mut log)?;
+            let version = log.version_for(selector)?;
+            Ok(((version > 0).then_some(version as i64), log.live(kind, Some(version))))
+        })
+        .await
     }
 }
 
