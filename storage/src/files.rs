@@ -117,47 +117,64 @@ pub async fn backfilled_keys_of_table(
 
 /// Every live data file of the current snapshot (or of `snapshot_id`).
 pub async fn live_files(wh: &Warehouse, table: &Table, snapshot_id: Option<i64>) -> Result<Vec<LiveFile>> {
+    let Some(list) = manifest_list(table, snapshot_id).await? else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for mf in list.entries() {
+        out.extend(manifest_live_files(wh, table, mf).await?);
+    }
+    Ok(out)
+}
+
+/// The manifest list of the current snapshot (or of `snapshot_id`); `None` for an empty table.
+pub async fn manifest_list(table: &Table, snapshot_id: Option<i64>) -> Result<Option<iceberg::spec::ManifestList>> {
     let meta = table.metadata();
     let snapshot = match snapshot_id {
         Some(id) => meta.snapshot_by_id(id).cloned().ok_or(StorageError::NoSuchSnapshot(id))?,
         None => match meta.current_snapshot() {
             Some(s) => s.clone(),
-            None => return Ok(Vec::new()),
+            None => return Ok(None),
         },
     };
-    let list = table.manifest_list_reader(&snapshot).load().await?;
-    let spec = meta.default_partition_spec();
+    Ok(Some(table.manifest_list_reader(&snapshot).load().await?))
+}
+
+/// The live data files one manifest lists. A manifest never changes once written, so a reader
+/// may keep what this returns by the manifest's path.
+pub async fn manifest_live_files(
+    wh: &Warehouse,
+    table: &Table,
+    mf: &iceberg::spec::ManifestFile,
+) -> Result<Vec<LiveFile>> {
+    let spec = table.metadata().default_partition_spec();
     let field_names: Vec<String> = spec.fields().iter().map(|f| f.name.clone()).collect();
+    let manifest = mf.load_manifest(table.file_io()).await?;
     let mut out = Vec::new();
-    for mf in list.entries() {
-        let manifest = mf.load_manifest(table.file_io()).await?;
-        for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-            let df = e.data_file();
-            let values: Vec<Option<i32>> = df
-                .partition()
-                .iter()
-                .map(|v| match v {
-                    Some(Literal::Primitive(PrimitiveLiteral::Int(m))) => Some(*m),
-                    _ => None,
-                })
-                .collect();
-            let partition = field_names
-                .iter()
-                .zip(&values)
-                .map(|(n, v)| format!("{n}={}", v.map_or("null".to_owned(), |m| m.to_string())))
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(LiveFile {
-                path: df.file_path().to_owned(),
-                records: df.record_count(),
-                size_bytes: df.file_size_in_bytes(),
-                partition,
-                realtime_end_month: values.first().copied().flatten(),
-                tier: wh.router().tier_of(df.file_path()).cloned(),
-                added_snapshot_id: e.snapshot_id(),
-                data_file: df.clone(),
-            });
-        }
+    for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+        let df = e.data_file();
+        let values: Vec<Option<i32>> = df
+            .partition()
+            .iter()
+            .map(|v| match v {
+                Some(Literal::Primitive(PrimitiveLiteral::Int(m))) => Some(*m),
+                _ => None,
+            })
+            .collect();
+        let partition = field_names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| format!("{n}={}", v.map_or("null".to_owned(), |m| m.to_string())))
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push(LiveFile {
+            path: df.file_path().to_owned(),
+            records: df.record_count(),
+            size_bytes: df.file_size_in_bytes(),
+            partition,
+            realtime_end_month: values.first().copied().flatten(),
+            tier: wh.router().tier_of(df.file_path()).cloned(),
+            added_snapshot_id: e.snapshot_id(),
+            data_file: df.clone(),
+        });
     }
     Ok(out)
 }

@@ -2,8 +2,9 @@
 //!
 //! What it keeps in memory: the loaded `data_points` table, loaded again only when its catalog
 //! row moves (the row is checked at most every `check_every`, or on every read when that is
-//! zero); per snapshot read, the index of its live files (path, partition, tier, column bounds)
-//! built from the manifests once; per data file, its Parquet footer (files never change). A query
+//! zero); per snapshot read, the index of its live files (path, partition, tier, column bounds),
+//! built from its manifest list loading only manifests no earlier index loaded (manifests never
+//! change: a new commit adds one or two); per data file, its Parquet footer (files never change). A query
 //! is planned from the index without I/O ([`LiveFile::may_match`]) and reads only those files and,
 //! within them, the row groups whose statistics admit its series and dates; of those rows it keeps
 //! exactly what the pushed-down Iceberg scan would ([`VintageQuery::row_mask`]) and resolves the
@@ -29,7 +30,7 @@ use vintagelake_schemas::table::data_points_table_schema;
 
 use crate::catalog::{TableKind, Warehouse};
 use crate::error::{Result, StorageError};
-use crate::files::{LiveFile, live_files};
+use crate::files::{LiveFile, manifest_list, manifest_live_files};
 use crate::scan::{Explain, FileBounds, SnapshotSelector, VintageQuery, resolve, resolve_snapshot, view_schema};
 
 /// Snapshots whose file index is kept (readers of the current one and of a few time-travel
@@ -37,6 +38,8 @@ use crate::scan::{Explain, FileBounds, SnapshotSelector, VintageQuery, resolve, 
 const KEPT_SNAPSHOTS: usize = 8;
 /// Parquet footers kept (one per data file read; a compacted table has far fewer files).
 const KEPT_FOOTERS: usize = 16_384;
+/// Manifests whose live files are kept (a snapshot of an uncompacted table lists one per commit).
+const KEPT_MANIFESTS: usize = 65_536;
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
 
@@ -71,6 +74,8 @@ pub struct TableReader {
     loaded: Mutex<Option<Loaded>>,
     indexes: Mutex<VecDeque<Arc<SnapshotFiles>>>,
     footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
+    /// The live files of each manifest read, by manifest path (manifests never change).
+    manifests: Mutex<HashMap<String, Arc<Vec<LiveFile>>>>,
 }
 
 impl TableReader {
@@ -84,6 +89,7 @@ impl TableReader {
             loaded: Mutex::new(None),
             indexes: Mutex::new(VecDeque::new()),
             footers: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(HashMap::new()),
         }
     }
 
@@ -181,11 +187,33 @@ impl TableReader {
         Ok(index.files.iter().filter(|f| f.may_match(query)).map(|f| f.records).sum())
     }
 
+    /// The snapshot's file index: built from its manifest list, loading only the manifests no
+    /// earlier index loaded (a new commit adds one or two; the rest are kept by path).
     async fn index(&self, table: &Table, snapshot: i64) -> Result<Arc<SnapshotFiles>> {
         if let Some(found) = self.lock_indexes().iter().find(|f| f.snapshot_id == snapshot) {
             return Ok(found.clone());
         }
-        let files = live_files(&self.wh, table, Some(snapshot)).await?;
+        let list = manifest_list(table, Some(snapshot)).await?;
+        let manifests = list.as_ref().map_or(&[][..], |l| l.entries());
+        let mut files = Vec::new();
+        let mut used = HashMap::with_capacity(manifests.len());
+        for mf in manifests {
+            let kept = self.lock_manifests().get(&mf.manifest_path).cloned();
+            let listed = match kept {
+                Some(listed) => listed,
+                None => Arc::new(manifest_live_files(&self.wh, table, mf).await?),
+            };
+            files.extend(listed.iter().cloned());
+            used.insert(mf.manifest_path.clone(), listed);
+        }
+        {
+            // Keep what this snapshot uses, and what older kept ones do while there is room.
+            let mut kept = self.lock_manifests();
+            if kept.len() + used.len() > KEPT_MANIFESTS {
+                kept.clear();
+            }
+            kept.extend(used);
+        }
         let built = Arc::new(SnapshotFiles { snapshot_id: snapshot, files });
         let mut indexes = self.lock_indexes();
         indexes.retain(|f| f.snapshot_id != snapshot);
@@ -266,6 +294,10 @@ impl TableReader {
 
     fn lock_indexes(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<SnapshotFiles>>> {
         self.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Vec<LiveFile>>>> {
+        self.manifests.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_footers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ArrowReaderMetadata>> {
