@@ -33,6 +33,7 @@ async fn serve(store: Arc<IcebergStore>, cache_mb: usize) -> (u16, CancellationT
         Arc::new(Auth::default()),
         cache_mb << 20,
         8192,
+        262_144,
     );
     vintagelake_query::serve(([127, 0, 0, 1], port).into(), service, None, stop.clone()).await.unwrap();
     (port, stop)

@@ -33,6 +33,11 @@ pub struct QueryConfig {
     /// 0 checks on every request (one indexed SQL read), so a commit is visible to the next read.
     #[arg(long, env = "TABLE_CHECK_INTERVAL", default_value = "0s", value_parser = humantime::parse_duration)]
     pub table_check_interval: std::time::Duration,
+
+    /// Stored rows a streamed answer (the whole table, or more than 64 series) reads and resolves
+    /// at a time: bounds the service's memory whatever the answer's size.
+    #[arg(long, env = "STREAM_CHUNK_ROWS", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_chunk_rows: u64,
 }
 
 /// Accepted bearer tokens and `(user, password)` pairs.

@@ -47,7 +47,13 @@ pub struct VintageFlightService {
     /// was read at: `list_flights` answers from memory until the table moves.
     series: Mutex<Option<(String, Arc<Vec<EconomicSeries>>)>>,
     batch_size: usize,
+    /// Stored rows a streamed answer holds at a time.
+    chunk_rows: usize,
 }
+
+/// Answers naming more series than this (or none: the whole table) are streamed in chunks rather
+/// than resolved whole and cached.
+pub const STREAM_ABOVE_SERIES: usize = 64;
 
 impl VintageFlightService {
     pub fn new(
@@ -56,11 +62,13 @@ impl VintageFlightService {
         auth: Arc<Auth>,
         cache_bytes: usize,
         batch_size: usize,
+        chunk_rows: usize,
     ) -> Self {
         Self {
             source,
             audit,
             auth,
+            chunk_rows: chunk_rows.max(1),
             cache: ResultCache::new(cache_bytes),
             series: Mutex::new(None),
             batch_size: batch_size.max(1),
@@ -91,6 +99,28 @@ impl VintageFlightService {
             self.cache.put((v, canonical(ticket)), batch.clone());
         }
         Ok((batch, read))
+    }
+
+    /// A ticket's answer as a stream: from the cache when it is there; a wide answer (the whole
+    /// table, many series) streamed in chunks of about `chunk_rows` stored rows, in bounded
+    /// memory and not cached; a narrow one resolved whole and cached.
+    async fn answer_stream(&self, ticket: &[u8]) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let query = parse_ticket(ticket).map_err(QueryError::BadTicket)?;
+        if query.series.is_empty() || query.series.len() > STREAM_ABOVE_SERIES {
+            let version = self.source.version(query.snapshot).await?;
+            if let Some(v) = version
+                && let Some(hit) = self.cache.get(&(v, canonical(ticket)))
+            {
+                metrics::counter!(m::CACHE_HITS).increment(1);
+                return Ok(stream::iter([Ok(hit)]).boxed());
+            }
+            metrics::counter!(m::CACHE_MISSES).increment(1);
+            let pinned = query.at_snapshot(version.map_or(SnapshotSelector::Current, SnapshotSelector::Id));
+            let (parts, _) = self.source.clone().answer_stream(pinned, self.chunk_rows).await?;
+            return Ok(parts.map_err(QueryError::from).boxed());
+        }
+        let (batch, _) = self.execute(ticket).await?;
+        Ok(stream::iter([Ok(batch)]).boxed())
     }
 
     /// Describes a ticket's answer without running it: exact counts when the answer is cached
@@ -341,14 +371,20 @@ impl FlightService for VintageFlightService {
         self.authorize("do_get", &request)?;
         let ticket = request.get_ref().ticket.to_vec();
         let view = view_label(&ticket);
-        let result = self.execute(&ticket).await.map_err(QueryError::into_status);
+        let result = self.answer_stream(&ticket).await.map_err(QueryError::into_status);
         observe("do_get", &view, started, &result);
-        let (batch, _) = result?;
-        metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
-        metrics::counter!(m::BYTES_STREAMED, "view" => view).increment(batch.get_array_memory_size() as u64);
-        // Every batch is streamed (the schema first, even for an empty answer).
-        let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> =
-            stream::iter(chunk(&batch, self.batch_size).into_iter().map(Ok)).boxed();
+        let batch_size = self.batch_size;
+        // Every batch is streamed as it is resolved (the schema first, even for an empty answer).
+        let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result?
+            .map_ok(move |batch| {
+                metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
+                metrics::counter!(m::BYTES_STREAMED, "view" => view.clone())
+                    .increment(batch.get_array_memory_size() as u64);
+                stream::iter(chunk(&batch, batch_size).into_iter().map(Ok))
+            })
+            .map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into_status())))
+            .try_flatten()
+            .boxed();
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(view_schema())
             .build(batches)

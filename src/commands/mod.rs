@@ -322,6 +322,7 @@ pub struct FlightSetup {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     pub addr: std::net::SocketAddr,
     check_every: std::time::Duration,
+    chunk_rows: usize,
 }
 
 impl FlightSetup {
@@ -343,6 +344,7 @@ impl FlightSetup {
             tls,
             addr: std::net::SocketAddr::new(config.flight_host, common.flight_server_port),
             check_every: config.table_check_interval,
+            chunk_rows: config.stream_chunk_rows as usize,
         })
     }
 
@@ -373,6 +375,7 @@ impl FlightSetup {
             self.auth.clone(),
             (common.cache_size_mb as usize).saturating_mul(1 << 20),
             common.batch_size as usize,
+            self.chunk_rows,
         );
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
     }

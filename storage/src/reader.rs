@@ -11,7 +11,7 @@
 //! view ([`resolve`]). Answers are the same as [`crate::IcebergStore::query`]'s, snapshot for
 //! snapshot.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use iceberg::arrow::ArrowFileReader;
 use iceberg::io::FileMetadata;
 use iceberg::table::Table;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::file::metadata::ParquetMetaData;
@@ -222,17 +223,10 @@ impl TableReader {
         Ok(built)
     }
 
-    /// The rows of one file the query's predicate admits, reading only row groups whose
-    /// statistics admit its series and dates. An unreadable file is an error naming it.
-    async fn read_file(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
+    /// Opens a data file for reading: a range reader over the warehouse's FileIO and the file's
+    /// footer (kept after the first read).
+    async fn open_file(&self, file: &LiveFile) -> Result<(ArrowFileReader, ArrowReaderMetadata)> {
         let path = file.path.as_str();
-        let failed = |e: &dyn std::fmt::Display| StorageError::ReadFile {
-            path: path.to_owned(),
-            source: Box::new(iceberg::Error::new(
-                iceberg::ErrorKind::DataInvalid,
-                format!("corrupt Parquet file: {e}"),
-            )),
-        };
         let input = self.wh.file_io().new_input(path)?;
         let opened = input
             .reader()
@@ -245,7 +239,7 @@ impl TableReader {
             None => {
                 let f = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
                     .await
-                    .map_err(|e| failed(&e))?;
+                    .map_err(|e| corrupt(path, &e))?;
                 let mut footers = self.lock_footers();
                 if footers.len() >= KEPT_FOOTERS {
                     footers.clear();
@@ -254,6 +248,90 @@ impl TableReader {
                 f
             }
         };
+        Ok((reader, footer))
+    }
+
+    /// Rows per series in the files `query` plans at `pinned` (the `series_id` column only, of the
+    /// row groups its dates admit): what a streamed answer is cut by.
+    async fn series_counts(&self, pinned: &Pinned, query: &VintageQuery) -> Result<BTreeMap<String, u64>> {
+        let Some(snapshot) = pinned.snapshot else { return Ok(BTreeMap::new()) };
+        let index = self.index(&pinned.table, snapshot).await?;
+        let named: std::collections::HashSet<&str> = query.series.iter().map(|s| s.as_str()).collect();
+        let mut counts = BTreeMap::new();
+        for file in index.files.iter().filter(|f| f.may_match(query)) {
+            let (reader, footer) = self.open_file(file).await?;
+            let groups = admitted_row_groups(footer.metadata(), query);
+            let Some(column) = footer
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| c.path().string() == col::SERIES_ID)
+            else {
+                return Err(corrupt(&file.path, &"no series_id column"));
+            };
+            let mask = ProjectionMask::leaves(footer.metadata().file_metadata().schema_descr(), [column]);
+            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+                .with_row_groups(groups)
+                .with_projection(mask)
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| corrupt(&file.path, &e))?;
+            while let Some(batch) = stream.try_next().await.map_err(|e| corrupt(&file.path, &e))? {
+                use arrow::array::{Array, AsArray};
+                let ids = batch.column(0).as_string::<i32>();
+                for i in 0..ids.len() {
+                    // Only series the query asks for (all of them when it names none).
+                    if ids.is_valid(i) && (named.is_empty() || named.contains(ids.value(i))) {
+                        *counts.entry(ids.value(i).to_owned()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Answers `query` at `pinned` as a stream of batches, in bounded memory: the series it
+    /// covers are cut into consecutive groups of about `chunk_rows` stored rows, and each group
+    /// is read, resolved and sent before the next is read. Rows come in the same order as
+    /// [`read`](Self::read)'s (by series, then date). A query naming few series is one group.
+    pub fn stream(
+        self: &Arc<Self>,
+        pinned: Pinned,
+        query: VintageQuery,
+        chunk_rows: usize,
+    ) -> stream::BoxStream<'static, Result<RecordBatch>> {
+        let reader = self.clone();
+        let groups = async move {
+            let counts = reader.series_counts(&pinned, &query).await?;
+            let mut groups: Vec<Vec<vintagelake_schemas::SeriesId>> = Vec::new();
+            let mut rows = 0u64;
+            for (id, n) in counts {
+                let Ok(id) = id.parse() else { continue }; // not a valid id: no query names it
+                if groups.is_empty() || rows >= chunk_rows.max(1) as u64 {
+                    groups.push(Vec::new());
+                    rows = 0;
+                }
+                groups.last_mut().expect("a group").push(id);
+                rows += n;
+            }
+            let parts = stream::iter(groups).then(move |series| {
+                let (reader, pinned) = (reader.clone(), pinned.clone());
+                let part = query.clone().series(series);
+                async move { reader.read(&pinned, &part).await }
+            });
+            Ok::<_, StorageError>(parts)
+        };
+        stream::once(groups).try_flatten().boxed()
+    }
+
+    /// The rows of one file the query's predicate admits, reading only row groups whose
+    /// statistics admit its series and dates. An unreadable file is an error naming it.
+    async fn read_file(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
+        let path = file.path.as_str();
+        let failed = |e: &dyn std::fmt::Display| corrupt(path, e);
+        let (reader, footer) = self.open_file(file).await?;
         let groups = admitted_row_groups(footer.metadata(), query);
         if groups.is_empty() {
             return Ok(Vec::new());
@@ -319,6 +397,16 @@ impl crate::source::ViewSource for TableReader {
         self.query(query).await
     }
 
+    async fn answer_stream(
+        self: Arc<Self>,
+        query: VintageQuery,
+        chunk_rows: usize,
+    ) -> Result<(stream::BoxStream<'static, Result<RecordBatch>>, Option<i64>)> {
+        let pinned = self.pin(query.snapshot).await?;
+        let version = pinned.snapshot;
+        Ok((self.stream(pinned, query, chunk_rows), version))
+    }
+
     async fn explain(&self, query: &VintageQuery) -> Result<Explain> {
         TableReader::explain(self, query).await
     }
@@ -354,6 +442,14 @@ fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usiz
             query.may_read(&FileBounds { series, dates })
         })
         .collect()
+}
+
+/// A data file that does not decode, named.
+fn corrupt(path: &str, e: &dyn std::fmt::Display) -> StorageError {
+    StorageError::ReadFile {
+        path: path.to_owned(),
+        source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}"))),
+    }
 }
 
 fn utf8(bytes: Option<&[u8]>) -> Option<&str> {

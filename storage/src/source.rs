@@ -2,8 +2,11 @@
 //! (through the warm [`TableReader`](crate::reader::TableReader)) or Storage V1 (`vintagelake-v1`).
 //! One interface, so the same Flight API answers over both (the seed's "same API for V1 and V2").
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
 use vintagelake_schemas::EconomicSeries;
 
 use crate::error::Result;
@@ -19,6 +22,18 @@ pub trait ViewSource: Send + Sync + std::fmt::Debug {
     async fn version(&self, selector: SnapshotSelector) -> Result<Option<i64>>;
     /// The view's rows at the version `query.snapshot` names, and that version.
     async fn answer(&self, query: &VintageQuery) -> Result<(RecordBatch, Option<i64>)>;
+    /// The answer as a stream of batches held in bounded memory (about `chunk_rows` stored rows
+    /// at a time), and the version it reads. The default reads the whole answer at once.
+    async fn answer_stream(
+        self: Arc<Self>,
+        query: VintageQuery,
+        chunk_rows: usize,
+    ) -> Result<(BoxStream<'static, Result<RecordBatch>>, Option<i64>)> {
+        let _ = chunk_rows;
+        let (batch, version) = self.answer(&query).await?;
+        Ok((stream::iter([Ok(batch)]).boxed(), version))
+    }
+
     /// How `query` would be read, without reading rows.
     async fn explain(&self, query: &VintageQuery) -> Result<Explain>;
     /// A tag that changes whenever the series table does (its metadata location, a log version).

@@ -4,7 +4,11 @@
 //! closes periods into monthly partitions, and while commits land between reads.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use futures::TryStreamExt;
 
 use vintagelake_storage::TableReader;
 use vintagelake_storage::catalog::TableKind;
@@ -30,13 +34,21 @@ fn queries() -> Vec<VintageQuery> {
     out
 }
 
-async fn check(reader: &TableReader, oracle: &InMemoryStorage, store: &IcebergStore, label: &str) {
+async fn check(reader: &Arc<TableReader>, oracle: &InMemoryStorage, store: &IcebergStore, label: &str) {
     for q in queries() {
         let (ours, _) = reader.query(&q).await.unwrap();
         let want = oracle.query(&q).await.unwrap();
         let scanned = store.query(&q).await.unwrap();
         assert_eq!(rows(&ours), rows(&want), "{label}: {q:?} against the reference");
         assert_eq!(rows(&ours), rows(&scanned), "{label}: {q:?} against the Iceberg scan");
+        // Streamed in chunks of ~300 stored rows: the same rows in the same order.
+        let pinned = reader.pin(q.snapshot).await.unwrap();
+        let parts: Vec<RecordBatch> = reader.stream(pinned, q.clone(), 300).try_collect().await.unwrap();
+        let streamed: Vec<Row> = parts.iter().flat_map(rows).collect();
+        assert_eq!(streamed, rows(&want), "{label}: {q:?} streamed");
+        if q.series.is_empty() && !streamed.is_empty() {
+            assert!(parts.len() > 1, "{label}: {q:?} came in one part");
+        }
     }
 }
 
@@ -46,7 +58,7 @@ async fn warm_reads_answer_as_the_reference_at_every_snapshot_and_after_compacti
     let wh = warehouse(dir.path()).await;
     let store = IcebergStore::new(wh.clone());
     let oracle = InMemoryStorage::new();
-    let reader = TableReader::new(wh.clone(), 4, Duration::ZERO);
+    let reader = Arc::new(TableReader::new(wh.clone(), 4, Duration::ZERO));
     // Reads of an empty table.
     let (empty, snapshot) = reader.query(&VintageQuery::new(View::Latest)).await.unwrap();
     assert_eq!((empty.num_rows(), snapshot), (0, None));
