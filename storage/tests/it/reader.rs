@@ -122,7 +122,7 @@ async fn warm_reads_answer_as_the_reference_at_every_snapshot_and_after_compacti
 async fn reads_while_commits_land_see_whole_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let wh = warehouse(dir.path()).await;
-    let store = std::sync::Arc::new(IcebergStore::new(wh.clone()));
+    let store = Arc::new(IcebergStore::new(wh.clone()));
     let reader = TableReader::new(wh.clone(), 4, Duration::ZERO);
     let stream = revision_stream("W", 0..6, 30, 3);
     let chunks: Vec<Vec<_>> = stream.chunks(60).map(<[_]>::to_vec).collect();
