@@ -38,6 +38,11 @@ pub struct QueryConfig {
     /// at a time: bounds the service's memory whatever the answer's size.
     #[arg(long, env = "STREAM_CHUNK_ROWS", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..))]
     pub stream_chunk_rows: u64,
+
+    /// Memory for decoded current-partition files (where every commit lands), in MiB: reads of
+    /// them touch no file. 0 disables it.
+    #[arg(long, env = "HOT_CACHE_MB", default_value_t = 128)]
+    pub hot_cache_mb: u64,
 }
 
 /// Accepted bearer tokens and `(user, password)` pairs.

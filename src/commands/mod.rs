@@ -323,6 +323,7 @@ pub struct FlightSetup {
     pub addr: std::net::SocketAddr,
     check_every: std::time::Duration,
     chunk_rows: usize,
+    hot_bytes: usize,
 }
 
 impl FlightSetup {
@@ -345,6 +346,7 @@ impl FlightSetup {
             addr: std::net::SocketAddr::new(config.flight_host, common.flight_server_port),
             check_every: config.table_check_interval,
             chunk_rows: config.stream_chunk_rows as usize,
+            hot_bytes: (config.hot_cache_mb as usize).saturating_mul(1 << 20),
         })
     }
 
@@ -357,7 +359,8 @@ impl FlightSetup {
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
         let reader =
-            vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), self.check_every);
+            vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), self.check_every)
+                .with_hot_bytes(self.hot_bytes);
         self.serve_source(common, std::sync::Arc::new(reader), stop).await
     }
 

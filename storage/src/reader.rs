@@ -77,6 +77,77 @@ pub struct TableReader {
     footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
     /// The live files of each manifest read, by manifest path (manifests never change).
     manifests: Mutex<HashMap<String, Arc<Vec<LiveFile>>>>,
+    /// Decoded rows of hot files (the current partition, where every new commit lands), with
+    /// where each series' rows lie: a read of them touches no file.
+    hot: Mutex<HotFiles>,
+}
+
+/// Decoded current-partition files, up to a byte budget, oldest dropped first.
+#[derive(Debug, Default)]
+struct HotFiles {
+    budget: usize,
+    bytes: usize,
+    files: HashMap<String, Arc<HotFile>>,
+    order: VecDeque<String>,
+}
+
+/// One decoded file: its rows in the table schema and, when the file is sorted by series (ours
+/// are), each series' row range.
+#[derive(Debug)]
+struct HotFile {
+    rows: RecordBatch,
+    series: Option<HashMap<String, (usize, usize)>>,
+}
+
+impl HotFile {
+    fn new(rows: RecordBatch) -> Result<Self> {
+        use arrow::array::{Array, AsArray};
+        let ids = rows
+            .column_by_name(col::SERIES_ID)
+            .ok_or_else(|| StorageError::InvalidData("a data file lacks series_id".into()))?
+            .as_string::<i32>();
+        let mut ranges: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut sorted = true;
+        let mut i = 0;
+        while i < ids.len() {
+            if ids.is_null(i) {
+                sorted = false;
+                break;
+            }
+            let id = ids.value(i);
+            let start = i;
+            while i < ids.len() && ids.is_valid(i) && ids.value(i) == id {
+                i += 1;
+            }
+            if ranges.insert(id.to_owned(), (start, i)).is_some() {
+                sorted = false; // the series comes back later: not sorted, filter every row
+                break;
+            }
+        }
+        Ok(Self { rows, series: sorted.then_some(ranges) })
+    }
+
+    /// The rows of this file the query's predicate admits.
+    fn select(&self, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
+        let slices: Vec<RecordBatch> = match (&self.series, query.series.is_empty()) {
+            (Some(ranges), false) => query
+                .series
+                .iter()
+                .filter_map(|s| ranges.get(s.as_str()))
+                .map(|&(start, end)| self.rows.slice(start, end - start))
+                .collect(),
+            _ => vec![self.rows.clone()],
+        };
+        let mut kept = Vec::with_capacity(slices.len());
+        for slice in slices {
+            let mask = query.row_mask(&slice)?;
+            let batch = arrow::compute::filter_record_batch(&slice, &mask)?;
+            if batch.num_rows() > 0 {
+                kept.push(batch);
+            }
+        }
+        Ok(kept)
+    }
 }
 
 impl TableReader {
@@ -91,7 +162,14 @@ impl TableReader {
             indexes: Mutex::new(VecDeque::new()),
             footers: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
+            hot: Mutex::new(HotFiles::default()),
         }
+    }
+
+    /// Keeps up to `bytes` of decoded current-partition files in memory (0: none, the default).
+    pub fn with_hot_bytes(self, bytes: usize) -> Self {
+        self.lock_hot().budget = bytes;
+        self
     }
 
     pub fn warehouse(&self) -> &Arc<Warehouse> {
@@ -329,6 +407,59 @@ impl TableReader {
     /// The rows of one file the query's predicate admits, reading only row groups whose
     /// statistics admit its series and dates. An unreadable file is an error naming it.
     async fn read_file(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
+        if let Some(hot) = self.hot_file(file).await? {
+            return hot.select(query);
+        }
+        self.read_file_pruned(file, query).await
+    }
+
+    /// A current-partition file's decoded rows, from memory or read whole and kept, while the
+    /// hot budget has room for it; `None` for other files.
+    async fn hot_file(&self, file: &LiveFile) -> Result<Option<Arc<HotFile>>> {
+        let budget = self.lock_hot().budget;
+        // Decoded rows take a few times the file's size; a file that would fill the budget alone
+        // is read pruned instead.
+        if file.realtime_end_month.is_some() || file.size_bytes as usize * 8 > budget {
+            return Ok(None);
+        }
+        if let Some(hot) = self.lock_hot().files.get(&file.path) {
+            return Ok(Some(hot.clone()));
+        }
+        let batches = crate::files::read_data_file(&self.wh, &file.path).await?;
+        let schema = data_points_table_schema();
+        let mut conformed = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    b.column_by_name(f.name())
+                        .cloned()
+                        .ok_or_else(|| corrupt(&file.path, &format!("no column {}", f.name())))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            conformed.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| corrupt(&file.path, &e))?);
+        }
+        let rows = arrow::compute::concat_batches(&schema, &conformed)?;
+        let hot = Arc::new(HotFile::new(rows)?);
+        let size = hot.rows.get_array_memory_size();
+        let mut kept = self.lock_hot();
+        while kept.bytes + size > kept.budget
+            && let Some(oldest) = kept.order.pop_front()
+        {
+            if let Some(gone) = kept.files.remove(&oldest) {
+                kept.bytes -= gone.rows.get_array_memory_size();
+            }
+        }
+        if kept.bytes + size <= kept.budget && !kept.files.contains_key(&file.path) {
+            kept.bytes += size;
+            kept.order.push_back(file.path.clone());
+            kept.files.insert(file.path.clone(), hot.clone());
+        }
+        Ok(Some(hot))
+    }
+
+    async fn read_file_pruned(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
         let path = file.path.as_str();
         let failed = |e: &dyn std::fmt::Display| corrupt(path, e);
         let (reader, footer) = self.open_file(file).await?;
@@ -372,6 +503,10 @@ impl TableReader {
 
     fn lock_indexes(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<SnapshotFiles>>> {
         self.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_hot(&self) -> std::sync::MutexGuard<'_, HotFiles> {
+        self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Vec<LiveFile>>>> {

@@ -34,7 +34,13 @@ fn queries() -> Vec<VintageQuery> {
     out
 }
 
-async fn check(reader: &Arc<TableReader>, oracle: &InMemoryStorage, store: &IcebergStore, label: &str) {
+async fn check(readers: &[Arc<TableReader>], oracle: &InMemoryStorage, store: &IcebergStore, label: &str) {
+    for reader in readers {
+        check_one(reader, oracle, store, label).await;
+    }
+}
+
+async fn check_one(reader: &Arc<TableReader>, oracle: &InMemoryStorage, store: &IcebergStore, label: &str) {
     for q in queries() {
         let (ours, _) = reader.query(&q).await.unwrap();
         let want = oracle.query(&q).await.unwrap();
@@ -59,6 +65,9 @@ async fn warm_reads_answer_as_the_reference_at_every_snapshot_and_after_compacti
     let store = IcebergStore::new(wh.clone());
     let oracle = InMemoryStorage::new();
     let reader = Arc::new(TableReader::new(wh.clone(), 4, Duration::ZERO));
+    // The same reads with current-partition files decoded and kept in memory.
+    let hot = Arc::new(TableReader::new(wh.clone(), 4, Duration::ZERO).with_hot_bytes(64 << 20));
+    let readers = [reader.clone(), hot];
     // Reads of an empty table.
     let (empty, snapshot) = reader.query(&VintageQuery::new(View::Latest)).await.unwrap();
     assert_eq!((empty.num_rows(), snapshot), (0, None));
@@ -72,7 +81,7 @@ async fn warm_reads_answer_as_the_reference_at_every_snapshot_and_after_compacti
         let (_, snapshot) = reader.query(&VintageQuery::new(View::Latest)).await.unwrap();
         snapshots.push(snapshot.expect("a snapshot after a commit"));
     }
-    check(&reader, &oracle, &store, "appended").await;
+    check(&readers, &oracle, &store, "appended").await;
 
     // Time travel: every earlier snapshot answers as the store's own scan of it.
     for (i, id) in snapshots.iter().enumerate().step_by(3) {
@@ -95,7 +104,7 @@ async fn warm_reads_answer_as_the_reference_at_every_snapshot_and_after_compacti
     let table = wh.load(TableKind::DataPoints).await.unwrap();
     let after = live_files(&wh, &table, None).await.unwrap();
     assert!(after.iter().filter(|f| f.realtime_end_month.is_some()).count() > 1, "closed rows in monthly files");
-    check(&reader, &oracle, &store, "compacted").await;
+    check(&readers, &oracle, &store, "compacted").await;
 
     // Planning prunes: the latest view of one series reads only current-partition files that
     // may hold it.
