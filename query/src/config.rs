@@ -41,7 +41,7 @@ pub struct QueryConfig {
 
     /// Memory for decoded current-partition files (where every commit lands), in MiB: reads of
     /// them touch no file. 0 disables it.
-    #[arg(long, env = "HOT_CACHE_MB", default_value_t = 128)]
+    #[arg(long, env = "HOT_CACHE_MB", default_value_t = 512)]
     pub hot_cache_mb: u64,
 }
 

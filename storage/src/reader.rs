@@ -232,6 +232,7 @@ impl TableReader {
     pub async fn read(&self, pinned: &Pinned, query: &VintageQuery) -> Result<RecordBatch> {
         let Some(snapshot) = pinned.snapshot else { return Ok(RecordBatch::new_empty(view_schema())) };
         let index = self.index(&pinned.table, snapshot).await?;
+        self.forget_gone_hot_files(&index);
         let planned: Vec<&LiveFile> = index.files.iter().filter(|f| f.may_match(query)).collect();
         let reads: Vec<_> = planned.iter().map(|f| self.read_file(f, query)).collect();
         let per_file: Vec<Vec<RecordBatch>> = stream::iter(reads).buffered(self.concurrency).try_collect().await?;
@@ -422,8 +423,17 @@ impl TableReader {
         if file.realtime_end_month.is_some() || file.size_bytes as usize * 8 > budget {
             return Ok(None);
         }
-        if let Some(hot) = self.lock_hot().files.get(&file.path) {
-            return Ok(Some(hot.clone()));
+        {
+            let kept = self.lock_hot();
+            if let Some(hot) = kept.files.get(&file.path) {
+                return Ok(Some(hot.clone()));
+            }
+            // Full: files are admitted while there is room, never by evicting hot ones (a
+            // table whose current partition exceeds the budget would otherwise decode whole
+            // files over and over); what does not fit is read pruned.
+            if kept.bytes >= kept.budget {
+                return Ok(None);
+            }
         }
         let batches = crate::files::read_data_file(&self.wh, &file.path).await?;
         let schema = data_points_table_schema();
@@ -444,14 +454,7 @@ impl TableReader {
         let hot = Arc::new(HotFile::new(rows)?);
         let size = hot.rows.get_array_memory_size();
         let mut kept = self.lock_hot();
-        while kept.bytes + size > kept.budget
-            && let Some(oldest) = kept.order.pop_front()
-        {
-            if let Some(gone) = kept.files.remove(&oldest) {
-                kept.bytes -= gone.rows.get_array_memory_size();
-            }
-        }
-        if kept.bytes + size <= kept.budget && !kept.files.contains_key(&file.path) {
+        if !kept.files.contains_key(&file.path) {
             kept.bytes += size;
             kept.order.push_back(file.path.clone());
             kept.files.insert(file.path.clone(), hot.clone());
@@ -503,6 +506,25 @@ impl TableReader {
 
     fn lock_indexes(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<SnapshotFiles>>> {
         self.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the hot budget is full, drops the files `index` (the snapshot being read) no longer
+    /// lists: compaction or tiering replaced them.
+    fn forget_gone_hot_files(&self, index: &SnapshotFiles) {
+        let mut kept = self.lock_hot();
+        if kept.bytes < kept.budget || kept.files.is_empty() {
+            return;
+        }
+        let live: std::collections::HashSet<&str> = index.files.iter().map(|f| f.path.as_str()).collect();
+        let gone: Vec<String> = kept.files.keys().filter(|p| !live.contains(p.as_str())).cloned().collect();
+        for path in gone {
+            if let Some(f) = kept.files.remove(&path) {
+                kept.bytes -= f.rows.get_array_memory_size();
+            }
+        }
+        let files = std::mem::take(&mut kept.files);
+        kept.order.retain(|p| files.contains_key(p));
+        kept.files = files;
     }
 
     fn lock_hot(&self) -> std::sync::MutexGuard<'_, HotFiles> {

@@ -67,7 +67,9 @@ async fn warm_reads_answer_as_the_reference_at_every_snapshot_and_after_compacti
     let reader = Arc::new(TableReader::new(wh.clone(), 4, Duration::ZERO));
     // The same reads with current-partition files decoded and kept in memory.
     let hot = Arc::new(TableReader::new(wh.clone(), 4, Duration::ZERO).with_hot_bytes(64 << 20));
-    let readers = [reader.clone(), hot];
+    // A budget a few files fill: the rest is read pruned.
+    let small = Arc::new(TableReader::new(wh.clone(), 4, Duration::ZERO).with_hot_bytes(200 << 10));
+    let readers = [reader.clone(), hot, small];
     // Reads of an empty table.
     let (empty, snapshot) = reader.query(&VintageQuery::new(View::Latest)).await.unwrap();
     assert_eq!((empty.num_rows(), snapshot), (0, None));
