@@ -82,13 +82,12 @@ pub struct TableReader {
     hot: Mutex<HotFiles>,
 }
 
-/// Decoded current-partition files, up to a byte budget, oldest dropped first.
+/// Decoded current-partition files, admitted while under a byte budget.
 #[derive(Debug, Default)]
 struct HotFiles {
     budget: usize,
     bytes: usize,
     files: HashMap<String, Arc<HotFile>>,
-    order: VecDeque<String>,
 }
 
 /// One decoded file: its rows in the table schema and, when the file is sorted by series (ours
@@ -258,13 +257,6 @@ impl TableReader {
             files_planned,
             predicate: pinned.snapshot.and(query.predicate()).map(|p| p.to_string()),
         })
-    }
-
-    /// Rows in the files a query would read (an upper bound on its answer's size), from the index.
-    pub async fn planned_records(&self, pinned: &Pinned, query: &VintageQuery) -> Result<u64> {
-        let Some(snapshot) = pinned.snapshot else { return Ok(0) };
-        let index = self.index(&pinned.table, snapshot).await?;
-        Ok(index.files.iter().filter(|f| f.may_match(query)).map(|f| f.records).sum())
     }
 
     /// The snapshot's file index: built from its manifest list, loading only the manifests no
@@ -437,26 +429,13 @@ impl TableReader {
         }
         let batches = crate::files::read_data_file(&self.wh, &file.path).await?;
         let schema = data_points_table_schema();
-        let mut conformed = Vec::with_capacity(batches.len());
-        for b in &batches {
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    b.column_by_name(f.name())
-                        .cloned()
-                        .ok_or_else(|| corrupt(&file.path, &format!("no column {}", f.name())))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            conformed.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| corrupt(&file.path, &e))?);
-        }
+        let conformed = batches.iter().map(|b| conform(&file.path, &schema, b)).collect::<Result<Vec<_>>>()?;
         let rows = arrow::compute::concat_batches(&schema, &conformed)?;
         let hot = Arc::new(HotFile::new(rows)?);
         let size = hot.rows.get_array_memory_size();
         let mut kept = self.lock_hot();
         if !kept.files.contains_key(&file.path) {
             kept.bytes += size;
-            kept.order.push_back(file.path.clone());
             kept.files.insert(file.path.clone(), hot.clone());
         }
         Ok(Some(hot))
@@ -488,14 +467,7 @@ impl TableReader {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    batch.column_by_name(f.name()).cloned().ok_or_else(|| failed(&format!("no column {}", f.name())))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            kept.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))?);
+            kept.push(conform(path, &schema, &batch)?);
         }
         Ok(kept)
     }
@@ -522,9 +494,6 @@ impl TableReader {
                 kept.bytes -= f.rows.get_array_memory_size();
             }
         }
-        let files = std::mem::take(&mut kept.files);
-        kept.order.retain(|p| files.contains_key(p));
-        kept.files = files;
     }
 
     fn lock_hot(&self) -> std::sync::MutexGuard<'_, HotFiles> {
@@ -599,6 +568,19 @@ fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usiz
             query.may_read(&FileBounds { series, dates })
         })
         .collect()
+}
+
+/// A file's rows in the table's schema (one schema for every file, whatever metadata a writer
+/// embedded), taken by column name.
+fn conform(path: &str, schema: &arrow::datatypes::SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            batch.column_by_name(f.name()).cloned().ok_or_else(|| corrupt(path, &format!("no column {}", f.name())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| corrupt(path, &e))
 }
 
 /// A data file that does not decode, named.
