@@ -31,9 +31,12 @@ async fn serve(store: Arc<IcebergStore>, cache_mb: usize) -> (u16, CancellationT
         Arc::new(vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), Duration::ZERO)),
         store.warehouse().audit().clone(),
         Arc::new(Auth::default()),
-        cache_mb << 20,
-        8192,
-        262_144,
+        vintagelake_query::Limits {
+            cache_bytes: cache_mb << 20,
+            batch_size: 8192,
+            chunk_rows: 262_144,
+            max_streams: 4,
+        },
     );
     vintagelake_query::serve(([127, 0, 0, 1], port).into(), service, None, stop.clone()).await.unwrap();
     (port, stop)

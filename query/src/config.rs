@@ -39,6 +39,11 @@ pub struct QueryConfig {
     #[arg(long, env = "STREAM_CHUNK_ROWS", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..))]
     pub stream_chunk_rows: u64,
 
+    /// Streamed answers (the whole table, or more than 64 series) served at once; a further one
+    /// waits until one ends. With STREAM_CHUNK_ROWS it bounds the memory answers take.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams: u64,
+
     /// Memory for decoded current-partition files (where every commit lands), in MiB: reads of
     /// them touch no file. 0 disables it.
     #[arg(long, env = "HOT_CACHE_MB", default_value_t = 512)]

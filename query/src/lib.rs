@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::QueryConfig;
-pub use service::VintageFlightService;
+pub use service::{Limits, VintageFlightService};
 
 /// Binds the Flight service (so a taken port fails now) and serves it until `shutdown`.
 pub async fn serve(

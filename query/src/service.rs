@@ -46,9 +46,39 @@ pub struct VintageFlightService {
     /// The series catalogue (latest metadata per id) and the series table's metadata location it
     /// was read at: `list_flights` answers from memory until the table moves.
     series: Mutex<Option<(String, Arc<Vec<EconomicSeries>>)>>,
-    batch_size: usize,
-    /// Stored rows a streamed answer holds at a time.
-    chunk_rows: usize,
+    limits: Limits,
+    /// One permit per streamed answer being served (`Limits::max_streams`).
+    streams: Arc<tokio::sync::Semaphore>,
+}
+
+/// What the service holds in memory for answers, each a setting of its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The result cache (`CACHE_SIZE_MB`), bytes.
+    pub cache_bytes: usize,
+    /// Rows per Flight batch (`BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Stored rows a streamed answer reads and resolves at a time (`STREAM_CHUNK_ROWS`).
+    pub chunk_rows: usize,
+    /// Streamed answers served at once (`MAX_STREAMS`); a further one waits for one to end.
+    pub max_streams: usize,
+}
+
+/// Resident memory of the service apart from what [`Limits`] and the hot cache hold: the
+/// runtime, connections, catalog pool, table state and kept footers (measured at 30–45 MiB).
+pub const BASE_BYTES: usize = 96 << 20;
+/// Memory one stored row of a streamed group takes at its peak, all copies together: the decoded
+/// rows, their concatenation, the order, the resolved rows and the Flight encoding of a batch
+/// (measured ≈ 400 bytes a row with the synthetic and grid tables).
+pub const STREAM_ROW_BYTES: usize = 512;
+
+impl Limits {
+    /// The bound on the service's resident memory these limits and a hot cache of `hot_bytes`
+    /// set: the base, both caches, and every stream's groups in memory at once.
+    pub fn memory_bound(&self, hot_bytes: usize) -> usize {
+        let streams = self.max_streams.max(1) * vintagelake_storage::reader::PREFETCH_PARTS * self.chunk_rows;
+        BASE_BYTES + self.cache_bytes + hot_bytes + streams.saturating_mul(STREAM_ROW_BYTES)
+    }
 }
 
 /// Answers naming more series than this (or none: the whole table) are streamed in chunks rather
@@ -56,22 +86,21 @@ pub struct VintageFlightService {
 pub const STREAM_ABOVE_SERIES: usize = 64;
 
 impl VintageFlightService {
-    pub fn new(
-        source: Arc<dyn ViewSource>,
-        audit: AuditLog,
-        auth: Arc<Auth>,
-        cache_bytes: usize,
-        batch_size: usize,
-        chunk_rows: usize,
-    ) -> Self {
+    pub fn new(source: Arc<dyn ViewSource>, audit: AuditLog, auth: Arc<Auth>, limits: Limits) -> Self {
+        let limits = Limits {
+            batch_size: limits.batch_size.max(1),
+            chunk_rows: limits.chunk_rows.max(1),
+            max_streams: limits.max_streams.max(1),
+            ..limits
+        };
         Self {
             source,
             audit,
             auth,
-            chunk_rows: chunk_rows.max(1),
-            cache: ResultCache::new(cache_bytes),
+            cache: ResultCache::new(limits.cache_bytes),
             series: Mutex::new(None),
-            batch_size: batch_size.max(1),
+            streams: Arc::new(tokio::sync::Semaphore::new(limits.max_streams)),
+            limits,
         }
     }
 
@@ -115,9 +144,16 @@ impl VintageFlightService {
                 return Ok(stream::iter([Ok(hit)]).boxed());
             }
             metrics::counter!(m::CACHE_MISSES).increment(1);
+            // Held until the stream ends or is dropped: at most max_streams in memory at once.
+            let permit = self.streams.clone().acquire_owned().await.map_err(|e| QueryError::Internal(e.to_string()))?;
             let pinned = query.at_snapshot(version.map_or(SnapshotSelector::Current, SnapshotSelector::Id));
-            let (parts, _) = self.source.clone().answer_stream(pinned, self.chunk_rows).await?;
-            return Ok(parts.map_err(QueryError::from).boxed());
+            let (parts, _) = self.source.clone().answer_stream(pinned, self.limits.chunk_rows).await?;
+            return Ok(parts
+                .map(move |part| {
+                    let _held = &permit;
+                    part.map_err(QueryError::from)
+                })
+                .boxed());
         }
         let (batch, _) = self.execute(ticket).await?;
         Ok(stream::iter([Ok(batch)]).boxed())
@@ -373,7 +409,7 @@ impl FlightService for VintageFlightService {
         let view = view_label(&ticket);
         let result = self.answer_stream(&ticket).await.map_err(QueryError::into_status);
         observe("do_get", &view, started, &result);
-        let batch_size = self.batch_size;
+        let batch_size = self.limits.batch_size;
         // Every batch is streamed as it is resolved (the schema first, even for an empty answer).
         let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result?
             .map_ok(move |batch| {

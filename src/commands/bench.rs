@@ -9,8 +9,10 @@
 //!   histogram, interpolated within buckets);
 //! - freshness p50/p99: a probe revision produced during the load until Flight returns it;
 //! - peak RSS of the ingest process (`VmHWM`);
-//! - single-series Flight reads (latest view) under 1, 8 and 32 concurrent clients, and one
-//!   full-table stream of every revision.
+//! - single-series Flight reads (latest view) under 1, 8 and 32 concurrent clients; cold reads
+//!   (the first read of a series after a commit that wrote it); one-series reads of a separate
+//!   table of many small uncompacted commits; one full-table stream of every revision (time to
+//!   the first batch, rows/s) and the query service's peak RSS after it.
 //!
 //! Settings of the daemons come from the environment as usual (`COMMIT_MAX_ROWS`,
 //! `COMMIT_INTERVAL`, …), so a run can be repeated with other settings.
@@ -77,6 +79,13 @@ pub struct E2eArgs {
     /// Skip the side-by-side runs (the Python reference pipeline, pyiceberg and DuckDB reads).
     #[arg(long)]
     pub no_compare: bool,
+    /// Cold reads: each the first read of a series right after a commit that wrote it.
+    #[arg(long, default_value_t = 20)]
+    pub cold_reads: usize,
+    /// Commits of the uncompacted small-commit table whose one-series reads are measured on
+    /// their own (0 skips it).
+    #[arg(long, default_value_t = 2_000)]
+    pub small_commits: usize,
     /// Give up when the load is not committed within this time.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -322,6 +331,127 @@ async fn do_get(client: &mut FlightClient, ticket: &TicketV1) -> Result<Vec<Reco
     let stream =
         client.do_get(Ticket::new(ticket.to_bytes())).await.map_err(|e| Error::Failed(format!("do_get: {e}")))?;
     stream.try_collect().await.map_err(|e| Error::Failed(format!("do_get stream: {e}")))
+}
+
+/// Streams an answer without keeping it: its rows, and how long the first batch took.
+async fn stream_count(client: &mut FlightClient, ticket: &TicketV1) -> Result<(usize, Duration), Error> {
+    let started = Instant::now();
+    let mut stream =
+        client.do_get(Ticket::new(ticket.to_bytes())).await.map_err(|e| Error::Failed(format!("do_get: {e}")))?;
+    let (mut rows, mut first) = (0, None);
+    while let Some(batch) = stream.try_next().await.map_err(|e| Error::Failed(format!("do_get stream: {e}")))? {
+        first.get_or_insert_with(|| started.elapsed());
+        rows += batch.num_rows();
+    }
+    Ok((rows, first.unwrap_or_else(|| started.elapsed())))
+}
+
+/// The first read of a series after a commit that wrote a new revision of it (the query service
+/// sees the new snapshot, loads its manifest and reads the new file), `n` times.
+async fn cold_reads(
+    client: &mut FlightClient,
+    store: &IcebergStore,
+    series: &[SeriesId],
+    n: usize,
+) -> Result<Vec<Duration>, Error> {
+    use vintagelake_schemas::table::StoredDataPoint;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = &series[(i * 131) % series.len()];
+        let revision = DataPointRevision { value: Some(i as f64), ..probe_revision(s.as_str(), 0.0) };
+        let row = StoredDataPoint::arrived(revision, vintagelake_schemas::Timestamp::now(), i as i64);
+        store.append_points(&[row], vec![], "bench").await?;
+        let t = Instant::now();
+        let got = do_get(client, &TicketV1::for_series(s, View::Latest)).await?;
+        times.push(t.elapsed());
+        if rows(&got) == 0 {
+            return Err(Error::Failed(format!("{s}: no rows after a commit")));
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// One-series reads of a table left uncompacted after many small commits (each a few dozen
+/// revisions of the series published at that time, as ingest writes under light load).
+struct SmallCommits {
+    commits: usize,
+    files: u64,
+    write: Duration,
+    first: Duration,
+    times: Vec<Duration>,
+}
+
+impl SmallCommits {
+    fn print(&self) {
+        println!(
+            "| one series, latest view, uncompacted table of {} small commits ({} files; written in {:.1} s): first read {}, then | p50 {}, p99 {} |",
+            self.commits,
+            self.files,
+            self.write.as_secs_f64(),
+            ms(self.first),
+            ms(quantile(&self.times, 0.5)),
+            ms(quantile(&self.times, 0.99))
+        );
+    }
+}
+
+async fn small_commit_reads(args: &E2eArgs, env: &BTreeMap<String, String>, dir: &Path) -> Result<SmallCommits, Error> {
+    use vintagelake_schemas::table::StoredDataPoint;
+    let commits = args.small_commits;
+    eprintln!("writing an uncompacted table of {commits} small commits…");
+    let small = dir.join("small-commits");
+    std::fs::create_dir_all(&small).map_err(|source| Error::Read { what: small.display().to_string(), source })?;
+    let wh = Warehouse::open(WarehouseConfig::new(&small)).await?;
+    let store = IcebergStore::new(wh.clone());
+    let mut revisions = synthetic::revisions(commits * 50, 7);
+    revisions.sort_by_key(|r| r.revision_date);
+    let per_commit = revisions.len().div_ceil(commits);
+    let series: Vec<SeriesId> = {
+        let mut ids: Vec<SeriesId> = revisions.iter().map(|r| r.series_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let started = Instant::now();
+    for (i, chunk) in revisions.chunks(per_commit).enumerate() {
+        let now = vintagelake_schemas::Timestamp::now();
+        let rows: Vec<StoredDataPoint> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, r)| StoredDataPoint::arrived(r.clone(), now, (i * per_commit + k) as i64))
+            .collect();
+        store.append_points(&rows, vec![], "bench").await?;
+    }
+    let write = started.elapsed();
+    let table = wh.load(TableKind::DataPoints).await?;
+    let files = table
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get("total-data-files").and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    let (flight, http) = (free_port()?, free_port()?);
+    let mut env = env.clone();
+    env.insert("DATA_DIR".into(), small.display().to_string());
+    env.insert("FLIGHT_SERVER_PORT".into(), flight.to_string());
+    let mut query = Daemon::spawn("query", &small, &env, http)?;
+    query.wait_ready(Duration::from_secs(120)).await?;
+    let mut client = flight_client(flight).await?;
+    let t = Instant::now();
+    do_get(&mut client, &TicketV1::for_series(&series[0], View::Latest)).await?;
+    let first = t.elapsed();
+    let mut times = Vec::with_capacity(args.requests_per_client);
+    for i in 0..args.requests_per_client.max(1) {
+        let s = &series[(i * 104_729) % series.len()];
+        let t = Instant::now();
+        let got = do_get(&mut client, &TicketV1::for_series(s, View::Latest)).await?;
+        times.push(t.elapsed());
+        if rows(&got) == 0 {
+            return Err(Error::Failed(format!("{s}: no rows in the small-commit table")));
+        }
+    }
+    times.sort();
+    Ok(SmallCommits { commits, files, write, first, times })
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {
@@ -620,10 +750,12 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
         ));
     }
     let mut client = flight_client(flight_port).await?;
+    let cold = cold_reads(&mut client, &store, &series, args.cold_reads).await?;
     let all = TicketV1 { series: Vec::new(), ..TicketV1::for_series(&series[0], View::AllRevisions) };
     let t = Instant::now();
-    let table = rows(&do_get(&mut client, &all).await?);
+    let (table, first_batch) = stream_count(&mut client, &all).await?;
     let full = t.elapsed();
+    let query_rss = query.peak_rss();
     // Our answers for the series the direct reads will fetch, to check they agree.
     let sample: Vec<SeriesId> = series.iter().take(50).cloned().collect();
     let mut our_latest = Vec::with_capacity(sample.len());
@@ -633,6 +765,7 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     drop(client);
     drop(query);
     drop(ingest);
+    let small = if args.small_commits > 0 { Some(small_commit_reads(&args, &env, &dir).await?) } else { None };
     let total = warmup + produced as i64 + probes_sent.load(Ordering::SeqCst);
     let comparison =
         if args.no_compare { None } else { Some(compare(&args, &env, &dir, total, &sample, &our_latest).await?) };
@@ -683,10 +816,26 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
             ms(*p99)
         );
     }
+    if !cold.is_empty() {
+        println!(
+            "| one series, latest view, cold: first read after a commit that wrote it ({} reads) | p50 {}, p99 {} |",
+            cold.len(),
+            ms(quantile(&cold, 0.5)),
+            ms(quantile(&cold, 0.99))
+        );
+    }
+    if let Some(small) = &small {
+        small.print();
+    }
     println!(
-        "| full table, every revision ({table} rows) | {:.2} s, {:.0} rows/s |",
+        "| full table, every revision ({table} rows), streamed | {:.2} s, {:.0} rows/s; first batch after {} |",
         full.as_secs_f64(),
-        table as f64 / full.as_secs_f64()
+        table as f64 / full.as_secs_f64(),
+        ms(first_batch)
+    );
+    println!(
+        "| query service peak RSS (after the full-table stream) | {} |",
+        query_rss.map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
     );
     if let Some(c) = comparison {
         c.print(&reads, table, full);

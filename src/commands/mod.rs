@@ -323,6 +323,7 @@ pub struct FlightSetup {
     pub addr: std::net::SocketAddr,
     check_every: std::time::Duration,
     chunk_rows: usize,
+    max_streams: usize,
     hot_bytes: usize,
 }
 
@@ -346,6 +347,7 @@ impl FlightSetup {
             addr: std::net::SocketAddr::new(config.flight_host, common.flight_server_port),
             check_every: config.table_check_interval,
             chunk_rows: config.stream_chunk_rows as usize,
+            max_streams: config.max_streams as usize,
             hot_bytes: (config.hot_cache_mb as usize).saturating_mul(1 << 20),
         })
     }
@@ -371,14 +373,24 @@ impl FlightSetup {
         source: std::sync::Arc<dyn vintagelake_storage::ViewSource>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
-        tracing::info!(backend = source.backend(), "the Flight service answers from this backend");
+        let limits = vintagelake_query::Limits {
+            cache_bytes: (common.cache_size_mb as usize).saturating_mul(1 << 20),
+            batch_size: common.batch_size as usize,
+            chunk_rows: self.chunk_rows,
+            max_streams: self.max_streams,
+        };
+        // The hot cache holds only Iceberg current-partition files.
+        let hot = if source.backend() == "iceberg" { self.hot_bytes } else { 0 };
+        tracing::info!(
+            backend = source.backend(),
+            memory_bound_mib = limits.memory_bound(hot) >> 20,
+            "the Flight service answers from this backend; its memory is bounded by its caches and streams"
+        );
         let service = vintagelake_query::VintageFlightService::new(
             source,
             vintagelake_runtime::audit::AuditLog::in_dir(&common.data_dir),
             self.auth.clone(),
-            (common.cache_size_mb as usize).saturating_mul(1 << 20),
-            common.batch_size as usize,
-            self.chunk_rows,
+            limits,
         );
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
     }

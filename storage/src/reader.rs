@@ -23,6 +23,7 @@ use iceberg::table::Table;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
@@ -43,6 +44,12 @@ const KEPT_FOOTERS: usize = 16_384;
 const KEPT_MANIFESTS: usize = 65_536;
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
+/// Groups of a streamed answer held at once: the one being sent and the next, being read.
+pub const PREFETCH_PARTS: usize = 2;
+/// Queries naming at most this many series check each row group's `series_id` bloom filter.
+const BLOOM_MAX_SERIES: usize = 64;
+/// Row-group bloom filters kept (4 KiB each as we write them).
+const KEPT_BLOOMS: usize = 65_536;
 
 /// The table at one snapshot, as a read sees it.
 #[derive(Debug, Clone)]
@@ -75,11 +82,13 @@ pub struct TableReader {
     loaded: Mutex<Option<Loaded>>,
     indexes: Mutex<VecDeque<Arc<SnapshotFiles>>>,
     footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
+    /// Row-group `series_id` bloom filters read, by file and row group (`None`: none written).
+    blooms: Mutex<HashMap<(String, usize), Option<Arc<Sbbf>>>>,
     /// The live files of each manifest read, by manifest path (manifests never change).
     manifests: Mutex<HashMap<String, Arc<Vec<LiveFile>>>>,
     /// Decoded rows of hot files (the current partition, where every new commit lands), with
     /// where each series' rows lie: a read of them touches no file.
-    hot: Mutex<HotFiles>,
+    hot: Arc<Mutex<HotFiles>>,
 }
 
 /// Decoded current-partition files, admitted while under a byte budget.
@@ -88,6 +97,15 @@ struct HotFiles {
     budget: usize,
     bytes: usize,
     files: HashMap<String, Arc<HotFile>>,
+    /// Files being read into memory in the background.
+    loading: std::collections::HashSet<String>,
+}
+
+/// Current-partition files read into memory at once, in the background.
+const HOT_LOADS: usize = 2;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One decoded file: its rows in the table schema and, when the file is sorted by series (ours
@@ -99,6 +117,14 @@ struct HotFile {
 }
 
 impl HotFile {
+    /// A data file read whole, in the table's schema.
+    async fn load(wh: &Warehouse, path: &str) -> Result<Self> {
+        let batches = crate::files::read_data_file(wh, path).await?;
+        let schema = data_points_table_schema();
+        let conformed = batches.iter().map(|b| conform(path, &schema, b)).collect::<Result<Vec<_>>>()?;
+        Self::new(arrow::compute::concat_batches(&schema, &conformed)?)
+    }
+
     fn new(rows: RecordBatch) -> Result<Self> {
         use arrow::array::{Array, AsArray};
         let ids = rows
@@ -124,6 +150,26 @@ impl HotFile {
             }
         }
         Ok(Self { rows, series: sorted.then_some(ranges) })
+    }
+
+    /// Adds this file's rows per series to `counts` (only the `named` series, unless none is).
+    fn count_series(&self, named: &std::collections::HashSet<&str>, counts: &mut BTreeMap<String, u64>) {
+        use arrow::array::{Array, AsArray};
+        let wanted = |id: &str| named.is_empty() || named.contains(id);
+        match &self.series {
+            Some(ranges) => {
+                for (id, &(start, end)) in ranges.iter().filter(|(id, _)| wanted(id)) {
+                    *counts.entry(id.clone()).or_insert(0) += (end - start) as u64;
+                }
+            }
+            None => {
+                let Some(ids) = self.rows.column_by_name(col::SERIES_ID) else { return };
+                let ids = ids.as_string::<i32>();
+                for i in (0..ids.len()).filter(|&i| ids.is_valid(i) && wanted(ids.value(i))) {
+                    *counts.entry(ids.value(i).to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
     }
 
     /// The rows of this file the query's predicate admits.
@@ -160,14 +206,15 @@ impl TableReader {
             loaded: Mutex::new(None),
             indexes: Mutex::new(VecDeque::new()),
             footers: Mutex::new(HashMap::new()),
+            blooms: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
-            hot: Mutex::new(HotFiles::default()),
+            hot: Arc::new(Mutex::new(HotFiles::default())),
         }
     }
 
     /// Keeps up to `bytes` of decoded current-partition files in memory (0: none, the default).
     pub fn with_hot_bytes(self, bytes: usize) -> Self {
-        self.lock_hot().budget = bytes;
+        lock(&self.hot).budget = bytes;
         self
     }
 
@@ -177,7 +224,7 @@ impl TableReader {
 
     /// The table as of its catalog row, loaded again only when the row moved.
     pub async fn table(&self) -> Result<Table> {
-        let cached = self.lock_loaded().clone();
+        let cached = lock(&self.loaded).clone();
         if let Some(l) = &cached
             && l.checked.elapsed() < self.check_every
         {
@@ -187,7 +234,7 @@ impl TableReader {
         if let Some(l) = cached
             && l.location == location
         {
-            if let Some(current) = self.lock_loaded().as_mut()
+            if let Some(current) = lock(&self.loaded).as_mut()
                 && current.location == location
             {
                 current.checked = Instant::now();
@@ -196,13 +243,13 @@ impl TableReader {
         }
         let table = self.wh.load(TableKind::DataPoints).await?;
         let location = table.metadata_location().map_or(location, str::to_owned);
-        *self.lock_loaded() = Some(Loaded { table: table.clone(), location, checked: Instant::now() });
+        *lock(&self.loaded) = Some(Loaded { table: table.clone(), location, checked: Instant::now() });
         Ok(table)
     }
 
     /// Forgets the loaded table: the next read loads it from the catalog.
     pub fn invalidate(&self) {
-        *self.lock_loaded() = None;
+        *lock(&self.loaded) = None;
     }
 
     /// The snapshot `selector` names. A snapshot id the loaded table does not know (it may be
@@ -229,11 +276,18 @@ impl TableReader {
 
     /// Answers `query` at `pinned` (its own snapshot selector is not looked at).
     pub async fn read(&self, pinned: &Pinned, query: &VintageQuery) -> Result<RecordBatch> {
+        self.read_admitting(pinned, query, true).await
+    }
+
+    /// [`read`](Self::read); `admit`: current-partition files it reads may be kept decoded (a
+    /// streamed scan of the whole table uses those already kept but admits none, so one large
+    /// answer does not fill the hot cache with files nobody reads again).
+    async fn read_admitting(&self, pinned: &Pinned, query: &VintageQuery, admit: bool) -> Result<RecordBatch> {
         let Some(snapshot) = pinned.snapshot else { return Ok(RecordBatch::new_empty(view_schema())) };
         let index = self.index(&pinned.table, snapshot).await?;
         self.forget_gone_hot_files(&index);
         let planned: Vec<&LiveFile> = index.files.iter().filter(|f| f.may_match(query)).collect();
-        let reads: Vec<_> = planned.iter().map(|f| self.read_file(f, query)).collect();
+        let reads: Vec<_> = planned.iter().map(|f| self.read_file(f, query, admit)).collect();
         let per_file: Vec<Vec<RecordBatch>> = stream::iter(reads).buffered(self.concurrency).try_collect().await?;
         let rows: Vec<RecordBatch> = per_file.into_iter().flatten().collect();
         resolve(query, &rows)
@@ -262,7 +316,7 @@ impl TableReader {
     /// The snapshot's file index: built from its manifest list, loading only the manifests no
     /// earlier index loaded (a new commit adds one or two; the rest are kept by path).
     async fn index(&self, table: &Table, snapshot: i64) -> Result<Arc<SnapshotFiles>> {
-        if let Some(found) = self.lock_indexes().iter().find(|f| f.snapshot_id == snapshot) {
+        if let Some(found) = lock(&self.indexes).iter().find(|f| f.snapshot_id == snapshot) {
             return Ok(found.clone());
         }
         let list = manifest_list(table, Some(snapshot)).await?;
@@ -270,7 +324,7 @@ impl TableReader {
         let mut files = Vec::new();
         let mut used = HashMap::with_capacity(manifests.len());
         for mf in manifests {
-            let kept = self.lock_manifests().get(&mf.manifest_path).cloned();
+            let kept = lock(&self.manifests).get(&mf.manifest_path).cloned();
             let listed = match kept {
                 Some(listed) => listed,
                 None => Arc::new(manifest_live_files(&self.wh, table, mf).await?),
@@ -280,14 +334,14 @@ impl TableReader {
         }
         {
             // Keep what this snapshot uses, and what older kept ones do while there is room.
-            let mut kept = self.lock_manifests();
+            let mut kept = lock(&self.manifests);
             if kept.len() + used.len() > KEPT_MANIFESTS {
                 kept.clear();
             }
             kept.extend(used);
         }
         let built = Arc::new(SnapshotFiles { snapshot_id: snapshot, files });
-        let mut indexes = self.lock_indexes();
+        let mut indexes = lock(&self.indexes);
         indexes.retain(|f| f.snapshot_id != snapshot);
         indexes.push_front(built.clone());
         indexes.truncate(KEPT_SNAPSHOTS);
@@ -304,14 +358,14 @@ impl TableReader {
             .await
             .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source: Box::new(source) })?;
         let mut reader = ArrowFileReader::new(FileMetadata { size: file.size_bytes }, opened);
-        let cached = self.lock_footers().get(path).cloned();
+        let cached = lock(&self.footers).get(path).cloned();
         let footer = match cached {
             Some(f) => f,
             None => {
                 let f = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
                     .await
                     .map_err(|e| corrupt(path, &e))?;
-                let mut footers = self.lock_footers();
+                let mut footers = lock(&self.footers);
                 if footers.len() >= KEPT_FOOTERS {
                     footers.clear();
                 }
@@ -330,6 +384,11 @@ impl TableReader {
         let named: std::collections::HashSet<&str> = query.series.iter().map(|s| s.as_str()).collect();
         let mut counts = BTreeMap::new();
         for file in index.files.iter().filter(|f| f.may_match(query)) {
+            // A file kept decoded knows its series' row ranges: no I/O.
+            if let Some(hot) = self.hot_file(file, false) {
+                hot.count_series(&named, &mut counts);
+                continue;
+            }
             let (reader, footer) = self.open_file(file).await?;
             let groups = admitted_row_groups(footer.metadata(), query);
             let Some(column) = footer
@@ -387,11 +446,20 @@ impl TableReader {
                 groups.last_mut().expect("a group").push(id);
                 rows += n;
             }
-            let parts = stream::iter(groups).then(move |series| {
-                let (reader, pinned) = (reader.clone(), pinned.clone());
-                let part = query.clone().series(series);
-                async move { reader.read(&pinned, &part).await }
-            });
+            // The next group is read and resolved on another task while this one is sent (two
+            // groups in memory at most); a dropped stream aborts the group being prepared.
+            let parts =
+                stream::iter(groups)
+                    .map(move |series| {
+                        let (reader, pinned) = (reader.clone(), pinned.clone());
+                        let part = query.clone().series(series);
+                        let task = tokio::spawn(async move { reader.read_admitting(&pinned, &part, false).await });
+                        let task = tokio_util::task::AbortOnDropHandle::new(task);
+                        async move {
+                            task.await.map_err(|e| StorageError::InvalidData(format!("a streamed part failed: {e}")))?
+                        }
+                    })
+                    .buffered(PREFETCH_PARTS);
             Ok::<_, StorageError>(parts)
         };
         stream::once(groups).try_flatten().boxed()
@@ -399,46 +467,51 @@ impl TableReader {
 
     /// The rows of one file the query's predicate admits, reading only row groups whose
     /// statistics admit its series and dates. An unreadable file is an error naming it.
-    async fn read_file(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
-        if let Some(hot) = self.hot_file(file).await? {
+    async fn read_file(&self, file: &LiveFile, query: &VintageQuery, admit: bool) -> Result<Vec<RecordBatch>> {
+        if let Some(hot) = self.hot_file(file, admit) {
             return hot.select(query);
         }
         self.read_file_pruned(file, query).await
     }
 
-    /// A current-partition file's decoded rows, from memory or read whole and kept, while the
-    /// hot budget has room for it; `None` for other files.
-    async fn hot_file(&self, file: &LiveFile) -> Result<Option<Arc<HotFile>>> {
-        let budget = self.lock_hot().budget;
+    /// A current-partition file's decoded rows when they are in memory; `None` otherwise. When
+    /// `admit` and the hot budget has room, a file not yet kept is read whole and kept in the
+    /// background (this read goes on pruned, so a read after a commit does not wait to decode the
+    /// new file whole).
+    fn hot_file(&self, file: &LiveFile, admit: bool) -> Option<Arc<HotFile>> {
+        let mut kept = lock(&self.hot);
         // Decoded rows take a few times the file's size; a file that would fill the budget alone
         // is read pruned instead.
-        if file.realtime_end_month.is_some() || file.size_bytes as usize * 8 > budget {
-            return Ok(None);
+        if file.realtime_end_month.is_some() || file.size_bytes as usize * 8 > kept.budget {
+            return None;
         }
-        {
-            let kept = self.lock_hot();
-            if let Some(hot) = kept.files.get(&file.path) {
-                return Ok(Some(hot.clone()));
+        if let Some(hot) = kept.files.get(&file.path) {
+            return Some(hot.clone());
+        }
+        // Full: files are admitted while there is room, never by evicting hot ones (a table
+        // whose current partition exceeds the budget would otherwise decode whole files over and
+        // over); what does not fit is read pruned.
+        if !admit || kept.bytes >= kept.budget || kept.loading.len() >= HOT_LOADS || kept.loading.contains(&file.path) {
+            return None;
+        }
+        kept.loading.insert(file.path.clone());
+        drop(kept);
+        let (hot, wh, path) = (self.hot.clone(), self.wh.clone(), file.path.clone());
+        tokio::spawn(async move {
+            let loaded = HotFile::load(&wh, &path).await;
+            let mut kept = lock(&hot);
+            kept.loading.remove(&path);
+            match loaded {
+                Ok(file) if !kept.files.contains_key(&path) && kept.bytes < kept.budget => {
+                    kept.bytes += file.rows.get_array_memory_size();
+                    kept.files.insert(path, Arc::new(file));
+                }
+                Ok(_) => {}
+                // The read that asked for it reads the file itself and reports what fails.
+                Err(e) => tracing::warn!(path = %path, error = %e, "could not keep a current-partition file in memory"),
             }
-            // Full: files are admitted while there is room, never by evicting hot ones (a
-            // table whose current partition exceeds the budget would otherwise decode whole
-            // files over and over); what does not fit is read pruned.
-            if kept.bytes >= kept.budget {
-                return Ok(None);
-            }
-        }
-        let batches = crate::files::read_data_file(&self.wh, &file.path).await?;
-        let schema = data_points_table_schema();
-        let conformed = batches.iter().map(|b| conform(&file.path, &schema, b)).collect::<Result<Vec<_>>>()?;
-        let rows = arrow::compute::concat_batches(&schema, &conformed)?;
-        let hot = Arc::new(HotFile::new(rows)?);
-        let size = hot.rows.get_array_memory_size();
-        let mut kept = self.lock_hot();
-        if !kept.files.contains_key(&file.path) {
-            kept.bytes += size;
-            kept.files.insert(file.path.clone(), hot.clone());
-        }
-        Ok(Some(hot))
+        });
+        None
     }
 
     async fn read_file_pruned(&self, file: &LiveFile, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
@@ -449,10 +522,13 @@ impl TableReader {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.clone());
+        let groups = self.bloom_admitted(&mut builder, path, footer.metadata(), groups, query).await?;
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
         let selection = admitted_pages(footer.metadata(), &groups, query);
-        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
-            .with_row_groups(groups)
-            .with_batch_size(BATCH_ROWS);
+        let mut builder = builder.with_row_groups(groups).with_batch_size(BATCH_ROWS);
         if let Some(selection) = selection {
             builder = builder.with_row_selection(selection);
         }
@@ -472,18 +548,59 @@ impl TableReader {
         Ok(kept)
     }
 
-    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, Option<Loaded>> {
-        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn lock_indexes(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<SnapshotFiles>>> {
-        self.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Of the row groups a few-series query admits by their bounds, those whose `series_id`
+    /// bloom filter may hold one of its series (all of them for wide queries, or a file written
+    /// without filters). Filters are read once per row group and kept.
+    async fn bloom_admitted<T: parquet::arrow::async_reader::AsyncFileReader + Send + 'static>(
+        &self,
+        builder: &mut ParquetRecordBatchStreamBuilder<T>,
+        path: &str,
+        meta: &ParquetMetaData,
+        groups: Vec<usize>,
+        query: &VintageQuery,
+    ) -> Result<Vec<usize>> {
+        if query.series.is_empty() || query.series.len() > BLOOM_MAX_SERIES {
+            return Ok(groups);
+        }
+        let schema = meta.file_metadata().schema_descr();
+        let Some(column) = schema.columns().iter().position(|c| c.path().string() == col::SERIES_ID) else {
+            return Ok(groups);
+        };
+        let mut kept = Vec::with_capacity(groups.len());
+        for g in groups {
+            if meta.row_group(g).column(column).bloom_filter_offset().is_none() {
+                kept.push(g);
+                continue;
+            }
+            let key = (path.to_owned(), g);
+            let cached = lock(&self.blooms).get(&key).cloned();
+            let filter = match cached {
+                Some(f) => f,
+                None => {
+                    let f = builder
+                        .get_row_group_column_bloom_filter(g, column)
+                        .await
+                        .map_err(|e| corrupt(path, &e))?
+                        .map(Arc::new);
+                    let mut blooms = lock(&self.blooms);
+                    if blooms.len() >= KEPT_BLOOMS {
+                        blooms.clear();
+                    }
+                    blooms.insert(key, f.clone());
+                    f
+                }
+            };
+            if filter.is_none_or(|f| query.series.iter().any(|s| f.check(s.as_str()))) {
+                kept.push(g);
+            }
+        }
+        Ok(kept)
     }
 
     /// When the hot budget is full, drops the files `index` (the snapshot being read) no longer
     /// lists: compaction or tiering replaced them.
     fn forget_gone_hot_files(&self, index: &SnapshotFiles) {
-        let mut kept = self.lock_hot();
+        let mut kept = lock(&self.hot);
         if kept.bytes < kept.budget || kept.files.is_empty() {
             return;
         }
@@ -494,18 +611,6 @@ impl TableReader {
                 kept.bytes -= f.rows.get_array_memory_size();
             }
         }
-    }
-
-    fn lock_hot(&self) -> std::sync::MutexGuard<'_, HotFiles> {
-        self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Vec<LiveFile>>>> {
-        self.manifests.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn lock_footers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ArrowReaderMetadata>> {
-        self.footers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -664,5 +769,49 @@ mod tests {
         let outside = q.clone().between(Some(vintagelake_schemas::Date::from_days_since_epoch(5000)), None);
         assert!(admitted_row_groups(meta, &outside).is_empty(), "no row group has dates from 5000 on");
         assert!(admitted_pages(meta, &groups, &VintageQuery::new(crate::scan::View::Latest)).is_none());
+    }
+
+    /// Files as we write them carry a `series_id` bloom filter per row group: a series inside a
+    /// row group's bounds that it does not hold skips the row group; the ones it holds do not.
+    #[tokio::test]
+    async fn bloom_filters_skip_row_groups_that_do_not_hold_the_series() {
+        let n = 3_000usize;
+        // Every third series id only (scattered series, as small commits hold them).
+        let series: StringArray = (0..n).map(|i| Some(format!("S{:05}", (i / 10) * 3))).collect();
+        let dates: Date32Array = (0..n).map(|i| Some((i % 10) as i32)).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(col::SERIES_ID, DataType::Utf8, false),
+            Field::new(col::DATE, DataType::Date32, false),
+        ]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(series), Arc::new(dates)]).unwrap();
+        let mut bytes = Vec::new();
+        let props = crate::write::writer_properties(crate::write::Encoding::Fresh);
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::open(crate::catalog::WarehouseConfig::new(dir.path())).await.unwrap();
+        let reader = TableReader::new(wh, 1, Duration::ZERO);
+        let mut builder = ParquetRecordBatchStreamBuilder::new(std::io::Cursor::new(bytes)).await.unwrap();
+        let meta = builder.metadata().clone();
+        let q = |id: &str| VintageQuery::new(crate::scan::View::Latest).series([id.parse().unwrap()]);
+        let mut check = async |id: &str| {
+            let groups = admitted_row_groups(&meta, &q(id));
+            assert_eq!(groups, [0], "{id} lies within the row group's bounds");
+            reader.bloom_admitted(&mut builder, "f", &meta, groups, &q(id)).await.unwrap()
+        };
+        assert_eq!(check("S00003").await, [0], "a series the row group holds");
+        assert_eq!(check("S00897").await, [0], "a series the row group holds");
+        let absent = ["S00001", "S00002", "S00004", "S00400", "S00896"];
+        let mut skipped = Vec::new();
+        for id in absent {
+            skipped.push(check(id).await.is_empty());
+        }
+        // 1% false positives: all five skipped unless one is unlucky.
+        assert!(skipped.iter().filter(|s| **s).count() >= 4, "absent series skipped: {skipped:?}");
+        // Kept after the first read, and answering the same.
+        assert_eq!(check("S00001").await.is_empty(), skipped[0]);
+        drop(check);
+        assert_eq!(lock(&reader.blooms).len(), 1, "one row group's filter, read once");
     }
 }

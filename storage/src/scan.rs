@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Date32Array, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
+use arrow::compute::{LexicographicalComparator, SortColumn, concat_batches, take};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use iceberg::expr::{Predicate, Reference};
@@ -365,11 +365,12 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     if batch.num_rows() == 0 {
         return Ok(RecordBatch::new_empty(schema));
     }
+    let runs: Vec<usize> = rows.iter().map(RecordBatch::num_rows).collect();
     let column = |name: &str| {
         batch.column_by_name(name).cloned().ok_or_else(|| StorageError::InvalidData(format!("scan lacks {name}")))
     };
     let revision_col = column(col::REVISION_DATE)?;
-    let order = vintage_order(&batch)?;
+    let order = vintage_order(&batch, &runs)?;
     let as_of = match query.view {
         View::AsOf(t) => Some(t.days_since_epoch()),
         _ => None,
@@ -436,7 +437,14 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
 /// date and arrival (`ingest_seq`); rows that tie on all of those (only possible across
 /// partitions or writers) are ordered by their contents (created_at, updated_at, value, flag),
 /// so every step picks the same row whatever order it read them in.
-pub fn vintage_order(batch: &RecordBatch) -> Result<UInt32Array> {
+///
+/// `runs` are the lengths of the consecutive pieces `batch` was concatenated from (the batches
+/// read from data files, which are written in this order). Each piece is checked and sorted only
+/// if it is out of order, pieces that continue the one before are joined, and the runs are merged
+/// pairwise: about n·log₂(runs) comparisons instead of a sort's n·log₂(n). Pieces in any order
+/// (or one piece of the whole batch) give the same order, only slower.
+pub fn vintage_order(batch: &RecordBatch, runs: &[usize]) -> Result<UInt32Array> {
+    use std::cmp::Ordering;
     let names = [
         col::SERIES_ID,
         col::DATE,
@@ -455,7 +463,61 @@ pub fn vintage_order(batch: &RecordBatch) -> Result<UInt32Array> {
             Ok(SortColumn { values, options: None })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(lexsort_to_indices(&sort, None)?)
+    let cmp = LexicographicalComparator::try_new(&sort)?;
+    let before = |a: u32, b: u32| cmp.compare(a as usize, b as usize) != Ordering::Greater;
+    let total = batch.num_rows();
+    let mut merged: Vec<Vec<u32>> = Vec::new();
+    let mut lengths = runs.to_vec();
+    let covered: usize = runs.iter().sum();
+    if covered < total {
+        lengths.push(total - covered);
+    }
+    let mut start = 0usize;
+    for len in lengths {
+        let end = (start + len).min(total);
+        if end <= start {
+            continue;
+        }
+        let mut run: Vec<u32> = (start as u32..end as u32).collect();
+        if !run.windows(2).all(|w| before(w[0], w[1])) {
+            run.sort_unstable_by(|&a, &b| cmp.compare(a as usize, b as usize));
+        }
+        match merged.last_mut() {
+            Some(prev) if before(*prev.last().expect("runs are not empty"), run[0]) => prev.extend_from_slice(&run),
+            _ => merged.push(run),
+        }
+        start = end;
+    }
+    while merged.len() > 1 {
+        let mut next = Vec::with_capacity(merged.len().div_ceil(2));
+        let mut pending = merged.into_iter();
+        while let Some(a) = pending.next() {
+            next.push(match pending.next() {
+                Some(b) => merge_runs(&a, &b, before),
+                None => a,
+            });
+        }
+        merged = next;
+    }
+    Ok(UInt32Array::from(merged.pop().unwrap_or_default()))
+}
+
+/// Two ordered runs of row indices merged into one (ties: `a`'s rows first).
+fn merge_runs(a: &[u32], b: &[u32], before: impl Fn(u32, u32) -> bool) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if before(a[i], b[j]) {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// Whether two arrivals of one revision carry the same value (both missing, or bit-identical):
@@ -594,6 +656,94 @@ pub fn chunk(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
 mod tests {
     use super::*;
 
+    /// Rows cut into pieces, some in vintage order and some not: the merged order is the order
+    /// one sort of the whole batch gives, key for key.
+    #[test]
+    fn vintage_order_of_pieces_is_the_sorted_order() {
+        use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..50 {
+            let n = rng.random_range(0..400usize);
+            // Pieces of sorted keys (as files are) and some shuffled ones, with ties across pieces.
+            let mut keys: Vec<(String, i32, i32, i64, i64, Option<f64>, bool)> = (0..n)
+                .map(|_| {
+                    let v = rng.random_bool(0.9).then(|| f64::from(rng.random_range(0..3u8)));
+                    (
+                        format!("S{}", rng.random_range(0..5u8)),
+                        rng.random_range(0..4),
+                        rng.random_range(0..3),
+                        rng.random_range(0..3),
+                        rng.random_range(0..2),
+                        v,
+                        rng.random_bool(0.5),
+                    )
+                })
+                .collect();
+            let mut lengths = Vec::new();
+            let mut at = 0;
+            while at < n {
+                let len = rng.random_range(1..=(n - at).min(60));
+                if rng.random_bool(0.8) {
+                    keys[at..at + len].sort_by(|a, b| {
+                        (&a.0, a.1, a.2, a.3, a.4)
+                            .cmp(&(&b.0, b.1, b.2, b.3, b.4))
+                            .then(a.5.map(f64::to_bits).cmp(&b.5.map(f64::to_bits)).then(a.6.cmp(&b.6)))
+                    });
+                }
+                lengths.push(len);
+                at += len;
+            }
+            let ts = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v)) as ArrayRef;
+            let schema = Arc::new(Schema::new(vec![
+                Field::new(col::SERIES_ID, DataType::Utf8, false),
+                Field::new(col::DATE, DataType::Date32, false),
+                Field::new(col::REVISION_DATE, DataType::Date32, false),
+                Field::new(col::INGEST_SEQ, DataType::Int64, false),
+                Field::new(col::CREATED_AT, DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None), false),
+                Field::new(col::UPDATED_AT, DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None), false),
+                Field::new(col::VALUE, DataType::Float64, true),
+                Field::new(col::IS_ORIGINAL_RELEASE, DataType::Boolean, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(keys.iter().map(|k| Some(k.0.clone())).collect::<StringArray>()),
+                    Arc::new(Date32Array::from(keys.iter().map(|k| k.1).collect::<Vec<_>>())),
+                    Arc::new(Date32Array::from(keys.iter().map(|k| k.2).collect::<Vec<_>>())),
+                    Arc::new(Int64Array::from(keys.iter().map(|k| k.3).collect::<Vec<_>>())),
+                    ts(keys.iter().map(|k| k.4).collect()),
+                    ts(keys.iter().map(|k| k.4).collect()),
+                    Arc::new(keys.iter().map(|k| k.5).collect::<Float64Array>()),
+                    Arc::new(keys.iter().map(|k| Some(k.6)).collect::<BooleanArray>()),
+                ],
+            )
+            .unwrap();
+            let key = |i: u32| {
+                let k = &keys[i as usize];
+                (k.0.clone(), k.1, k.2, k.3, k.4, k.5.map(f64::to_bits), k.6)
+            };
+            let merged: Vec<_> = vintage_order(&batch, &lengths).unwrap().values().iter().map(|&i| key(i)).collect();
+            let whole: Vec<_> = vintage_order(&batch, &[n]).unwrap().values().iter().map(|&i| key(i)).collect();
+            let mut want: Vec<_> = (0..n as u32).map(key).collect();
+            want.sort_by(|a, b| {
+                (&a.0, a.1, a.2, a.3, a.4).cmp(&(&b.0, b.1, b.2, b.3, b.4)).then(
+                    // Nulls first, as the sort options default to.
+                    a.5.is_some()
+                        .cmp(&b.5.is_some())
+                        .then(a.5.map(f64::from_bits).partial_cmp(&b.5.map(f64::from_bits)).unwrap())
+                        .then(a.6.cmp(&b.6)),
+                )
+            });
+            assert_eq!(merged, want, "round {round}: pieces {lengths:?}");
+            assert_eq!(whole, want, "round {round}: one piece");
+            // Every row exactly once.
+            let mut seen = vintage_order(&batch, &lengths).unwrap().values().to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n as u32).collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn predicates_follow_the_view() {
         let q = VintageQuery::new(View::Latest).series(["GDPC1".parse().unwrap()]);
@@ -650,7 +800,8 @@ pub fn close_periods(rows: &[RecordBatch]) -> Result<(RecordBatch, CloseStats)> 
     };
     let revision_col = column(col::REVISION_DATE)?;
     let end_col = column(col::REALTIME_END)?;
-    let order = vintage_order(&batch)?;
+    let runs: Vec<usize> = rows.iter().map(RecordBatch::num_rows).collect();
+    let order = vintage_order(&batch, &runs)?;
     let revision = revision_col.as_primitive::<Date32Type>();
     let stored_end = end_col.as_primitive::<Date32Type>();
     let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());

@@ -25,6 +25,8 @@ use crate::error::{Result, StorageError};
 
 /// Rows per Parquet row group: small enough for row-group pruning by series and date.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Distinct series ids a row group's `series_id` bloom filter is sized for.
+pub const SERIES_BLOOM_NDV: u64 = 2_000;
 /// Rows per data page at most (the page index then bounds each page's series ids).
 pub const PAGE_ROWS: usize = 8 * 1024;
 
@@ -233,6 +235,13 @@ pub fn writer_properties(encoding: Encoding) -> WriterProperties {
         // Data-point ids are unique UUIDs: a dictionary never pays off, and trying one (until the
         // writer gives up at the page limit) costs a hash per value.
         .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(col::ID), false)
+        // A bloom filter on series_id per row group: a read of a few series skips row groups
+        // whose bounds span the series but do not hold it (small commits of scattered series).
+        // Sized for SERIES_BLOOM_NDV distinct ids per row group at 1% false positives (4 KiB);
+        // larger row groups are sorted by series, where bounds and the page index prune.
+        .set_column_bloom_filter_enabled(parquet::schema::types::ColumnPath::from(col::SERIES_ID), true)
+        .set_column_bloom_filter_ndv(parquet::schema::types::ColumnPath::from(col::SERIES_ID), SERIES_BLOOM_NDV)
+        .set_column_bloom_filter_fpp(parquet::schema::types::ColumnPath::from(col::SERIES_ID), 0.01)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         // Page statistics make the page index; pages of at most PAGE_ROWS rows let a read of one
         // series (files are sorted by series) decode a few pages instead of a row group.
