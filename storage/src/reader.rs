@@ -175,12 +175,20 @@ impl HotFile {
     /// The rows of this file the query's predicate admits.
     fn select(&self, query: &VintageQuery) -> Result<Vec<RecordBatch>> {
         let slices: Vec<RecordBatch> = match (&self.series, query.series.is_empty()) {
-            (Some(ranges), false) => query
-                .series
-                .iter()
-                .filter_map(|s| ranges.get(s.as_str()))
-                .map(|&(start, end)| self.rows.slice(start, end - start))
-                .collect(),
+            (Some(ranges), false) => {
+                let mut found: Vec<(usize, usize)> =
+                    query.series.iter().filter_map(|s| ranges.get(s.as_str()).copied()).collect();
+                found.sort_unstable();
+                let (Some(first), Some(last)) = (found.first(), found.last()) else { return Ok(Vec::new()) };
+                let rows: usize = found.iter().map(|(start, end)| end - start).sum();
+                if last.1 - first.0 <= 2 * rows {
+                    // Many series (a streamed group): one slice from the first to the last, in
+                    // file order, one sorted run; the mask drops rows of series in between.
+                    vec![self.rows.slice(first.0, last.1 - first.0)]
+                } else {
+                    found.into_iter().map(|(start, end)| self.rows.slice(start, end - start)).collect()
+                }
+            }
             _ => vec![self.rows.clone()],
         };
         let mut kept = Vec::with_capacity(slices.len());

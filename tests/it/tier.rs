@@ -215,3 +215,155 @@ async fn dry_run_pins_manual_moves_and_the_audit_trail() {
     let table = admin(&s, &["audit", "--action", "pin"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("R00001 pinned to warm"));
 }
+
+/// Reads through the Flight service while commits, compaction runs and tier moves land: every
+/// answer (one series and the whole table, streamed in small groups, every view) is the
+/// reference's answer at one of the table's states — no reader sees a missing file, a file
+/// twice, or a mix of two snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flight_reads_during_commits_compaction_and_tier_moves_answer_as_the_reference() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use arrow_flight::{FlightClient, Ticket};
+    use futures::TryStreamExt;
+    use vintagelake_query::ticket::TicketV1;
+    use vintagelake_schemas::model::derived_data_point_id;
+    use vintagelake_storage::scan::{View, VintageQuery};
+    use vintagelake_storage::store::FinancialDataStorage;
+    use vintagelake_testkit::fixtures::{Row, grid, rows};
+
+    use crate::support::{Daemon, free_port, wait_for};
+
+    let s = setup(6, 40).await;
+    let mid = Date::from_days_since_epoch((s.first_revision + s.last_revision) / 2);
+    let one: vintagelake_schemas::SeriesId = "R00002".parse().unwrap();
+    let mut queries = Vec::new();
+    for view in [View::Latest, View::FirstRelease, View::AllRevisions, View::AsOf(mid)] {
+        queries.push(VintageQuery::new(view).series([one.clone()]));
+        queries.push(VintageQuery::new(view));
+    }
+    let ticket = |q: &VintageQuery| {
+        let t = TicketV1::for_series(&one, q.view);
+        TicketV1 { series: q.series.iter().map(|s| s.as_str().to_owned()).collect(), ..t }.to_bytes()
+    };
+    async fn answers(oracle: &InMemoryStorage, queries: &[VintageQuery]) -> Vec<Vec<Row>> {
+        let mut out = Vec::new();
+        for q in queries {
+            out.push(rows(&oracle.query(q).await.unwrap()));
+        }
+        out
+    }
+    // expected[k]: every query's answer once k of the commits below have landed.
+    let expected = Arc::new(std::sync::Mutex::new(vec![answers(&s.oracle, &queries).await]));
+    let stage = Arc::new(AtomicUsize::new(0));
+
+    let dir = s.config.parent().unwrap().to_owned();
+    let port = free_port();
+    let env = BTreeMap::from([
+        ("FLIGHT_SERVER_PORT".to_owned(), port.to_string()),
+        ("FLIGHT_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("CACHE_SIZE_MB".to_owned(), "0".to_owned()),
+        ("HOT_CACHE_MB".to_owned(), "1".to_owned()),
+        ("STREAM_CHUNK_ROWS".to_owned(), "100".to_owned()),
+    ]);
+    let config = s.config.to_str().unwrap().to_owned();
+    let mut q = Daemon::spawn(&["query", "--config", &config], &dir, &env);
+    wait_for(Duration::from_secs(60), "query service ready", || {
+        q.assert_alive();
+        let get = q.get("/ready");
+        async move { get.await.is_some_and(|(c, _)| c == 200) }
+    })
+    .await;
+
+    async fn read(client: &mut FlightClient, ticket: &[u8]) -> Result<Vec<Row>, arrow_flight::error::FlightError> {
+        let batches: Vec<arrow::array::RecordBatch> =
+            client.do_get(Ticket::new(ticket.to_vec())).await?.try_collect().await?;
+        Ok(batches.iter().flat_map(rows).collect())
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (expected, stage, done) = (expected.clone(), stage.clone(), done.clone());
+        let tickets: Vec<Vec<u8>> = queries.iter().map(ticket).collect();
+        tokio::spawn(async move {
+            let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = FlightClient::new(channel);
+            let mut reads = 0usize;
+            while !done.load(Ordering::SeqCst) {
+                for (i, t) in tickets.iter().enumerate() {
+                    let before = stage.load(Ordering::SeqCst);
+                    let got = read(&mut client, t).await.unwrap_or_else(|e| panic!("query {i}: {e}"));
+                    let after = stage.load(Ordering::SeqCst);
+                    let expected = expected.lock().unwrap();
+                    // The commit of stage after + 1 may have landed before the counter moved.
+                    let last = (after + 1).min(expected.len() - 1);
+                    assert!(
+                        (before..=last).any(|k| expected[k][i] == got),
+                        "query {i}: the answer is none of the table's states {before}..={last} ({} rows)",
+                        got.len()
+                    );
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
+
+    // Commits (corrections, new vintages, out-of-order backfills), each followed by a compaction
+    // run and a tiering run whose clock moves on, so files are merged, re-closed and moved.
+    let base = grid("R", 0..6, 40, 3);
+    let span = s.last_revision - s.first_revision;
+    for k in 0..6usize {
+        let mut batch = Vec::new();
+        for (i, r) in base.iter().enumerate().filter(|(i, _)| i % 5 == k % 5) {
+            let mut r = r.clone();
+            match i % 3 {
+                0 => r.point.value = Some(100.0 + k as f64), // a correction of the same vintage
+                1 => r.point.revision_date = Date::from_days_since_epoch(s.last_revision + 10 * (k as i32 + 1)),
+                _ => {
+                    // Backfilled between two vintages already known.
+                    r.point.revision_date = Date::from_days_since_epoch(r.point.revision_date.days_since_epoch() + 1);
+                    r.point.value = Some(-(k as f64));
+                }
+            }
+            r.point.is_original_release = false;
+            r.point.id = derived_data_point_id(&r.point.series_id, r.point.date, r.point.revision_date);
+            r.ingest_seq = 1_000_000 + (k * base.len() + i) as i64;
+            batch.push(r);
+        }
+        s.oracle.append_points(batch.clone()).await;
+        let next = answers(&s.oracle, &queries).await;
+        expected.lock().unwrap().push(next);
+        s.store.append_points(&batch, vec![], "ingest").await.unwrap();
+        stage.store(k + 1, Ordering::SeqCst);
+        s.run(&["compact", "--once"]);
+        let today = Date::from_days_since_epoch(s.first_revision + 400 + k as i32 * span / 3).to_string();
+        let out = s.run(&["tier", "--once", "--tiering-today", &today]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        eprintln!("stage {}: {} files moved", k + 1, report["files_moved"]);
+    }
+    done.store(true, Ordering::SeqCst);
+    let reads = reader.await.unwrap();
+    q.assert_alive();
+    let moved = vintagelake_storage::files::live_files(s.wh(), &s.wh().load(TableKind::DataPoints).await.unwrap(), None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|f| f.tier.as_ref().is_some_and(|t| t.as_str() != "hot"))
+        .count();
+    assert!(moved > 0, "tiering moved files while the reads ran");
+    assert!(reads >= queries.len() * 6, "{reads} reads while the lifecycle ran");
+    // Afterwards, through the same service: exactly the reference's final answers.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let mut client = FlightClient::new(channel);
+    let last = expected.lock().unwrap().last().unwrap().clone();
+    for (i, q) in queries.iter().enumerate() {
+        assert_eq!(read(&mut client, &ticket(q)).await.unwrap(), last[i], "query {i} after the lifecycle runs");
+    }
+}
