@@ -44,6 +44,8 @@ const KEPT_FOOTERS: usize = 16_384;
 const KEPT_MANIFESTS: usize = 65_536;
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
+/// Stored rows of a streamed answer's first group (the groups after it double up to the chunk).
+const FIRST_GROUP_ROWS: u64 = 8_192;
 /// Groups of a streamed answer held at once: the one being sent and the next, being read.
 pub const PREFETCH_PARTS: usize = 2;
 /// Queries naming at most this many series check each row group's `series_id` bloom filter.
@@ -445,9 +447,14 @@ impl TableReader {
             let counts = reader.series_counts(&pinned, &query).await?;
             let mut groups: Vec<Vec<vintagelake_schemas::SeriesId>> = Vec::new();
             let mut rows = 0u64;
+            // The first groups are small and grow to chunk_rows, so the first rows go out soon.
+            let mut size = (chunk_rows.max(1) as u64).min(FIRST_GROUP_ROWS);
             for (id, n) in counts {
                 let Ok(id) = id.parse() else { continue }; // not a valid id: no query names it
-                if groups.is_empty() || rows >= chunk_rows.max(1) as u64 {
+                if groups.is_empty() || rows >= size {
+                    if !groups.is_empty() {
+                        size = (size * 2).min(chunk_rows.max(1) as u64);
+                    }
                     groups.push(Vec::new());
                     rows = 0;
                 }
