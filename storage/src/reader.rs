@@ -372,9 +372,10 @@ impl TableReader {
         let footer = match cached {
             Some(f) => f,
             None => {
-                let f = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-                    .await
-                    .map_err(|e| corrupt(path, &e))?;
+                // With the page index (our files have one): reads of a few series select pages.
+                let options = ArrowReaderOptions::new()
+                    .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+                let f = ArrowReaderMetadata::load_async(&mut reader, options).await.map_err(|e| corrupt(path, &e))?;
                 let mut footers = lock(&self.footers);
                 if footers.len() >= KEPT_FOOTERS {
                     footers.clear();
@@ -784,6 +785,41 @@ mod tests {
         let outside = q.clone().between(Some(vintagelake_schemas::Date::from_days_since_epoch(5000)), None);
         assert!(admitted_row_groups(meta, &outside).is_empty(), "no row group has dates from 5000 on");
         assert!(admitted_pages(meta, &groups, &VintageQuery::new(crate::scan::View::Latest)).is_none());
+    }
+
+    /// The footers a read keeps carry the page index of the files we write (without it, reads of
+    /// a few series would decode whole row groups).
+    #[tokio::test]
+    async fn kept_footers_carry_the_page_index() {
+        use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch};
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::open(crate::catalog::WarehouseConfig::new(dir.path())).await.unwrap();
+        let store = crate::store::IcebergStore::new(wh.clone());
+        let rows: Vec<StoredDataPoint> = (0..50)
+            .map(|i| {
+                let date = vintagelake_schemas::Date::from_days_since_epoch(10_000 + i);
+                let series: vintagelake_schemas::SeriesId = format!("P{:03}", i % 5).parse().unwrap();
+                let revision = vintagelake_schemas::DataPointRevision {
+                    series_id: series,
+                    date,
+                    revision_date: date,
+                    value: Some(f64::from(i)),
+                    is_original_release: true,
+                    id: None,
+                    created_at: None,
+                    updated_at: None,
+                };
+                StoredDataPoint::arrived(revision, vintagelake_schemas::Timestamp::from_nanos(0), i64::from(i))
+            })
+            .collect();
+        let batch = stored_data_points_to_batch(&rows).unwrap();
+        store.append(crate::catalog::TableKind::DataPoints, &[batch], vec![], "test").await.unwrap();
+        let reader = TableReader::new(wh, 1, Duration::ZERO);
+        let pinned = reader.pin(SnapshotSelector::Current).await.unwrap();
+        let index = reader.index(&pinned.table, pinned.snapshot.unwrap()).await.unwrap();
+        let (_, footer) = reader.open_file(&index.files[0]).await.unwrap();
+        assert!(footer.metadata().column_index().is_some(), "column index loaded");
+        assert!(footer.metadata().offset_index().is_some(), "offset index loaded");
     }
 
     /// Files as we write them carry a `series_id` bloom filter per row group: a series inside a
