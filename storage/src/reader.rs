@@ -85,7 +85,7 @@ pub struct TableReader {
     indexes: Mutex<VecDeque<Arc<SnapshotFiles>>>,
     footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
     /// Row-group `series_id` bloom filters read, by file and row group (`None`: none written).
-    blooms: Mutex<HashMap<(String, usize), Option<Arc<Sbbf>>>>,
+    blooms: Mutex<HashMap<RowGroupKey, Option<Arc<Sbbf>>>>,
     /// The live files of each manifest read, by manifest path (manifests never change).
     manifests: Mutex<HashMap<String, Arc<Vec<LiveFile>>>>,
     /// Decoded rows of hot files (the current partition, where every new commit lands), with
@@ -102,6 +102,9 @@ struct HotFiles {
     /// Files being read into memory in the background.
     loading: std::collections::HashSet<String>,
 }
+
+/// A row group of a data file: (path, row group index).
+type RowGroupKey = (String, usize);
 
 /// Current-partition files read into memory at once, in the background.
 const HOT_LOADS: usize = 2;
@@ -754,6 +757,16 @@ mod tests {
     use arrow::array::{Date32Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
+    /// `batch` as a Parquet file written as ours are.
+    fn written(batch: &RecordBatch, encoding: crate::write::Encoding) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let props = crate::write::writer_properties(encoding);
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+        bytes
+    }
+
     /// A file sorted by series, as our writers make them: a one-series read selects a few pages
     /// of its row group, and a date range outside the file admits no row group.
     #[test]
@@ -766,11 +779,7 @@ mod tests {
             Field::new(col::DATE, DataType::Date32, false),
         ]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(series), Arc::new(dates)]).unwrap();
-        let mut bytes = Vec::new();
-        let props = crate::write::writer_properties(crate::write::Encoding::Settled);
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        let bytes = written(&batch, crate::write::Encoding::Settled);
         let options =
             ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
         let meta = ArrowReaderMetadata::load(&bytes::Bytes::from(bytes), options).unwrap();
@@ -813,7 +822,7 @@ mod tests {
             })
             .collect();
         let batch = stored_data_points_to_batch(&rows).unwrap();
-        store.append(crate::catalog::TableKind::DataPoints, &[batch], vec![], "test").await.unwrap();
+        store.append(TableKind::DataPoints, &[batch], vec![], "test").await.unwrap();
         let reader = TableReader::new(wh, 1, Duration::ZERO);
         let pinned = reader.pin(SnapshotSelector::Current).await.unwrap();
         let index = reader.index(&pinned.table, pinned.snapshot.unwrap()).await.unwrap();
@@ -835,11 +844,7 @@ mod tests {
             Field::new(col::DATE, DataType::Date32, false),
         ]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(series), Arc::new(dates)]).unwrap();
-        let mut bytes = Vec::new();
-        let props = crate::write::writer_properties(crate::write::Encoding::Fresh);
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        let bytes = written(&batch, crate::write::Encoding::Fresh);
         let dir = tempfile::tempdir().unwrap();
         let wh = Warehouse::open(crate::catalog::WarehouseConfig::new(dir.path())).await.unwrap();
         let reader = TableReader::new(wh, 1, Duration::ZERO);
@@ -862,7 +867,6 @@ mod tests {
         assert!(skipped.iter().filter(|s| **s).count() >= 4, "absent series skipped: {skipped:?}");
         // Kept after the first read, and answering the same.
         assert_eq!(check("S00001").await.is_empty(), skipped[0]);
-        drop(check);
         assert_eq!(lock(&reader.blooms).len(), 1, "one row group's filter, read once");
     }
 }

@@ -666,7 +666,9 @@ mod tests {
         for round in 0..50 {
             let n = rng.random_range(0..400usize);
             // Pieces of sorted keys (as files are) and some shuffled ones, with ties across pieces.
-            let mut keys: Vec<(String, i32, i32, i64, i64, Option<f64>, bool)> = (0..n)
+            // (series, date, revision, arrival, created/updated, value, flag)
+            type Key = (String, i32, i32, i64, i64, Option<f64>, bool);
+            let mut keys: Vec<Key> = (0..n)
                 .map(|_| {
                     let v = rng.random_bool(0.9).then(|| f64::from(rng.random_range(0..3u8)));
                     (
