@@ -65,11 +65,12 @@ pub struct Limits {
 }
 
 /// Resident memory of the service apart from what [`Limits`] and the hot cache hold: the
-/// runtime, connections, catalog pool, table state and kept footers (measured at 30–45 MiB).
+/// runtime, connections, catalog pool, table state and kept footers (an allowance, not a
+/// measurement of each part: the 10^7-row streaming test peaks at 104 MiB in all).
 pub const BASE_BYTES: usize = 96 << 20;
 /// Memory one stored row of a streamed group takes at its peak, all copies together: the decoded
 /// rows, their concatenation, the order, the resolved rows and the Flight encoding of a batch
-/// (measured ≈ 400 bytes a row with the synthetic and grid tables).
+/// (an allowance of about four copies of a ~100-byte row plus the order; not measured apart).
 pub const STREAM_ROW_BYTES: usize = 512;
 
 impl Limits {
