@@ -141,6 +141,9 @@ impl Ingest {
             // Dead letters go where the operator (or CREATE_TOPICS) made the topic, never into one
             // the broker invents with its defaults; a missing topic holds the partition, loudly.
             .set("allow.auto.create.topics", "false")
+            // A dead-letter topic created while partitions are held for it is seen within 10 s
+            // (the client's default re-reads topic metadata every 5 minutes).
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .set("message.timeout.ms", c.dlq_delivery_timeout.as_millis().max(1).to_string());
         for (k, v) in &options.kafka_overrides {
             pcfg.set(k, v);

@@ -17,18 +17,22 @@ use tonic::{Request, Response, Status, Streaming};
 use vintagelake_runtime::audit::AuditLog;
 use vintagelake_schemas::EconomicSeries;
 use vintagelake_storage::ViewSource;
-use vintagelake_storage::scan::{SnapshotSelector, View, VintageQuery, chunk, view_schema};
+use vintagelake_storage::scan::{SnapshotSelector, View, chunk, view_schema};
 
 use crate::auth::Auth;
 use crate::cache::ResultCache;
 use crate::error::{QueryError, Result};
 use crate::metrics as m;
-use crate::ticket::{TicketV1, parse_ticket};
+use crate::ticket::{Request as Parsed, TicketV1, parse_request, parse_ticket};
 
 /// Actions offered by `do_action`.
 pub const ACTIONS: &[(&str, &str)] = &[
     ("health", "Service and table status: {\"status\":\"ok\",\"snapshot_id\":…}"),
-    ("list_vintages", "Distinct revision dates of a series. Body: {\"series\":\"GDPC1\"}"),
+    (
+        "list_vintages",
+        "Distinct revision dates of series, optionally within a real-time window. Body: {\"series\":\"GDPC1\"} or \
+         {\"series\":[\"GDPC1\",\"UNRATE\"],\"realtime_start\":\"2020-01-01\",\"realtime_end\":\"2020-12-31\"}",
+    ),
     ("explain", "How a ticket would be read: files in the table, files the scan plans. Body: a ticket"),
     ("refresh", "Drop cached results"),
     ("audit", "The lifecycle audit trail"),
@@ -112,9 +116,10 @@ impl VintageFlightService {
         })
     }
 
-    /// Runs a query (or takes it from the cache): the resolved rows and the snapshot they came from.
+    /// Runs a query (or takes it from the cache): the resolved rows (a shape's answer for a shape's
+    /// ticket) and the snapshot they came from.
     pub async fn execute(&self, ticket: &[u8]) -> Result<(RecordBatch, Option<i64>)> {
-        let query = parse_ticket(ticket).map_err(QueryError::BadTicket)?;
+        let Parsed { query, shape } = parse_request(ticket).map_err(QueryError::BadTicket)?;
         let version = self.source.version(query.snapshot).await?;
         if let Some(v) = version
             && let Some(hit) = self.cache.get(&(v, canonical(ticket)))
@@ -125,6 +130,10 @@ impl VintageFlightService {
         metrics::counter!(m::CACHE_MISSES).increment(1);
         let pinned = query.at_snapshot(version.map_or(SnapshotSelector::Current, SnapshotSelector::Id));
         let (batch, read) = self.source.answer(&pinned).await?;
+        let batch = match &shape {
+            Some(shape) => shape.apply(&batch)?,
+            None => batch,
+        };
         if let Some(v) = read {
             self.cache.put((v, canonical(ticket)), batch.clone());
         }
@@ -135,7 +144,7 @@ impl VintageFlightService {
     /// table, many series) streamed in chunks of about `chunk_rows` stored rows, in bounded
     /// memory and not cached; a narrow one resolved whole and cached.
     async fn answer_stream(&self, ticket: &[u8]) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let query = parse_ticket(ticket).map_err(QueryError::BadTicket)?;
+        let Parsed { query, shape } = parse_request(ticket).map_err(QueryError::BadTicket)?;
         if query.series.is_empty() || query.series.len() > STREAM_ABOVE_SERIES {
             let version = self.source.version(query.snapshot).await?;
             if let Some(v) = version
@@ -149,10 +158,15 @@ impl VintageFlightService {
             let permit = self.streams.clone().acquire_owned().await.map_err(|e| QueryError::Internal(e.to_string()))?;
             let pinned = query.at_snapshot(version.map_or(SnapshotSelector::Current, SnapshotSelector::Id));
             let (parts, _) = self.source.clone().answer_stream(pinned, self.limits.chunk_rows).await?;
+            // Each part holds whole series, so a shape is answered part by part.
             return Ok(parts
                 .map(move |part| {
                     let _held = &permit;
-                    part.map_err(QueryError::from)
+                    let part = part?;
+                    Ok(match &shape {
+                        Some(shape) => shape.apply(&part)?,
+                        None => part,
+                    })
                 })
                 .boxed());
         }
@@ -163,14 +177,14 @@ impl VintageFlightService {
     /// Describes a ticket's answer without running it: exact counts when the answer is cached
     /// for the current snapshot, otherwise -1 (unknown, as Flight allows).
     async fn flight_info(&self, ticket: Vec<u8>) -> Result<FlightInfo> {
-        let query = parse_ticket(&ticket).map_err(QueryError::BadTicket)?;
-        let cached = match self.source.version(query.snapshot).await? {
+        let request = parse_request(&ticket).map_err(QueryError::BadTicket)?;
+        let cached = match self.source.version(request.query.snapshot).await? {
             Some(s) => self.cache.get(&(s, canonical(&ticket))),
-            None => Some(RecordBatch::new_empty(view_schema())),
+            None => Some(RecordBatch::new_empty(request.schema())),
         };
         let (records, bytes) = cached.map_or((-1, -1), |b| (b.num_rows() as i64, b.get_array_memory_size() as i64));
         Ok(FlightInfo::new()
-            .try_with_schema(&view_schema())?
+            .try_with_schema(&request.schema())?
             .with_descriptor(FlightDescriptor::new_cmd(ticket.clone()))
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
             .with_total_records(records)
@@ -205,29 +219,55 @@ impl VintageFlightService {
                 })))
             }
             "list_vintages" => {
+                // One series (a string) answers as before; a list answers per series.
                 #[derive(serde::Deserialize)]
+                #[serde(untagged)]
+                enum Named {
+                    One(String),
+                    Many(Vec<String>),
+                }
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
                 struct Body {
-                    series: String,
+                    series: Named,
+                    realtime_start: Option<String>,
+                    realtime_end: Option<String>,
                 }
                 let body: Body = serde_json::from_slice(&action.body)
                     .map_err(|e| QueryError::BadTicket(format!("list_vintages body: {e}")))?;
-                let series = body.series.parse().map_err(|e| QueryError::BadTicket(format!("list_vintages: {e}")))?;
-                let q = VintageQuery::new(View::AllRevisions).series([series]);
-                let (rows, _) = self.source.answer(&q).await?;
-                let starts = rows
-                    .column_by_name(vintagelake_schemas::arrow::col::REALTIME_START)
-                    .expect("view schema")
-                    .as_any()
-                    .downcast_ref::<arrow::array::Date32Array>()
-                    .expect("Date32");
-                let mut dates: Vec<i32> = starts.values().to_vec();
-                dates.sort_unstable();
-                dates.dedup();
-                let dates: Vec<String> = dates
-                    .into_iter()
-                    .map(|d| vintagelake_schemas::Date::from_days_since_epoch(d).to_string())
-                    .collect();
-                Ok(json(serde_json::json!({ "series": body.series, "vintages": dates })))
+                let names = match &body.series {
+                    Named::One(s) => vec![s.clone()],
+                    Named::Many(v) => v.clone(),
+                };
+                // The same question as a `vintage_dates` ticket, checked the same way.
+                let ticket = TicketV1 {
+                    version: crate::ticket::TICKET_VERSION,
+                    view: "vintage_dates".into(),
+                    series: names.clone(),
+                    realtime_start: body.realtime_start,
+                    realtime_end: body.realtime_end,
+                    ..Default::default()
+                };
+                let (rows, _) = self
+                    .execute(&ticket.to_bytes())
+                    .await
+                    .map_err(|e| QueryError::BadTicket(format!("list_vintages: {e}")))?;
+                let mut per_series: std::collections::BTreeMap<String, Vec<String>> =
+                    names.iter().map(|n| (n.clone(), Vec::new())).collect();
+                use arrow::array::AsArray;
+                let ids = rows.column(0).as_string::<i32>();
+                let dates = rows.column(1).as_primitive::<arrow::datatypes::Date32Type>();
+                for i in 0..rows.num_rows() {
+                    let day = vintagelake_schemas::Date::from_days_since_epoch(dates.value(i)).to_string();
+                    per_series.entry(ids.value(i).to_owned()).or_default().push(day);
+                }
+                Ok(json(match body.series {
+                    Named::One(s) => {
+                        let vintages = per_series.remove(&s).unwrap_or_default();
+                        serde_json::json!({ "series": s, "vintages": vintages })
+                    }
+                    Named::Many(_) => serde_json::json!({ "vintages": per_series }),
+                }))
             }
             "explain" => {
                 let query = parse_ticket(&action.body).map_err(QueryError::BadTicket)?;
@@ -300,10 +340,6 @@ fn observe<T>(rpc: &'static str, view: &str, started: Instant, result: &Result<T
     metrics::counter!(m::REQUESTS, "rpc" => rpc, "view" => view.to_owned(), "status" => status).increment(1);
     metrics::histogram!(m::REQUEST_DURATION, "rpc" => rpc, "view" => view.to_owned())
         .record(started.elapsed().as_secs_f64());
-}
-
-fn view_label(ticket: &[u8]) -> String {
-    parse_ticket(ticket).map(|q| q.view.name().to_owned()).unwrap_or_else(|_| "invalid".into())
 }
 
 type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -395,9 +431,9 @@ impl FlightService for VintageFlightService {
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
         self.authorize("get_schema", &request)?;
         let ticket = ticket_of(request.get_ref()).map_err(QueryError::into_status)?;
-        parse_ticket(&ticket).map_err(|e| QueryError::BadTicket(e).into_status())?;
+        let parsed = parse_request(&ticket).map_err(|e| QueryError::BadTicket(e).into_status())?;
         let options = IpcWriteOptions::default();
-        let schema: SchemaResult = SchemaAsIpc::new(&view_schema(), &options)
+        let schema: SchemaResult = SchemaAsIpc::new(&parsed.schema(), &options)
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
         Ok(Response::new(schema))
@@ -407,7 +443,9 @@ impl FlightService for VintageFlightService {
         let started = Instant::now();
         self.authorize("do_get", &request)?;
         let ticket = request.get_ref().ticket.to_vec();
-        let view = view_label(&ticket);
+        let parsed = parse_request(&ticket);
+        let view = parsed.as_ref().map_or("invalid", Parsed::name).to_owned();
+        let schema = parsed.map_or_else(|_| view_schema(), |p| p.schema());
         let result = self.answer_stream(&ticket).await.map_err(QueryError::into_status);
         observe("do_get", &view, started, &result);
         let batch_size = self.limits.batch_size;
@@ -423,7 +461,7 @@ impl FlightService for VintageFlightService {
             .try_flatten()
             .boxed();
         let encoded = FlightDataEncoderBuilder::new()
-            .with_schema(view_schema())
+            .with_schema(schema)
             .build(batches)
             .map_err(|e| Status::internal(format!("encoding: {e}")));
         Ok(Response::new(Box::pin(encoded)))

@@ -182,16 +182,12 @@ async fn show_demo(
         let args = super::get::GetArgs {
             series: vec![series.as_str().to_owned()],
             as_of: as_of.map(|d| d.to_string()),
-            first_release: false,
-            all_revisions: false,
             start: Some(last[0].to_string()),
             end: None,
-            snapshot_id: None,
             format: "table".into(),
-            out: None,
             flight_url: flight_url.to_owned(),
             token: token.clone(),
-            tls_ca: None,
+            ..Default::default()
         };
         async move {
             let ticket = super::get::ticket_of(&args).to_bytes();

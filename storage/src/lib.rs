@@ -12,6 +12,7 @@ pub mod reader;
 pub mod retention;
 pub mod rollback;
 pub mod scan;
+pub mod shapes;
 pub mod snapshots;
 pub mod source;
 pub mod store;

@@ -84,17 +84,28 @@ async fn lost_replies_lose_nothing(
     arm(true);
     let mut compactor = Daemon::spawn(&["compact"], dir.path(), &env);
 
-    let produced: Vec<DataPointRevision> = synthetic::revisions(20_000, 17);
-    for chunk in produced.chunks(1_000) {
-        produce(broker.bootstrap_servers(), &topics.data, chunk).await;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
     let mut config = WarehouseConfig::new(&data);
     if let Some(url) = &direct_url {
         config = config.with_catalog_url(url);
     }
     let wh = Warehouse::open(config).await.unwrap();
     let store = IcebergStore::new(wh.clone());
+    let produced: Vec<DataPointRevision> = synthetic::revisions(20_000, 17);
+    for (i, chunk) in produced.chunks(1_000).enumerate() {
+        produce(broker.bootstrap_servers(), &topics.data, chunk).await;
+        if i == 0 {
+            // The rest only once the group has joined and committed the first chunk: then the
+            // chunks become about one commit each (enough swaps for every fault to fire), however
+            // long the join took.
+            let first = end_offsets(broker.bootstrap_servers(), &topics.data).await;
+            wait_for(Duration::from_secs(120), "the first chunk committed", || {
+                ingest.assert_alive();
+                at_ends(&store, &first, &topics.data)
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let ends = end_offsets(broker.bootstrap_servers(), &topics.data).await;
     wait_for(Duration::from_secs(400), "every message committed", || {
         ingest.assert_alive();
@@ -163,8 +174,8 @@ async fn postgres_catalog_losing_swap_replies_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_catalog_losing_swap_replies_loses_nothing() {
-    // Every 4th swap loses its reply; every 3rd of those cannot be settled (the catalog is down).
-    let failpoints = "catalog-reply-lost#4,catalog-unreadable#3";
+    // Every 4th swap loses its reply; every 2nd of those cannot be settled (the catalog is down).
+    let failpoints = "catalog-reply-lost#4,catalog-unreadable#2";
     let env = BTreeMap::from([(vintagelake_runtime::failpoint::ENV.to_owned(), failpoints.to_owned())]);
     // Fail points are armed from the start; table creation does not go through the swap.
     let summary = lost_replies_lose_nothing(None, None, env, |_| {}).await;

@@ -13,6 +13,7 @@ mod migrate;
 mod postgres;
 mod query;
 mod serve;
+mod shapes;
 mod stress;
 mod support;
 mod tier;
