@@ -23,6 +23,8 @@ use vintagelake_storage::store::IcebergStore;
 use vintagelake_testkit::fixtures::point;
 
 const QUARTERS: i32 = 300;
+/// The query service's default `HOT_CACHE_MB`.
+const HOT_BYTES: usize = 512 << 20;
 /// 10^6 revisions: 1 000 series × 100 dates × 10 revisions.
 const STATS_SERIES: usize = 1_000;
 const STATS_DATES: usize = 100;
@@ -62,7 +64,10 @@ async fn serve(store: Arc<IcebergStore>) -> (u16, CancellationToken) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let stop = CancellationToken::new();
     let service = VintageFlightService::new(
-        Arc::new(vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), Duration::ZERO)),
+        Arc::new(
+            vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), Duration::ZERO)
+                .with_hot_bytes(HOT_BYTES),
+        ),
         store.warehouse().audit().clone(),
         Arc::new(Auth::default()),
         vintagelake_query::Limits { cache_bytes: 0, batch_size: 8192, chunk_rows: 262_144, max_streams: 4 },
@@ -135,6 +140,28 @@ fn main() {
         }
         vintagelake_compactor::compact_once(&store, &Default::default(), &Default::default()).await.unwrap();
 
+        // The read under the matrix: one series' every revision, straight from the reader.
+        let reader =
+            vintagelake_storage::TableReader::new(wh.clone(), store.concurrency(), Duration::ZERO).with_hot_bytes(HOT_BYTES);
+        let pinned = reader.pin(vintagelake_storage::SnapshotSelector::Current).await.unwrap();
+        let one = VintageQuery::new(View::AllRevisions).series(["GDPQ75".parse().unwrap()]);
+        let (planned, total) = reader.plan(&pinned, &one).await.unwrap();
+        let t = Instant::now();
+        reader.read(&pinned, &one).await.unwrap();
+        println!("all_revisions of that series, first read (files not yet kept decoded): {:.2?}", t.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await; // the background loads it started
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            reader.read(&pinned, &one).await.unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "all_revisions of that series, read and resolved (no Flight): p50 {:.2?} p99 {:.2?}; {planned} of {total} files planned",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
         let (port, stop) = serve(store.clone()).await;
         let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()
@@ -161,8 +188,6 @@ fn main() {
 
         // Revision statistics over 10^6 revisions: the computation over the resolved revisions,
         // and the whole answer over Flight (reading and resolving included).
-        let reader = vintagelake_storage::TableReader::new(wh.clone(), store.concurrency(), Duration::ZERO);
-        let pinned = reader.pin(vintagelake_storage::SnapshotSelector::Current).await.unwrap();
         let stats_series: Vec<SeriesId> = (0..STATS_SERIES).map(|i| format!("STATS{i:05}").parse().unwrap()).collect();
         let all = reader.read(&pinned, &VintageQuery::new(View::AllRevisions).series(stats_series.clone())).await.unwrap();
         let revisions = all.num_rows();
@@ -189,6 +214,15 @@ fn main() {
             revisions + quarterly_rows,
             (revisions + quarterly_rows) as f64 / best.as_secs_f64() / 1e6
         );
+        // What bounds it: the same read without the shape (every revision of the whole table).
+        let all_ticket = TicketV1 { series: vec![], ..TicketV1::for_series(&gdp, View::AllRevisions) }.to_bytes();
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            out = rows_of(&mut client, &all_ticket).await;
+            best = best.min(t.elapsed());
+        }
+        println!("all_revisions of the whole table over Flight (the read under it, {out} rows): {best:.2?} (best of 3)");
         stop.cancel();
 
         let python = vintagelake_testkit::tools::pyiceberg_python().unwrap();

@@ -88,16 +88,21 @@ pub struct TableReader {
     blooms: Mutex<HashMap<RowGroupKey, Option<Arc<Sbbf>>>>,
     /// The live files of each manifest read, by manifest path (manifests never change).
     manifests: Mutex<HashMap<String, Arc<Vec<LiveFile>>>>,
-    /// Decoded rows of hot files (the current partition, where every new commit lands), with
-    /// where each series' rows lie: a read of them touches no file.
+    /// Decoded rows of hot files (the current partition, where every new commit lands, and small
+    /// closed files up to half the budget), with where each series' rows lie: a read of them
+    /// touches no file.
     hot: Arc<Mutex<HotFiles>>,
 }
 
-/// Decoded current-partition files, admitted while under a byte budget.
+/// Decoded files, admitted while under a byte budget: current-partition files up to all of it,
+/// closed files (immutable, but read only by history queries) up to half, so a closed history
+/// never crowds out the files every `latest` read needs.
 #[derive(Debug, Default)]
 struct HotFiles {
     budget: usize,
     bytes: usize,
+    /// Of `bytes`, those of closed files.
+    closed_bytes: usize,
     files: HashMap<String, Arc<HotFile>>,
     /// Files being read into memory in the background.
     loading: std::collections::HashSet<String>,
@@ -119,6 +124,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct HotFile {
     rows: RecordBatch,
     series: Option<HashMap<String, (usize, usize)>>,
+    /// A closed file (its rows have a `realtime_end`): counted in the closed share.
+    closed: bool,
 }
 
 impl HotFile {
@@ -154,7 +161,7 @@ impl HotFile {
                 break;
             }
         }
-        Ok(Self { rows, series: sorted.then_some(ranges) })
+        Ok(Self { rows, series: sorted.then_some(ranges), closed: false })
     }
 
     /// Adds this file's rows per series to `counts` (only the `named` series, unless none is).
@@ -493,15 +500,18 @@ impl TableReader {
         self.read_file_pruned(file, query).await
     }
 
-    /// A current-partition file's decoded rows when they are in memory; `None` otherwise. When
-    /// `admit` and the hot budget has room, a file not yet kept is read whole and kept in the
-    /// background (this read goes on pruned, so a read after a commit does not wait to decode the
-    /// new file whole).
+    /// A file's decoded rows when they are in memory; `None` otherwise. When `admit` and the hot
+    /// budget (for a closed file, its half) has room, a file not yet kept is read whole and kept
+    /// in the background (this read goes on pruned, so a read after a commit does not wait to
+    /// decode the new file whole). Closed files matter to history reads: a long series' revisions
+    /// lie in one closed file per month their periods ended in, each a few rows of it.
     fn hot_file(&self, file: &LiveFile, admit: bool) -> Option<Arc<HotFile>> {
         let mut kept = lock(&self.hot);
-        // Decoded rows take a few times the file's size; a file that would fill the budget alone
+        let closed = file.realtime_end_month.is_some();
+        let share = if closed { kept.budget / 2 } else { kept.budget };
+        // Decoded rows take a few times the file's size; a file that would fill its share alone
         // is read pruned instead.
-        if file.realtime_end_month.is_some() || file.size_bytes as usize * 8 > kept.budget {
+        if file.size_bytes as usize * 8 > share {
             return None;
         }
         if let Some(hot) = kept.files.get(&file.path) {
@@ -510,7 +520,8 @@ impl TableReader {
         // Full: files are admitted while there is room, never by evicting hot ones (a table
         // whose current partition exceeds the budget would otherwise decode whole files over and
         // over); what does not fit is read pruned.
-        if !admit || kept.bytes >= kept.budget || kept.loading.len() >= HOT_LOADS || kept.loading.contains(&file.path) {
+        let full = kept.bytes >= kept.budget || (closed && kept.closed_bytes >= share);
+        if !admit || full || kept.loading.len() >= HOT_LOADS || kept.loading.contains(&file.path) {
             return None;
         }
         kept.loading.insert(file.path.clone());
@@ -521,13 +532,22 @@ impl TableReader {
             let mut kept = lock(&hot);
             kept.loading.remove(&path);
             match loaded {
-                Ok(file) if !kept.files.contains_key(&path) && kept.bytes < kept.budget => {
-                    kept.bytes += file.rows.get_array_memory_size();
+                Ok(mut file)
+                    if !kept.files.contains_key(&path)
+                        && kept.bytes < kept.budget
+                        && (!closed || kept.closed_bytes < kept.budget / 2) =>
+                {
+                    let size = file.rows.get_array_memory_size();
+                    kept.bytes += size;
+                    if closed {
+                        kept.closed_bytes += size;
+                    }
+                    file.closed = closed;
                     kept.files.insert(path, Arc::new(file));
                 }
                 Ok(_) => {}
                 // The read that asked for it reads the file itself and reports what fails.
-                Err(e) => tracing::warn!(path = %path, error = %e, "could not keep a current-partition file in memory"),
+                Err(e) => tracing::warn!(path = %path, error = %e, "could not keep a data file in memory"),
             }
         });
         None
@@ -616,18 +636,23 @@ impl TableReader {
         Ok(kept)
     }
 
-    /// When the hot budget is full, drops the files `index` (the snapshot being read) no longer
-    /// lists: compaction or tiering replaced them.
+    /// When the hot budget (or its closed half) is full, drops the files `index` (the snapshot
+    /// being read) no longer lists: compaction or tiering replaced them.
     fn forget_gone_hot_files(&self, index: &SnapshotFiles) {
         let mut kept = lock(&self.hot);
-        if kept.bytes < kept.budget || kept.files.is_empty() {
+        let full = kept.bytes >= kept.budget || kept.closed_bytes >= kept.budget / 2;
+        if !full || kept.files.is_empty() {
             return;
         }
         let live: std::collections::HashSet<&str> = index.files.iter().map(|f| f.path.as_str()).collect();
         let gone: Vec<String> = kept.files.keys().filter(|p| !live.contains(p.as_str())).cloned().collect();
         for path in gone {
             if let Some(f) = kept.files.remove(&path) {
-                kept.bytes -= f.rows.get_array_memory_size();
+                let size = f.rows.get_array_memory_size();
+                kept.bytes -= size;
+                if f.closed {
+                    kept.closed_bytes -= size;
+                }
             }
         }
     }

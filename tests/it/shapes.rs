@@ -540,6 +540,19 @@ async fn every_vintage_shape_answers_as_the_reference_before_and_after_compactio
     let after = check_all(&lake, &m, "after compaction and tiering").await;
     assert_eq!(before, after);
     lake.query.assert_alive();
+    // The V1 Parquet backend, given the same commits, answers every shape the same.
+    let v1 = vintagelake_v1::ParquetStore::open(lake._dir.path().join("v1")).await.unwrap();
+    let mut seq = 0i64;
+    for chunk in arrivals.chunks(250) {
+        let batch = vintagelake_schemas::table::stored_data_points_to_batch(&stored(chunk, seq)).unwrap();
+        v1.append(vintagelake_storage::catalog::TableKind::DataPoints, &[batch], vec![], "test").await.unwrap();
+        seq += chunk.len() as i64;
+    }
+    let query = vintagelake_storage::scan::VintageQuery::new(vintagelake_storage::scan::View::AllRevisions);
+    let (all, _) = vintagelake_storage::ViewSource::answer(&v1, &query).await.unwrap();
+    for shape in shapes_to_check() {
+        assert_eq!(cells(&[shape.apply(&all).unwrap()], &shape), reference(&m, &shape), "V1: {shape:?}");
+    }
     eprintln!(
         "{} arrivals in {} observations: {early} shaped rows on the first half, {before} before and {after} after \
          compaction and tiering ({moved} files moved to another tier), all equal to the reference",
@@ -724,6 +737,29 @@ async fn real_gdp_revisions_answer_as_worked_out_by_hand() {
     );
     let v = ask(Shape::VintageDates { start: Some(d("2020-09-01")), end: Some(d("2020-12-31")) }).await;
     assert_eq!(v, ["2020-09-30", "2020-10-29", "2020-11-25", "2020-12-22"].map(|x| row(&[GDP, x, "1"])).to_vec());
+    // In Parquet the wide matrix is numeric: null before publication.
+    let file = lake._dir.path().join("matrix.parquet");
+    lake.get(&[GDP, "--matrix", "--format", "parquet", "--out", file.to_str().unwrap()]);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let wide: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+    assert_eq!((wide[0].num_rows(), wide[0].num_columns()), (4, 15));
+    let q3_on = |vintage: &str| {
+        let c = wide[0].column_by_name(vintage).unwrap().as_primitive::<Float64Type>();
+        c.is_valid(1).then(|| c.value(1))
+    };
+    assert_eq!((q3_on("2020-09-30"), q3_on("2020-10-29")), (None, Some(33.1)));
+    // The pandas example of docs/query.md, as printed there, turns the matrix into a DataFrame.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/query.md")).unwrap();
+    let example = docs.split("The matrix into a pandas DataFrame").nth(1).unwrap();
+    let example = example.split("```python").nth(1).unwrap().split("```").next().unwrap();
+    let script = example.replace("127.0.0.1:8080", &format!("127.0.0.1:{}", lake.port)).replace("GDPC1", GDP)
+        + "print(matrix.shape, matrix.loc[pd.Timestamp('2020-07-01').date()].tolist()[3], int(published.to_numpy().sum()))\n";
+    let python = tokio::task::spawn_blocking(vintagelake_testkit::tools::pyiceberg_python).await.unwrap().unwrap();
+    let out = vintagelake_testkit::tools::run_python(&python, &format!("import pandas as pd\n{script}"), &[]).unwrap();
+    assert_eq!(out.trim(), "(4, 13) 33.1 34", "the docs' pandas example:\n{script}");
     // `get` flags reach the same shapes.
     let stats_csv = lake.get(&[GDP, "--revision-stats", "--format", "csv"]);
     assert!(
