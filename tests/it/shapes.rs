@@ -740,10 +740,11 @@ async fn real_gdp_revisions_answer_as_worked_out_by_hand() {
     // In Parquet the wide matrix is numeric: null before publication.
     let file = lake._dir.path().join("matrix.parquet");
     lake.get(&[GDP, "--matrix", "--format", "parquet", "--out", file.to_str().unwrap()]);
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
     let wide: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
     assert_eq!((wide[0].num_rows(), wide[0].num_columns()), (4, 15));
     let q3_on = |vintage: &str| {
