@@ -55,6 +55,9 @@ pub enum StorageError {
     },
     #[error("invalid data: {0}")]
     InvalidData(String),
+    /// A query whose answer would exceed a documented limit: narrow it.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("snapshot {0} does not exist (expired or never made)")]
     NoSuchSnapshot(i64),
     #[error("no snapshot at or before {0} (ms since epoch)")]
@@ -93,7 +96,7 @@ impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StorageError::NoSuchSnapshot(_) | StorageError::NoSnapshotAtTime(_) => ErrorKind::NotFound,
-            StorageError::InvalidData(_) => ErrorKind::InvalidInput,
+            StorageError::InvalidData(_) | StorageError::TooLarge(_) => ErrorKind::InvalidInput,
             StorageError::OpenCatalog { .. }
             | StorageError::Catalog { .. }
             | StorageError::CommitOutcomeUnknown { .. } => ErrorKind::Unavailable,

@@ -24,6 +24,11 @@ use vintagelake_schemas::arrow::col;
 use crate::error::{Result, StorageError};
 use crate::scan::{OPEN_END, view_schema};
 
+/// Most rows one part of a matrix or diagonal answer may hold (a part: the series of one streamed
+/// group, or a narrow answer whole): about 450 MB of Arrow. A larger answer is refused before it
+/// is built, saying how to narrow it. (The other shapes answer at most one row per revision.)
+pub const MAX_SHAPE_ROWS: usize = 10_000_000;
+
 /// Column names the shapes add to the view's.
 pub mod out {
     pub const VINTAGE_DATE: &str = "vintage_date";
@@ -392,6 +397,8 @@ fn matrix(r: &Revisions<'_>, listed: &[Date], schema: SchemaRef) -> Result<Recor
     listed.dedup();
     let mut out = Long::default();
     let keys = r.keys();
+    let mut plans = Vec::new();
+    let mut cells = 0usize;
     let mut k = 0;
     while k < keys.len() {
         // One series at a time: its vintages are the listed ones, else every date it changed on.
@@ -400,18 +407,32 @@ fn matrix(r: &Revisions<'_>, listed: &[Date], schema: SchemaRef) -> Result<Recor
         while end < keys.len() && r.series.value(keys[end].start) == series {
             end += 1;
         }
-        let vintages = if listed.is_empty() {
+        let vintages: std::borrow::Cow<'_, [i32]> = if listed.is_empty() {
             let mut v: Vec<i32> = (keys[k].start..keys[end - 1].end).map(|i| r.starts.value(i)).collect();
             v.sort_unstable();
             v.dedup();
-            v
+            v.into()
         } else {
-            listed.clone()
+            listed.as_slice().into()
         };
+        // At most one cell per vintage from the observation's first publication on.
+        for key in &keys[k..end] {
+            cells += vintages.len() - vintages.partition_point(|&v| v < r.starts.value(key.start));
+        }
+        if cells > MAX_SHAPE_ROWS {
+            return Err(StorageError::TooLarge(format!(
+                "the vintage matrix would hold more than {MAX_SHAPE_ROWS} cells (series {series} and those before it \
+                 in this answer): list the vintages wanted, or narrow the series or dates"
+            )));
+        }
+        plans.push((k, end, vintages));
+        k = end;
+    }
+    for (k, end, vintages) in plans {
         for key in &keys[k..end] {
             // Vintages ascend, so the current revision only moves forward.
             let mut at = key.start;
-            for &v in &vintages {
+            for &v in vintages.iter() {
                 while at + 1 < key.end && r.starts.value(at + 1) <= v {
                     at += 1;
                 }
@@ -420,7 +441,6 @@ fn matrix(r: &Revisions<'_>, listed: &[Date], schema: SchemaRef) -> Result<Recor
                 }
             }
         }
-        k = end;
     }
     let mut columns = out.key_columns();
     columns.push(Arc::new(out.vintage.finish()));
@@ -535,7 +555,16 @@ fn diagonal(r: &Revisions<'_>, horizons: &[i32], from: HorizonFrom, schema: Sche
     let mut keys = Keys::default();
     let (mut horizon, mut as_of) = (Int32Builder::new(), Date32Builder::new());
     let (mut value, mut revision) = (Float64Builder::new(), Date32Builder::new());
-    for key in r.keys() {
+    let observations = r.keys();
+    if observations.len().saturating_mul(horizons.len()) > MAX_SHAPE_ROWS {
+        return Err(StorageError::TooLarge(format!(
+            "the real-time diagonal would hold {} observations × {} horizons, more than {MAX_SHAPE_ROWS} rows: \
+             ask fewer horizons, or narrow the series or dates",
+            observations.len(),
+            horizons.len()
+        )));
+    }
+    for key in observations {
         let origin = match from {
             HorizonFrom::Date => r.dates.value(key.start),
             HorizonFrom::FirstRelease => r.starts.value(r.first_release(&key)),
@@ -667,6 +696,9 @@ mod tests {
             0,
             "before the first release"
         );
+        let too_many = Shape::Diagonal { horizons: vec![1; MAX_SHAPE_ROWS + 1], from: HorizonFrom::Date };
+        let err = too_many.apply(&b).unwrap_err();
+        assert!(matches!(err, StorageError::TooLarge(_)) && err.to_string().contains("fewer horizons"), "{err}");
         let nr = Shape::NewAndRevised.apply(&b).unwrap();
         assert_eq!(floats(&nr, col::VALUE), vec![Some(1.0), None, Some(4.0)], "a value becoming missing is a revision");
     }
