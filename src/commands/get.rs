@@ -79,9 +79,13 @@ pub struct GetArgs {
     /// Write to this file instead of standard output (required for parquet).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Flight endpoint (`https://` for TLS).
-    #[arg(long, env = "FLIGHT_URL", default_value = "http://127.0.0.1:8080")]
-    pub flight_url: String,
+    /// Flight endpoint (`https://` for TLS). Default: the Flight service of a `serve` running on
+    /// DATA_DIR, else http://127.0.0.1:8080.
+    #[arg(long, env = "FLIGHT_URL")]
+    pub flight_url: Option<String>,
+    /// Data directory of a running `serve` to read from when no Flight endpoint is given.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
     /// Bearer token.
     #[arg(long, env = "FLIGHT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -195,11 +199,21 @@ impl GetArgs {
     }
 }
 
+/// The Flight endpoint in effect: the given one, else that of a `serve` running on the data
+/// directory, else the default port on this machine.
+fn flight_url(args: &GetArgs) -> String {
+    args.flight_url
+        .clone()
+        .or_else(|| super::endpoints::Endpoints::running(&args.data_dir).map(|e| e.flight_url))
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+}
+
 /// Fetches the batches of a ticket.
 pub async fn fetch(args: &GetArgs, ticket: Vec<u8>) -> Result<Vec<RecordBatch>, Error> {
-    let flight_err = |e: String| Error::Failed(format!("Flight {}: {e}", args.flight_url));
-    let mut endpoint = Channel::from_shared(args.flight_url.clone()).map_err(|e| flight_err(e.to_string()))?;
-    if args.flight_url.starts_with("https://") {
+    let url = flight_url(args);
+    let flight_err = |e: String| Error::Failed(format!("Flight {url}: {e}"));
+    let mut endpoint = Channel::from_shared(url.clone()).map_err(|e| flight_err(e.to_string()))?;
+    if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_enabled_roots();
         if let Some(ca) = &args.tls_ca {
             let pem = std::fs::read(ca).map_err(|source| Error::Read { what: ca.display().to_string(), source })?;

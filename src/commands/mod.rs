@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod compact;
+mod endpoints;
 mod get;
 mod ingest;
 mod produce;

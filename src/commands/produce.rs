@@ -14,9 +14,12 @@ use super::Error;
 /// Options of `vintagelake produce`.
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
-    /// Kafka bootstrap servers.
+    /// Kafka bootstrap servers (default: the broker of a `serve` running on DATA_DIR).
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub kafka_bootstrap_servers: Option<String>,
+    /// Data directory of a running `serve` whose broker to use when no bootstrap servers are given.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
     /// Topic of data-point revisions.
     #[arg(long, env = "DATAPOINTS_TOPIC", default_value = "econ.datapoints")]
     pub topic: String,
@@ -39,10 +42,13 @@ pub struct ProduceArgs {
 }
 
 pub async fn run(args: ProduceArgs) -> Result<ExitCode, Error> {
-    let bootstrap = args
-        .kafka_bootstrap_servers
-        .clone()
-        .ok_or_else(|| Error::Usage("`vintagelake produce` needs KAFKA_BOOTSTRAP_SERVERS".into()))?;
+    let running = || super::endpoints::Endpoints::running(&args.data_dir).map(|e| e.kafka_bootstrap_servers);
+    let bootstrap = args.kafka_bootstrap_servers.clone().or_else(running).ok_or_else(|| {
+        Error::Usage(format!(
+            "`vintagelake produce` needs KAFKA_BOOTSTRAP_SERVERS, or a `vintagelake serve` running on {} (DATA_DIR)",
+            args.data_dir.display()
+        ))
+    })?;
     let (revisions, series) = match (&args.file, args.synthetic) {
         (_, Some(n)) => (synthetic::revisions(n, args.seed), synthetic::series_for(n)),
         (Some(path), None) => {
@@ -52,7 +58,9 @@ pub async fn run(args: ProduceArgs) -> Result<ExitCode, Error> {
         }
         (None, None) => return Err(Error::Usage("give a FILE or --synthetic N".into())),
     };
-    create_topics(&bootstrap, &[&args.topic, &args.series_topic], args.partitions).await.map_err(Error::Broker)?;
+    let mut topics = vec![args.topic.as_str(), args.series_topic.as_str()];
+    topics.dedup(); // one topic for both: created once
+    create_topics(&bootstrap, &topics, args.partitions).await.map_err(Error::Broker)?;
     let producer = producer(&bootstrap)?;
     if !series.is_empty() {
         let now = Timestamp::now();

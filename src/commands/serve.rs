@@ -103,6 +103,16 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let scheme = if tls.is_some() { "https" } else { "http" };
     let flight_url = format!("{scheme}://127.0.0.1:{}", common.flight_server_port);
     let http_url = format!("http://127.0.0.1:{}", common.http_port);
+    // `produce` and `get` on this data directory find us through this record.
+    let endpoints = super::endpoints::Endpoints {
+        pid: std::process::id(),
+        kafka_bootstrap_servers: bootstrap.clone(),
+        flight_url: flight_url.clone(),
+        http_url: http_url.clone(),
+    };
+    if let Err(e) = endpoints.write(&common.data_dir) {
+        tracing::warn!(error = %e, "could not record this service's endpoints in the data directory");
+    }
     let mut exit_now = false;
     if let Some(demo) = demo {
         show_demo(&demo, &bootstrap, &ingest, &store, &flight_url, first_token).await?;
@@ -111,7 +121,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     eprintln!();
     eprintln!("vintagelake is running on {}:", common.data_dir.display());
     eprintln!("  Kafka      {bootstrap}   (topics {} and {})", ingest.datapoints_topic, ingest.series_topic);
-    eprintln!("  Flight     {flight_url}   (vintagelake get SERIES --flight-url {flight_url})");
+    eprintln!("  Flight     {flight_url}   (vintagelake get SERIES, from this directory)");
     eprintln!("  health     {http_url}/health   ready {http_url}/ready   metrics {http_url}/metrics");
     let wait = STOP_WAIT.max(ingest.shutdown_timeout + Duration::from_secs(10));
     if exit_now {
@@ -120,6 +130,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
         eprintln!("  stop with Ctrl-C (or SIGTERM): ingest commits what it buffered, then the rest stops.");
         components.run_until(&signal, wait).await?;
     }
+    super::endpoints::Endpoints::remove_own(&common.data_dir);
     drop(broker);
     Ok(ExitCode::SUCCESS)
 }
@@ -185,7 +196,7 @@ async fn show_demo(
             start: Some(last[0].to_string()),
             end: None,
             format: "table".into(),
-            flight_url: flight_url.to_owned(),
+            flight_url: Some(flight_url.to_owned()),
             token: token.clone(),
             ..Default::default()
         };

@@ -95,14 +95,33 @@ async fn serve_exports_the_dashboard_metrics_and_resumes_after_sigterm() {
     })
     .await;
 
+    // `serve` recorded where it can be reached; `get` and `produce` on its data directory use that
+    // when nothing else is configured.
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("endpoints.json")).unwrap()).unwrap();
+    assert_eq!(recorded["flight_url"], format!("http://127.0.0.1:{flight_port}"), "{recorded}");
+    assert_eq!(recorded["kafka_bootstrap_servers"], broker.bootstrap_servers(), "{recorded}");
+    let vintagelake = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vintagelake"))
+            .args(args)
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .env_remove("FLIGHT_URL")
+            .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let scratch = format!("{}-scratch", topics.data);
+    vintagelake(&["produce", "--synthetic", "100", "--topic", &scratch, "--series-topic", &scratch]);
+    assert!(
+        end_offsets(broker.bootstrap_servers(), &scratch).await.values().sum::<i64>() >= 100,
+        "produced to serve's broker"
+    );
     // Two identical reads over Flight: a cache miss, then a hit.
     let series = first[0].series_id.as_str().to_owned();
     for _ in 0..2 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vintagelake"))
-            .args(["get", &series, "--flight-url", &format!("http://127.0.0.1:{flight_port}")])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(vintagelake(&["get", &series]).contains(&series));
     }
 
     // Every metric a dashboard panel queries is exported (compaction and tiering ran on their
@@ -138,6 +157,7 @@ async fn serve_exports_the_dashboard_metrics_and_resumes_after_sigterm() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = serve.terminate(Duration::from_secs(60));
     assert!(status.success(), "SIGTERM exits 0: {status}\n{}", serve.log_text());
+    assert!(!dir.path().join("endpoints.json").exists(), "a clean stop removes the record");
     // … and a restart resumes from the recorded positions: every revision once, corrections applied.
     let mut again = Daemon::spawn(&["serve"], dir.path(), &env);
     let want = expected(&produced);
