@@ -5,9 +5,15 @@ use std::path::PathBuf;
 /// Authentication and transport of the Flight service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryConfig {
-    /// Address the Flight service listens on.
-    #[arg(long, env = "FLIGHT_HOST", default_value = "0.0.0.0")]
+    /// Address the Flight service listens on. Only this machine by default; another address
+    /// needs authentication (FLIGHT_TOKENS / FLIGHT_USERS) or --allow-anonymous.
+    #[arg(long, env = "FLIGHT_HOST", default_value = "127.0.0.1")]
     pub flight_host: std::net::IpAddr,
+
+    /// Serve Flight without authentication on a non-loopback FLIGHT_HOST (anyone who reaches the
+    /// port reads every series).
+    #[arg(long, env = "ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
 
     /// Accepted bearer tokens, comma-separated. No tokens and no users: no authentication.
     #[arg(long, env = "FLIGHT_TOKENS", value_delimiter = ',', hide_env_values = true)]

@@ -339,7 +339,18 @@ impl FlightSetup {
             _ => None,
         };
         if tokens.is_empty() && users.is_empty() {
-            tracing::warn!("no FLIGHT_TOKENS or FLIGHT_USERS: the Flight service accepts every client");
+            if !config.flight_host.is_loopback() && !config.allow_anonymous {
+                return Err(Error::Usage(format!(
+                    "FLIGHT_HOST {} is reachable from other machines and no FLIGHT_TOKENS or FLIGHT_USERS are \
+                     configured: anyone could read every series. Configure tokens or users, listen on 127.0.0.1, or \
+                     pass --allow-anonymous (ALLOW_ANONYMOUS=true) to serve without authentication on purpose",
+                    config.flight_host
+                )));
+            }
+            tracing::warn!(
+                host = %config.flight_host,
+                "no FLIGHT_TOKENS or FLIGHT_USERS: the Flight service accepts every client that reaches it"
+            );
         }
         Ok(Self {
             first_token: tokens.first().cloned(),

@@ -43,8 +43,9 @@ pub struct CommonConfig {
     #[arg(long, env = "FLIGHT_SERVER_PORT", default_value_t = 8080)]
     pub flight_server_port: u16,
 
-    /// Address the HTTP endpoints listen on.
-    #[arg(long, env = "HTTP_HOST", default_value = "0.0.0.0")]
+    /// Address the HTTP endpoints (health, readiness, metrics) listen on; only this machine by
+    /// default.
+    #[arg(long, env = "HTTP_HOST", default_value = "127.0.0.1")]
     pub http_host: std::net::IpAddr,
 
     /// Port of the HTTP endpoints /health, /ready and /metrics.

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn vintagelake(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vintagelake"));
@@ -160,6 +161,37 @@ fn an_invalid_config_file_fails_at_start_naming_the_field() {
     let out = vintagelake(dir.path(), &["ingest"], &[("BATCH_SIZE", "0")], None);
     assert_eq!(out.status.code(), Some(2), "clap rejects a zero batch size");
     assert!(text(&out.stderr).contains("--batch-size"), "{}", text(&out.stderr));
+}
+
+/// Safe by default: Flight and HTTP listen on this machine only; another address with no
+/// authentication is refused at start, naming the setting, unless anonymity is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_refuses_to_serve_other_machines_anonymously_unless_told_to() {
+    use crate::support::{Daemon, free_port, wait_for};
+    let dir = tempfile::tempdir().unwrap();
+    let out = vintagelake(dir.path(), &["query", "--flight-host", "0.0.0.0", "--http-port", "0"], &[], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("FLIGHT_HOST 0.0.0.0") && err.contains("--allow-anonymous"), "{err}");
+    let help = text(&vintagelake(dir.path(), &["query", "--help"], &[], None).stdout);
+    assert!(help.contains("[default: 127.0.0.1]"), "{help}");
+    // With a token, or on purpose without one, it serves every interface.
+    for extra in [("FLIGHT_TOKENS", "s3cret"), ("ALLOW_ANONYMOUS", "true")] {
+        let env = std::collections::BTreeMap::from([
+            ("FLIGHT_HOST".to_owned(), "0.0.0.0".to_owned()),
+            ("FLIGHT_SERVER_PORT".to_owned(), free_port().to_string()),
+            ("DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
+            (extra.0.to_owned(), extra.1.to_owned()),
+        ]);
+        let mut q = Daemon::spawn(&["query"], dir.path(), &env);
+        wait_for(Duration::from_secs(60), "query ready on 0.0.0.0", || {
+            q.assert_alive();
+            let get = q.get("/ready");
+            async move { get.await.is_some_and(|(c, _)| c == 200) }
+        })
+        .await;
+        assert!(q.terminate(Duration::from_secs(30)).success(), "{}", q.log_text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
