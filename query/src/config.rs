@@ -27,6 +27,14 @@ pub struct QueryConfig {
     #[arg(long, env = "FLIGHT_USERS", value_delimiter = ',', hide_env_values = true)]
     pub flight_users: Vec<String>,
 
+    /// How long a token issued by a handshake (FLIGHT_USERS) is accepted.
+    #[arg(long, env = "FLIGHT_TOKEN_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub flight_token_ttl: std::time::Duration,
+
+    /// Most handshake tokens held at once; beyond it, the one that expires first is dropped.
+    #[arg(long, env = "FLIGHT_MAX_ISSUED_TOKENS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub flight_max_issued_tokens: u64,
+
     /// PEM certificate chain: serve Flight over TLS (needs FLIGHT_TLS_KEY).
     #[arg(long, env = "FLIGHT_TLS_CERT", requires = "flight_tls_key")]
     pub flight_tls_cert: Option<PathBuf>,
@@ -50,8 +58,8 @@ pub struct QueryConfig {
     #[arg(long, env = "MAX_STREAMS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_streams: u64,
 
-    /// Memory for decoded current-partition files (where every commit lands), in MiB: reads of
-    /// them touch no file. 0 disables it.
+    /// Memory for decoded data files, in MiB: current-partition files (where every commit lands)
+    /// up to all of it, small closed files up to half; reads of them touch no file. 0 disables it.
     #[arg(long, env = "HOT_CACHE_MB", default_value_t = 512)]
     pub hot_cache_mb: u64,
 }

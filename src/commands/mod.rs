@@ -318,6 +318,8 @@ pub async fn start_daemon(
 /// (and fail) before anything starts; the service is built once the store is open.
 pub struct FlightSetup {
     auth: std::sync::Arc<vintagelake_query::auth::Auth>,
+    /// Where the tokens come from, read again on SIGHUP or when the tokens file changes.
+    query_config: vintagelake_query::QueryConfig,
     /// The first token, for clients this process runs itself (the demo).
     pub first_token: Option<String>,
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
@@ -354,7 +356,11 @@ impl FlightSetup {
         }
         Ok(Self {
             first_token: tokens.first().cloned(),
-            auth: std::sync::Arc::new(vintagelake_query::auth::Auth::new(tokens, users)),
+            auth: std::sync::Arc::new(
+                vintagelake_query::auth::Auth::new(tokens, users)
+                    .with_issued_tokens(config.flight_token_ttl, config.flight_max_issued_tokens as usize),
+            ),
+            query_config: config.clone(),
             tls,
             addr: std::net::SocketAddr::new(config.flight_host, common.flight_server_port),
             check_every: config.table_check_interval,
@@ -404,6 +410,53 @@ impl FlightSetup {
             self.auth.clone(),
             limits,
         );
+        if self.auth.enabled() {
+            tokio::spawn(reload_tokens(self.auth.clone(), self.query_config.clone(), stop.clone()));
+        }
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
+    }
+}
+
+/// Reads the configured tokens again on SIGHUP, and when `FLIGHT_TOKENS_FILE` changes (checked
+/// every 2 s): tokens removed from the file are refused from the next request on, without a
+/// restart. A file that cannot be read keeps the tokens in effect, loudly.
+async fn reload_tokens(
+    auth: std::sync::Arc<vintagelake_query::auth::Auth>,
+    config: vintagelake_query::QueryConfig,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let modified = |c: &vintagelake_query::QueryConfig| {
+        c.flight_tokens_file.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    };
+    let mut seen = modified(&config);
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: tokens reload only when the tokens file changes");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        let why = tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified(&config);
+                if now == seen { continue; }
+                seen = now;
+                "the tokens file changed"
+            }
+        };
+        match config.credentials() {
+            Ok(c) => {
+                let n = auth.reload_tokens(c.tokens);
+                tracing::info!(tokens = n, reason = why, "Flight tokens reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reason = why, "could not reload the Flight tokens; the ones in effect stay")
+            }
+        }
     }
 }

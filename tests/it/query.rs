@@ -295,6 +295,74 @@ async fn every_rpc_needs_a_valid_token() {
     assert!(metrics.contains("vintagelake_query_auth_failures_total"), "auth failures are counted");
 }
 
+/// Tokens are revoked without a restart: a changed tokens file is read again within seconds,
+/// and SIGHUP reads it at once (here with its modification time put back, so only the signal
+/// can have caused the reload). Handshake tokens expire after FLIGHT_TOKEN_TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_reload_from_their_file_and_handshake_tokens_expire() {
+    use arrow_flight::{FlightClient, Ticket};
+    use futures::TryStreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path()).await;
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, "# one per line\nalpha\n").unwrap();
+    let (mut q, port) = query_daemon(
+        dir.path(),
+        &[("FLIGHT_TOKENS_FILE", file.to_str().unwrap()), ("FLIGHT_USERS", "ana:pw"), ("FLIGHT_TOKEN_TTL", "2s")],
+    );
+    wait_ready(&mut q).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let ticket = vintagelake_query::ticket::TicketV1::for_series(
+        &"GDPC1".parse().unwrap(),
+        vintagelake_storage::scan::View::Latest,
+    )
+    .to_bytes();
+    let read = |token: String| {
+        let mut client = FlightClient::new(channel.clone());
+        let ticket = ticket.clone();
+        async move {
+            client.add_header("authorization", &format!("Bearer {token}")).unwrap();
+            match client.do_get(Ticket::new(ticket)).await {
+                Ok(s) => s.try_collect::<Vec<_>>().await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    assert_eq!(read("alpha".into()).await, Ok(()));
+    assert!(read("beta".into()).await.is_err());
+    // The file changes: alpha is revoked, beta accepted, no restart.
+    std::fs::write(&file, "beta\n").unwrap();
+    wait_for(Duration::from_secs(20), "the changed tokens file in effect", || {
+        let (a, b) = (read("alpha".into()), read("beta".into()));
+        async move { a.await.is_err() && b.await.is_ok() }
+    })
+    .await;
+    // SIGHUP: the file is read now, even when its modification time says nothing changed.
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "gamma\n").unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(before).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &q.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    wait_for(Duration::from_secs(20), "SIGHUP reloaded the tokens", || {
+        let (b, g) = (read("beta".into()), read("gamma".into()));
+        async move { b.await.is_err() && g.await.is_ok() }
+    })
+    .await;
+    q.assert_alive();
+    // A handshake token works until its TTL (2 s here), then needs a new handshake.
+    let mut client = FlightClient::new(channel.clone());
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ana:pw");
+    client.add_header("authorization", &format!("Basic {basic}")).unwrap();
+    let issued = String::from_utf8(client.handshake(Vec::new()).await.unwrap().to_vec()).unwrap();
+    assert_eq!(read(issued.clone()).await, Ok(()));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let expired = read(issued).await.unwrap_err();
+    assert!(expired.contains("expired"), "{expired}");
+    let log = q.log_text();
+    assert!(log.contains("Flight tokens reloaded") && log.contains("SIGHUP"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_round_trip_with_a_generated_certificate() {
     let dir = tempfile::tempdir().unwrap();
