@@ -22,14 +22,15 @@ pub const DEFAULT_MAX_ISSUED: usize = 10_000;
 /// Configured credentials and the tokens issued by handshakes.
 #[derive(Debug)]
 pub struct Auth {
-    tokens: RwLock<Vec<String>>,
+    /// Configured tokens: (principal, secret).
+    tokens: RwLock<Vec<(String, String)>>,
     users: Vec<(String, String)>,
     /// Whether credentials were configured at start: a reload that empties the tokens revokes
     /// them all, it never opens the service.
     required: bool,
     /// Issued tokens by their SHA-256 (a lookup by digest reveals nothing about the token), with
-    /// when each expires.
-    issued: Mutex<HashMap<[u8; 32], Instant>>,
+    /// when each expires and the user it was issued to.
+    issued: Mutex<HashMap<[u8; 32], (Instant, String)>>,
     ttl: Duration,
     max_issued: usize,
 }
@@ -56,11 +57,29 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The principal a request authenticated as when authentication is off.
+pub const ANONYMOUS: &str = "anonymous";
+/// The principal of a configured token given without a name.
+pub const UNNAMED_TOKEN: &str = "token";
+
+/// A configured token `name:secret` (or a bare `secret`, named [`UNNAMED_TOKEN`]) as
+/// (principal, secret): grants name the principal, the secret stays out of the config file.
+pub fn named_token(entry: &str) -> (String, String) {
+    match entry.split_once(':') {
+        Some((name, secret)) if !name.trim().is_empty() => (name.trim().to_owned(), secret.to_owned()),
+        _ => (UNNAMED_TOKEN.to_owned(), entry.to_owned()),
+    }
+}
+
+fn named_tokens(entries: Vec<String>) -> Vec<(String, String)> {
+    entries.iter().map(|e| named_token(e)).collect()
+}
+
 impl Auth {
     pub fn new(tokens: Vec<String>, users: Vec<(String, String)>) -> Self {
         let required = !tokens.is_empty() || !users.is_empty();
         Self {
-            tokens: RwLock::new(tokens),
+            tokens: RwLock::new(named_tokens(tokens)),
             users,
             required,
             issued: Mutex::new(HashMap::new()),
@@ -84,7 +103,7 @@ impl Auth {
     /// next request on. Returns how many are configured now.
     pub fn reload_tokens(&self, tokens: Vec<String>) -> usize {
         let n = tokens.len();
-        *self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+        *self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner) = named_tokens(tokens);
         n
     }
 
@@ -93,14 +112,14 @@ impl Auth {
         self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
-    /// Checks `authorization: Bearer <token>`.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<(), Denied> {
+    /// Checks `authorization: Bearer <token>`; the principal it authenticates.
+    pub fn check(&self, metadata: &MetadataMap) -> Result<String, Denied> {
         self.check_at(metadata, Instant::now())
     }
 
-    fn check_at(&self, metadata: &MetadataMap, now: Instant) -> Result<(), Denied> {
+    fn check_at(&self, metadata: &MetadataMap, now: Instant) -> Result<String, Denied> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(ANONYMOUS.to_owned());
         }
         let header = metadata
             .get("authorization")
@@ -112,19 +131,19 @@ impl Auth {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(Denied("authorization is not a bearer token"))?;
         // Compare against every configured token without stopping early.
-        let configured = self
-            .tokens
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .fold(false, |acc, t| acc | constant_time_eq(t.as_bytes(), token.as_bytes()));
-        if configured {
-            return Ok(());
+        let mut principal = None;
+        for (name, secret) in self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            if constant_time_eq(secret.as_bytes(), token.as_bytes()) {
+                principal.get_or_insert_with(|| name.clone());
+            }
+        }
+        if let Some(p) = principal {
+            return Ok(p);
         }
         let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = digest(token);
         match issued.get(&key) {
-            Some(expires) if *expires > now => Ok(()),
+            Some((expires, user)) if *expires > now => Ok(user.clone()),
             Some(_) => {
                 issued.remove(&key);
                 Err(Denied("the bearer token expired: handshake again"))
@@ -152,30 +171,30 @@ impl Auth {
             self.check_at(metadata, now)?;
             return Ok(token.to_owned());
         }
+        let mut who = None;
         let encoded = header.strip_prefix("Basic ").ok_or(Denied("handshake needs basic credentials"))?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map_err(|_| Denied("basic credentials are not base64"))?;
         let text = String::from_utf8(decoded).map_err(|_| Denied("basic credentials are not UTF-8"))?;
         let (user, password) = text.split_once(':').ok_or(Denied("basic credentials lack ':'"))?;
-        let ok = self.users.iter().fold(false, |acc, (u, p)| {
-            acc | (constant_time_eq(u.as_bytes(), user.as_bytes())
-                & constant_time_eq(p.as_bytes(), password.as_bytes()))
-        });
-        if !ok {
-            return Err(Denied("unknown user or wrong password"));
+        for (u, p) in &self.users {
+            if constant_time_eq(u.as_bytes(), user.as_bytes()) & constant_time_eq(p.as_bytes(), password.as_bytes()) {
+                who.get_or_insert_with(|| u.clone());
+            }
         }
+        let Some(who) = who else { return Err(Denied("unknown user or wrong password")) };
         let token = hex::encode(rand::random::<[u8; 32]>());
         let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if issued.len() >= self.max_issued {
-            issued.retain(|_, expires| *expires > now);
+            issued.retain(|_, (expires, _)| *expires > now);
         }
         while issued.len() >= self.max_issued {
             // Still full of live tokens: the one that would expire first goes.
-            let Some(oldest) = issued.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) else { break };
+            let Some(oldest) = issued.iter().min_by_key(|(_, e)| e.0).map(|(k, _)| *k) else { break };
             issued.remove(&oldest);
         }
-        issued.insert(digest(&token), now + self.ttl);
+        issued.insert(digest(&token), (now + self.ttl, who));
         Ok(token)
     }
 }
@@ -202,8 +221,16 @@ mod tests {
         assert!(auth.login(&md(&basic("ana:nope"))).is_err());
         let token = auth.login(&md(&basic("ana:pw"))).unwrap();
         assert_eq!(token.len(), 64);
-        assert!(auth.check(&md(&format!("Bearer {token}"))).is_ok());
-        assert!(Auth::default().check(&MetadataMap::new()).is_ok(), "open when nothing is configured");
+        assert_eq!(auth.check(&md(&format!("Bearer {token}"))), Ok("ana".to_owned()), "the user it was issued to");
+        assert_eq!(auth.check(&md("Bearer s3cret")), Ok(UNNAMED_TOKEN.to_owned()));
+        let named = Auth::new(vec!["ops:t0ken".into()], vec![]);
+        assert_eq!(named.check(&md("Bearer t0ken")), Ok("ops".to_owned()), "a named token's principal");
+        assert!(named.check(&md("Bearer ops:t0ken")).is_err(), "the name is not part of the secret");
+        assert_eq!(
+            Auth::default().check(&MetadataMap::new()),
+            Ok(ANONYMOUS.to_owned()),
+            "open when nothing is configured"
+        );
         assert!(
             constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
         );

@@ -8,6 +8,8 @@ pub enum QueryError {
     BadTicket(String),
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("{0} is not available in this version")]
     Unimplemented(&'static str),
     #[error("{0}")]
@@ -28,6 +30,7 @@ impl QueryError {
         match self {
             QueryError::BadTicket(_) | QueryError::UnknownAction(_) => Status::invalid_argument(msg),
             QueryError::Unauthenticated(_) => Status::unauthenticated(msg),
+            QueryError::PermissionDenied(_) => Status::permission_denied(msg),
             QueryError::Unimplemented(_) => Status::unimplemented(msg),
             QueryError::Encode(_) | QueryError::Internal(_) => Status::internal(msg),
             QueryError::Storage(e) => match e.kind() {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod metrics;
 pub mod service;
 pub mod ticket;

@@ -22,6 +22,7 @@ use vintagelake_storage::scan::{SnapshotSelector, View, chunk, view_schema};
 use crate::auth::Auth;
 use crate::cache::ResultCache;
 use crate::error::{QueryError, Result};
+use crate::grants::{Access, Grants};
 use crate::metrics as m;
 use crate::ticket::{Request as Parsed, TicketV1, parse_request, parse_ticket};
 
@@ -53,6 +54,8 @@ pub struct VintageFlightService {
     limits: Limits,
     /// One permit per streamed answer being served (`Limits::max_streams`).
     streams: Arc<tokio::sync::Semaphore>,
+    /// What each principal may read and do.
+    grants: Grants,
 }
 
 /// What the service holds in memory for answers, each a setting of its configuration.
@@ -106,14 +109,24 @@ impl VintageFlightService {
             series: Mutex::new(None),
             streams: Arc::new(tokio::sync::Semaphore::new(limits.max_streams)),
             limits,
+            grants: Grants::default(),
         }
     }
 
-    fn authorize<T>(&self, rpc: &'static str, request: &Request<T>) -> Result<(), Status> {
-        self.auth.check(request.metadata()).map_err(|d| {
+    /// Per-principal grants (none: everyone reads everything, as without grants).
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// The request's principal and what it may read and do.
+    fn authorize<T>(&self, rpc: &'static str, request: &Request<T>) -> Result<(String, Access), Status> {
+        let principal = self.auth.check(request.metadata()).map_err(|d| {
             metrics::counter!(m::AUTH_FAILURES, "rpc" => rpc).increment(1);
             QueryError::Unauthenticated(d.0).into_status()
-        })
+        })?;
+        let access = self.grants.access(&principal);
+        Ok((principal, access))
     }
 
     /// Runs a query (or takes it from the cache): the resolved rows (a shape's answer for a shape's
@@ -176,12 +189,14 @@ impl VintageFlightService {
 
     /// Describes a ticket's answer without running it: exact counts when the answer is cached
     /// for the current snapshot, otherwise -1 (unknown, as Flight allows).
-    async fn flight_info(&self, ticket: Vec<u8>) -> Result<FlightInfo> {
+    async fn flight_info(&self, ticket: Vec<u8>, access: &Access) -> Result<FlightInfo> {
         let request = parse_request(&ticket).map_err(QueryError::BadTicket)?;
         let cached = match self.source.version(request.query.snapshot).await? {
             Some(s) => self.cache.get(&(s, canonical(&ticket))),
             None => Some(RecordBatch::new_empty(request.schema())),
         };
+        // A principal that reads part of the table gets no counts (they would tell what it cannot see).
+        let cached = cached.filter(|_| access.everything());
         let (records, bytes) = cached.map_or((-1, -1), |b| (b.num_rows() as i64, b.get_array_memory_size() as i64));
         Ok(FlightInfo::new()
             .try_with_schema(&request.schema())?
@@ -205,8 +220,11 @@ impl VintageFlightService {
         Ok(series)
     }
 
-    async fn action(&self, action: Action) -> Result<Vec<u8>> {
+    async fn action(&self, action: Action, access: &Access) -> Result<Vec<u8>> {
         let json = |v: serde_json::Value| v.to_string().into_bytes();
+        if matches!(action.r#type.as_str(), "refresh" | "audit" | "explain") && !access.admin() {
+            return Err(QueryError::PermissionDenied(format!("action {} needs an admin grant", action.r#type)));
+        }
         match action.r#type.as_str() {
             "health" => {
                 let version = self.source.version(SnapshotSelector::Current).await?;
@@ -252,8 +270,9 @@ impl VintageFlightService {
                     .execute(&ticket.to_bytes())
                     .await
                     .map_err(|e| QueryError::BadTicket(format!("list_vintages: {e}")))?;
+                let rows = access.filter(rows)?;
                 let mut per_series: std::collections::BTreeMap<String, Vec<String>> =
-                    names.iter().map(|n| (n.clone(), Vec::new())).collect();
+                    names.iter().filter(|n| access.reads(n)).map(|n| (n.clone(), Vec::new())).collect();
                 use arrow::array::AsArray;
                 let ids = rows.column(0).as_string::<i32>();
                 let dates = rows.column(1).as_primitive::<arrow::datatypes::Date32Type>();
@@ -373,13 +392,13 @@ impl FlightService for VintageFlightService {
 
     async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
         let started = Instant::now();
-        self.authorize("list_flights", &request)?;
+        let (_, access) = self.authorize("list_flights", &request)?;
         let filter = String::from_utf8_lossy(&request.get_ref().expression).to_lowercase();
         let result = async {
             let series = self.series_catalogue().await?;
             let schema = view_schema();
             let mut infos = Vec::new();
-            for s in series.iter() {
+            for s in series.iter().filter(|s| access.reads(s.id.as_str())) {
                 if !filter.is_empty()
                     && !s.id.as_str().to_lowercase().contains(&filter)
                     && !s.title.to_lowercase().contains(&filter)
@@ -408,10 +427,10 @@ impl FlightService for VintageFlightService {
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let started = Instant::now();
-        self.authorize("get_flight_info", &request)?;
+        let (_, access) = self.authorize("get_flight_info", &request)?;
         let result = async {
             let ticket = ticket_of(request.get_ref())?;
-            self.flight_info(ticket).await
+            self.flight_info(ticket, &access).await
         }
         .await
         .map_err(QueryError::into_status);
@@ -420,9 +439,9 @@ impl FlightService for VintageFlightService {
     }
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        self.authorize("poll_flight_info", &request)?;
+        let (_, access) = self.authorize("poll_flight_info", &request)?;
         let info = self
-            .flight_info(ticket_of(request.get_ref()).map_err(QueryError::into_status)?)
+            .flight_info(ticket_of(request.get_ref()).map_err(QueryError::into_status)?, &access)
             .await
             .map_err(QueryError::into_status)?;
         Ok(Response::new(PollInfo::new().with_info(info)))
@@ -441,7 +460,7 @@ impl FlightService for VintageFlightService {
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let started = Instant::now();
-        self.authorize("do_get", &request)?;
+        let (_, access) = self.authorize("do_get", &request)?;
         let ticket = request.get_ref().ticket.to_vec();
         let parsed = parse_request(&ticket);
         let view = parsed.as_ref().map_or("invalid", Parsed::name).to_owned();
@@ -451,6 +470,7 @@ impl FlightService for VintageFlightService {
         let batch_size = self.limits.batch_size;
         // Every batch is streamed as it is resolved (the schema first, even for an empty answer).
         let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result?
+            .and_then(move |batch| std::future::ready(access.filter(batch).map_err(QueryError::from)))
             .map_ok(move |batch| {
                 metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
                 metrics::counter!(m::BYTES_STREAMED, "view" => view.clone())
@@ -482,10 +502,10 @@ impl FlightService for VintageFlightService {
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         let started = Instant::now();
-        self.authorize("do_action", &request)?;
+        let (_, access) = self.authorize("do_action", &request)?;
         let action = request.into_inner();
         let kind = action.r#type.clone();
-        let result = self.action(action).await.map_err(QueryError::into_status);
+        let result = self.action(action, &access).await.map_err(QueryError::into_status);
         observe("do_action", &kind, started, &result);
         let body = result?;
         Ok(Response::new(Box::pin(stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))

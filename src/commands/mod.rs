@@ -320,6 +320,7 @@ pub struct FlightSetup {
     auth: std::sync::Arc<vintagelake_query::auth::Auth>,
     /// Where the tokens come from, read again on SIGHUP or when the tokens file changes.
     query_config: vintagelake_query::QueryConfig,
+    grants: vintagelake_query::grants::Grants,
     /// The first token, for clients this process runs itself (the demo).
     pub first_token: Option<String>,
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
@@ -354,8 +355,20 @@ impl FlightSetup {
                 "no FLIGHT_TOKENS or FLIGHT_USERS: the Flight service accepts every client that reaches it"
             );
         }
+        if let Some(grants) = &common.grants {
+            let known: Vec<String> = tokens
+                .iter()
+                .map(|t| vintagelake_query::auth::named_token(t).0)
+                .chain(users.iter().map(|(u, _)| u.clone()))
+                .collect();
+            for name in grants.keys().filter(|n| !known.contains(n) && n.as_str() != vintagelake_query::auth::ANONYMOUS)
+            {
+                tracing::warn!(principal = %name, "security.grants names no configured token or user");
+            }
+        }
         Ok(Self {
-            first_token: tokens.first().cloned(),
+            first_token: tokens.first().map(|t| vintagelake_query::auth::named_token(t).1),
+            grants: vintagelake_query::grants::Grants::new(common.grants.clone()),
             auth: std::sync::Arc::new(
                 vintagelake_query::auth::Auth::new(tokens, users)
                     .with_issued_tokens(config.flight_token_ttl, config.flight_max_issued_tokens as usize),
@@ -409,7 +422,8 @@ impl FlightSetup {
             vintagelake_runtime::audit::AuditLog::in_dir(&common.data_dir),
             self.auth.clone(),
             limits,
-        );
+        )
+        .with_grants(self.grants.clone());
         if self.auth.enabled() {
             tokio::spawn(reload_tokens(self.auth.clone(), self.query_config.clone(), stop.clone()));
         }

@@ -34,6 +34,16 @@ pub struct FileConfig {
     pub kafka: KafkaSection,
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub security: SecuritySection,
+}
+
+/// Who may read what over Flight (see `vintagelake_query::grants`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Principal (a token's name, a user) → its grant. Absent: everyone reads everything.
+    pub grants: Option<BTreeMap<String, vintagelake_query::grants::Grant>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

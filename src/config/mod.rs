@@ -79,6 +79,9 @@ pub struct CommonConfig {
     /// Retention policy (config file only).
     #[arg(skip)]
     pub retention: RetentionPolicy,
+    /// Per-principal grants of the Flight service (the config file's `security.grants`).
+    #[arg(skip)]
+    pub grants: Option<std::collections::BTreeMap<String, vintagelake_query::grants::Grant>>,
 }
 
 impl CommonConfig {
@@ -114,6 +117,7 @@ impl CommonConfig {
         set(defaulted("health_check_interval"), &mut self.health_check_interval, s.monitoring.health_check_interval);
         self.tiers = s.tiers;
         self.retention = s.retention.unwrap_or_default();
+        self.grants = file.security.grants;
         Ok(self)
     }
 
