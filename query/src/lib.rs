@@ -1,6 +1,7 @@
 //! Arrow Flight reads of vintages: tickets are versioned JSON queries; bearer-token auth on every
 //! RPC; optional TLS; a bounded cache of results keyed by table snapshot.
 
+pub mod access;
 pub mod auth;
 pub mod cache;
 pub mod config;

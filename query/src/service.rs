@@ -19,6 +19,7 @@ use vintagelake_schemas::EconomicSeries;
 use vintagelake_storage::ViewSource;
 use vintagelake_storage::scan::{SnapshotSelector, View, chunk, view_schema};
 
+use crate::access::AccessAudit;
 use crate::auth::Auth;
 use crate::cache::ResultCache;
 use crate::error::{QueryError, Result};
@@ -56,6 +57,8 @@ pub struct VintageFlightService {
     streams: Arc<tokio::sync::Semaphore>,
     /// What each principal may read and do.
     grants: Grants,
+    /// Where every data access is recorded.
+    access_audit: AccessAudit,
 }
 
 /// What the service holds in memory for answers, each a setting of its configuration.
@@ -110,7 +113,14 @@ impl VintageFlightService {
             streams: Arc::new(tokio::sync::Semaphore::new(limits.max_streams)),
             limits,
             grants: Grants::default(),
+            access_audit: AccessAudit::off(),
         }
+    }
+
+    /// Records every data access in the audit trail of `log` (a writer thread, batched).
+    pub fn with_access_audit(mut self, log: AuditLog) -> Self {
+        self.access_audit = AccessAudit::start(log);
+        self
     }
 
     /// Per-principal grants (none: everyone reads everything, as without grants).
@@ -460,25 +470,49 @@ impl FlightService for VintageFlightService {
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let started = Instant::now();
-        let (_, access) = self.authorize("do_get", &request)?;
         let ticket = request.get_ref().ticket.to_vec();
+        // The ticket as recorded: its JSON when it is JSON, else its text.
+        let what = serde_json::from_slice::<serde_json::Value>(&ticket)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&ticket).into_owned()));
+        let (principal, access) = self.authorize("do_get", &request).inspect_err(|status| {
+            self.access_audit.refused(
+                "unauthenticated",
+                "do_get",
+                &format!("denied: {}", status.message()),
+                what.clone(),
+            )
+        })?;
         let parsed = parse_request(&ticket);
         let view = parsed.as_ref().map_or("invalid", Parsed::name).to_owned();
         let schema = parsed.map_or_else(|_| view_schema(), |p| p.schema());
         let result = self.answer_stream(&ticket).await.map_err(QueryError::into_status);
         observe("do_get", &view, started, &result);
+        let result = result.inspect_err(|status| {
+            self.access_audit.refused(&principal, "do_get", &format!("error: {}", status.message()), what.clone())
+        })?;
+        // Recorded when the answer ends (or fails, or the client goes away).
+        let record = self.access_audit.begin(&principal, "do_get", what);
+        let (sent, failed, finished) = (record.clone(), record.clone(), record);
         let batch_size = self.limits.batch_size;
         // Every batch is streamed as it is resolved (the schema first, even for an empty answer).
-        let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result?
+        let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result
             .and_then(move |batch| std::future::ready(access.filter(batch).map_err(QueryError::from)))
             .map_ok(move |batch| {
                 metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
                 metrics::counter!(m::BYTES_STREAMED, "view" => view.clone())
                     .increment(batch.get_array_memory_size() as u64);
+                sent.sent(batch.num_rows(), batch.get_array_memory_size());
                 stream::iter(chunk(&batch, batch_size).into_iter().map(Ok))
             })
-            .map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into_status())))
+            .map_err(move |e| {
+                failed.failed(&e.to_string());
+                arrow_flight::error::FlightError::Tonic(Box::new(e.into_status()))
+            })
             .try_flatten()
+            .chain(stream::poll_fn(move |_| {
+                finished.finished();
+                std::task::Poll::Ready(None)
+            }))
             .boxed();
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -502,10 +536,22 @@ impl FlightService for VintageFlightService {
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         let started = Instant::now();
-        let (_, access) = self.authorize("do_action", &request)?;
+        let (principal, access) = self.authorize("do_action", &request)?;
         let action = request.into_inner();
         let kind = action.r#type.clone();
+        // list_vintages answers about data: an access like do_get's.
+        let record = (kind == "list_vintages").then(|| {
+            let body = serde_json::from_slice::<serde_json::Value>(&action.body).unwrap_or(serde_json::Value::Null);
+            self.access_audit.begin(&principal, "list_vintages", body)
+        });
         let result = self.action(action, &access).await.map_err(QueryError::into_status);
+        if let Some(record) = record {
+            match &result {
+                Ok(body) => record.sent(0, body.len()),
+                Err(status) => record.failed(status.message()),
+            }
+            record.finished();
+        }
         observe("do_action", &kind, started, &result);
         let body = result?;
         Ok(Response::new(Box::pin(stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))

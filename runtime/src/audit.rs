@@ -126,8 +126,19 @@ impl AuditLog {
 
     /// Appends one entry and syncs it to disk.
     pub fn append(&self, entry: &AuditEntry) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        line.push(b'\n');
+        self.append_all(std::slice::from_ref(entry))
+    }
+
+    /// Appends entries in one write and one sync (a busy writer batches what it records).
+    pub fn append_all(&self, entries: &[AuditEntry]) -> std::io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut line = Vec::new();
+        for entry in entries {
+            serde_json::to_writer(&mut line, entry).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+        }
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }

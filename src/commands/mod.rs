@@ -423,7 +423,8 @@ impl FlightSetup {
             self.auth.clone(),
             limits,
         )
-        .with_grants(self.grants.clone());
+        .with_grants(self.grants.clone())
+        .with_access_audit(vintagelake_runtime::audit::AuditLog::in_dir(&common.data_dir));
         if self.auth.enabled() {
             tokio::spawn(reload_tokens(self.auth.clone(), self.query_config.clone(), stop.clone()));
         }

@@ -430,6 +430,37 @@ async fn grants_decide_which_series_and_actions_each_token_reaches() {
     assert_eq!(refresh("t-ops").await, Ok(()));
     let denied = refresh("t-analyst").await.unwrap_err();
     assert!(denied.contains("PermissionDenied") || denied.contains("permission denied"), "{denied}");
+    // Every data access is in the audit trail: who, the ticket, rows, bytes, outcome; a refused
+    // one too. An admin reads them with the audit action.
+    assert!(client("t-wrong").do_get(Ticket::new(all.to_bytes())).await.is_err());
+    let reads = || {
+        let mut c = client("t-ops");
+        async move {
+            let body: Vec<bytes::Bytes> =
+                c.do_action(Action::new("audit", r#"{"action":"read"}"#)).await.unwrap().try_collect().await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body[0]).unwrap();
+            v["entries"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    wait_for(Duration::from_secs(20), "the access audit written", || {
+        let r = reads();
+        async move { r.await.iter().any(|e| e["actor"] == "unauthenticated") }
+    })
+    .await;
+    let entries = reads().await;
+    let by = |actor: &str| entries.iter().filter(|e| e["actor"] == actor).cloned().collect::<Vec<_>>();
+    let analyst_all = by("analyst")
+        .into_iter()
+        .find(|e| e["detail"]["request"]["series"].is_null() && e["detail"]["rpc"] == "do_get")
+        .expect("the analyst's whole-table read is recorded");
+    assert_eq!(analyst_all["outcome"], "ok");
+    assert!(analyst_all["rows"].as_u64().unwrap() > 0 && analyst_all["bytes"].as_u64().unwrap() > 0, "{analyst_all}");
+    assert_eq!(
+        by("nobody").iter().filter(|e| e["detail"]["rpc"] == "do_get").map(|e| e["rows"].as_u64()).collect::<Vec<_>>(),
+        vec![Some(0)]
+    );
+    let refused = &by("unauthenticated")[0];
+    assert!(refused["outcome"].as_str().unwrap().starts_with("denied"), "{refused}");
     q.assert_alive();
 }
 
