@@ -369,7 +369,10 @@ impl State {
                 attempts: 0,
                 retry_at: now,
             });
-            held.attempts += 1;
+            // Letters landing (fewer failed than last time): the topic is back, retry soon; only
+            // an attempt that delivers nothing backs off further.
+            let progress = held.attempts > 0 && u.letters < held.undelivered.letters;
+            held.attempts = if progress { 1 } else { held.attempts + 1 };
             held.undelivered = u;
             held.retry_at = now + dlq_backoff(held.attempts);
             tracing::warn!(
@@ -577,11 +580,18 @@ mod tests {
         s.committing = false;
         let later = now + dlq_backoff(1);
         let mut sealed = s.seal("series", later).expect("the backoff ended: retried");
-        s.hold_undelivered(&mut sealed, HashMap::from([(dp0.clone(), u)]), later);
-        assert_eq!(s.held[&dp0].attempts, 2);
+        let two = Undelivered { letters: 2, ..u.clone() };
+        s.hold_undelivered(&mut sealed, HashMap::from([(dp0.clone(), two)]), later);
+        assert_eq!(s.held[&dp0].attempts, 2, "nothing landed: the backoff grows");
         s.committing = false;
-        let mut sealed = s.seal("series", later + dlq_backoff(2)).unwrap();
-        s.hold_undelivered(&mut sealed, HashMap::new(), later + dlq_backoff(2));
+        let later = later + dlq_backoff(2);
+        let mut sealed = s.seal("series", later).unwrap();
+        s.hold_undelivered(&mut sealed, HashMap::from([(dp0.clone(), u)]), later);
+        assert_eq!(s.held[&dp0].attempts, 1, "some letters landed: retried soon");
+        assert_eq!(s.held[&dp0].retry_at, later + dlq_backoff(1));
+        s.committing = false;
+        let mut sealed = s.seal("series", later + dlq_backoff(1)).unwrap();
+        s.hold_undelivered(&mut sealed, HashMap::new(), later + dlq_backoff(1));
         assert!(s.held.is_empty() && s.held_summary().is_none(), "delivered: released");
     }
 

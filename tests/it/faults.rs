@@ -230,7 +230,8 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
     let dlq_topic = format!("{}.dlq", topics.data);
     let mut env = ingest_env(dir.path(), &bootstrap, &topics);
     env.insert("CREATE_TOPICS".into(), "false".into());
-    env.insert("DLQ_DELIVERY_TIMEOUT".into(), "2s".into());
+    // Short enough for a quick outage phase, long enough for a loaded broker to take a batch.
+    env.insert("DLQ_DELIVERY_TIMEOUT".into(), "5s".into());
     env.insert("COMMIT_INTERVAL".into(), "300ms".into());
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
 
@@ -275,11 +276,16 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
 
     // The topic appears; ingest resumes by itself.
     create_topics(&bootstrap, &[&dlq_topic], 1).await.unwrap();
-    wait_for(Duration::from_secs(180), "every message accounted for after the DLQ came back", || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !at_ends(&store, &ends, &topics.data).await {
         ingest.assert_alive();
-        at_ends(&store, &ends, &topics.data)
-    })
-    .await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every message accounted for 180 s after the DLQ came back; ingest's log:\n{}",
+            ingest.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     wait_for(Duration::from_secs(30), "ready again", || {
         let get = ingest.get("/ready");
         async move { get.await.is_some_and(|(code, _)| code == 200) }
