@@ -44,6 +44,23 @@ pub struct LogArgs {
     /// Log format: text or json (one JSON object per line, for log shippers).
     #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
     pub format: String,
+
+    /// `demo`: every log line (by default `demo` shows only warnings and its own output).
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
+}
+
+impl LogArgs {
+    /// The filter in effect: `demo` run as it comes logs warnings only, so its progress and the
+    /// answer are what a newcomer reads; `-v`, `RUST_LOG` or `--log-filter` bring every line back.
+    /// Daemons (`serve` included) always log at the configured level.
+    pub fn effective(mut self, matches: &clap::ArgMatches) -> Self {
+        let defaulted = matches!(matches.value_source("filter"), None | Some(clap::parser::ValueSource::DefaultValue));
+        if defaulted && !self.verbose && matches.subcommand_name() == Some("demo") {
+            self.filter = "warn".into();
+        }
+        self
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,10 +367,14 @@ impl FlightSetup {
                     config.flight_host
                 )));
             }
-            tracing::warn!(
-                host = %config.flight_host,
-                "no FLIGHT_TOKENS or FLIGHT_USERS: the Flight service accepts every client that reaches it"
-            );
+            if config.flight_host.is_loopback() {
+                tracing::info!(host = %config.flight_host, "no FLIGHT_TOKENS or FLIGHT_USERS: Flight serves this machine only, without authentication");
+            } else {
+                tracing::warn!(
+                    host = %config.flight_host,
+                    "no FLIGHT_TOKENS or FLIGHT_USERS (--allow-anonymous): the Flight service accepts every client that reaches it"
+                );
+            }
         }
         if let Some(grants) = &common.grants {
             let known: Vec<String> = tokens
