@@ -82,17 +82,9 @@ async fn rows_of(c: &mut FlightClient, ticket: &[u8]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
 
+/// The same questions in DuckDB SQL, after `DUCKDB_OVER_DATA_POINTS` opened the warehouse.
 const DUCKDB: &str = r#"
-import json, sys, time
-import duckdb
-from pyiceberg.catalog.sql import SqlCatalog
-warehouse = sys.argv[1]
-cat = SqlCatalog("vintagelake", uri=f"sqlite:///{warehouse}/catalog.sqlite", warehouse=f"file://{warehouse}/warehouse")
-t = cat.load_table("econ.data_points")
-files = [task.file.file_path.removeprefix("file://") for task in t.scan().plan_files()]
-con = duckdb.connect()
-listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-con.execute(f"CREATE VIEW dp AS SELECT * FROM read_parquet([{listed}])")
+import json, time
 # Effective revisions (the last arrival of each vintage), then the matrix by an ASOF join.
 matrix = """
 WITH eff AS (SELECT date, revision_date, arg_max(value, ingest_seq) AS value FROM dp
@@ -227,7 +219,11 @@ fn main() {
 
         let python = vintagelake_testkit::tools::pyiceberg_python().unwrap();
         let path = dir.path().to_str().unwrap();
-        match vintagelake_testkit::tools::run_python(&python, DUCKDB, &[path]) {
+        let script = format!(
+            "import sys\nwarehouse = sys.argv[1]\n{}{DUCKDB}",
+            vintagelake_testkit::tools::DUCKDB_OVER_DATA_POINTS
+        );
+        match vintagelake_testkit::tools::run_python(&python, &script, &[path]) {
             Ok(out) => {
                 let v: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap_or("{}")).unwrap();
                 let s = |k: &str, f: &str| v[k][f].as_f64().unwrap_or(f64::NAN);

@@ -142,7 +142,13 @@ impl VintageFlightService {
     /// Runs a query (or takes it from the cache): the resolved rows (a shape's answer for a shape's
     /// ticket) and the snapshot they came from.
     pub async fn execute(&self, ticket: &[u8]) -> Result<(RecordBatch, Option<i64>)> {
-        let Parsed { query, shape } = parse_request(ticket).map_err(QueryError::BadTicket)?;
+        let request = parse_request(ticket).map_err(QueryError::BadTicket)?;
+        self.execute_parsed(ticket, request).await
+    }
+
+    /// [`execute`](Self::execute) of a ticket already parsed into `request`.
+    async fn execute_parsed(&self, ticket: &[u8], request: Parsed) -> Result<(RecordBatch, Option<i64>)> {
+        let Parsed { query, shape } = request;
         let version = self.source.version(query.snapshot).await?;
         if let Some(v) = version
             && let Some(hit) = self.cache.get(&(v, canonical(ticket)))
@@ -166,9 +172,9 @@ impl VintageFlightService {
     /// A ticket's answer as a stream: from the cache when it is there; a wide answer (the whole
     /// table, many series) streamed in chunks of about `chunk_rows` stored rows, in bounded
     /// memory and not cached; a narrow one resolved whole and cached.
-    async fn answer_stream(&self, ticket: &[u8]) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let Parsed { query, shape } = parse_request(ticket).map_err(QueryError::BadTicket)?;
-        if query.series.is_empty() || query.series.len() > STREAM_ABOVE_SERIES {
+    async fn answer_stream(&self, ticket: &[u8], request: Parsed) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        if request.query.series.is_empty() || request.query.series.len() > STREAM_ABOVE_SERIES {
+            let Parsed { query, shape } = request;
             let version = self.source.version(query.snapshot).await?;
             if let Some(v) = version
                 && let Some(hit) = self.cache.get(&(v, canonical(ticket)))
@@ -193,7 +199,7 @@ impl VintageFlightService {
                 })
                 .boxed());
         }
-        let (batch, _) = self.execute(ticket).await?;
+        let (batch, _) = self.execute_parsed(ticket, request).await?;
         Ok(stream::iter([Ok(batch)]).boxed())
     }
 
@@ -482,10 +488,14 @@ impl FlightService for VintageFlightService {
                 what.clone(),
             )
         })?;
-        let parsed = parse_request(&ticket);
+        let parsed = parse_request(&ticket).map_err(QueryError::BadTicket);
         let view = parsed.as_ref().map_or("invalid", Parsed::name).to_owned();
-        let schema = parsed.map_or_else(|_| view_schema(), |p| p.schema());
-        let result = self.answer_stream(&ticket).await.map_err(QueryError::into_status);
+        let schema = parsed.as_ref().map_or_else(|_| view_schema(), Parsed::schema);
+        let result = match parsed {
+            Ok(request) => self.answer_stream(&ticket, request).await,
+            Err(e) => Err(e),
+        }
+        .map_err(QueryError::into_status);
         observe("do_get", &view, started, &result);
         let result = result.inspect_err(|status| {
             self.access_audit.refused(&principal, "do_get", &format!("error: {}", status.message()), what.clone())

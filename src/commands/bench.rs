@@ -169,20 +169,12 @@ print(json.dumps({"seconds": elapsed, "rows": rows, "commits": len(commits),
 
 /// The same answers read without us, from the warehouse the benchmark's ingest wrote: pyiceberg
 /// scans (raw rows: pyiceberg has no vintage resolution) and DuckDB over the table's Parquet files
-/// (the latest view in SQL). Prints one JSON line.
+/// (the latest view in SQL). Prints one JSON line. Runs after `warehouse` and `series` are set and
+/// [`DUCKDB_OVER_DATA_POINTS`](vintagelake_testkit::tools::DUCKDB_OVER_DATA_POINTS) opened them.
 const DIRECT_READS: &str = r#"
 import json, sys, time
-import duckdb
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import EqualTo
 
-warehouse, series = sys.argv[1], sys.argv[2].split(",")
-cat = SqlCatalog("vintagelake", uri=f"sqlite:///{warehouse}/catalog.sqlite", warehouse=f"file://{warehouse}/warehouse")
-t = cat.load_table("econ.data_points")
-files = [task.file.file_path.removeprefix("file://") for task in t.scan().plan_files()]
-con = duckdb.connect()
-listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-con.execute(f"CREATE VIEW dp AS SELECT * FROM read_parquet([{listed}])")
 latest = """SELECT series_id, date, value FROM (
   SELECT *, row_number() OVER (PARTITION BY date ORDER BY revision_date DESC, ingest_seq DESC) AS rn
   FROM dp WHERE series_id = ?) WHERE rn = 1"""
@@ -202,6 +194,14 @@ print(json.dumps({"pyiceberg_one": py_one, "duckdb_latest_one": duck_one,
                   "pyiceberg_full": {"rows": py_full, "seconds": py_full_s},
                   "duckdb_full": {"rows": duck_full, "seconds": duck_full_s}}))
 "#;
+
+/// The direct-reads script whole: its arguments, the warehouse opened, then the reads.
+fn direct_reads_script() -> String {
+    format!(
+        "import sys\nwarehouse, series = sys.argv[1], sys.argv[2].split(\",\")\n{}{DIRECT_READS}",
+        vintagelake_testkit::tools::DUCKDB_OVER_DATA_POINTS
+    )
+}
 
 /// A daemon started for the run; stopped (SIGTERM, then SIGKILL) when dropped.
 struct Daemon {
@@ -924,7 +924,7 @@ async fn compare(
     let series_arg = sample.iter().map(SeriesId::as_str).collect::<Vec<_>>().join(",");
     let warehouse = dir.display().to_string();
     let direct = tokio::task::spawn_blocking(move || {
-        vintagelake_testkit::tools::run_python(&python, DIRECT_READS, &[&warehouse, &series_arg])
+        vintagelake_testkit::tools::run_python(&python, &direct_reads_script(), &[&warehouse, &series_arg])
     })
     .await
     .map_err(|e| Error::Failed(format!("direct-read task: {e}")))?

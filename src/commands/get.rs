@@ -94,9 +94,10 @@ pub struct GetArgs {
     pub tls_ca: Option<PathBuf>,
 }
 
-/// The ticket `vintagelake get` sends for these options.
-pub fn ticket_of(args: &GetArgs) -> TicketV1 {
-    args.ticket()
+/// The ticket `vintagelake get` sends for these options (a usage error when they ask for more
+/// than one question).
+pub fn ticket_of(args: &GetArgs) -> Result<TicketV1, Error> {
+    args.ticket().map_err(Error::Usage)
 }
 
 impl GetArgs {
@@ -164,7 +165,7 @@ impl GetArgs {
         }
     }
 
-    fn ticket(&self) -> TicketV1 {
+    fn ticket(&self) -> Result<TicketV1, String> {
         use vintagelake_storage::scan::ViewName;
         let view = if self.as_of.is_some() {
             ViewName::AsOf
@@ -185,8 +186,8 @@ impl GetArgs {
             snapshot_id: self.snapshot_id,
             ..Default::default()
         };
-        match self.shape_ticket() {
-            Ok(Some(shape)) => TicketV1 {
+        Ok(match self.shape_ticket()? {
+            Some(shape) => TicketV1 {
                 version: base.version,
                 series: base.series,
                 start: base.start,
@@ -194,8 +195,8 @@ impl GetArgs {
                 snapshot_id: base.snapshot_id,
                 ..shape
             },
-            _ => base,
-        }
+            None => base,
+        })
     }
 }
 
@@ -231,8 +232,7 @@ pub async fn fetch(args: &GetArgs, ticket: Vec<u8>) -> Result<Vec<RecordBatch>, 
 }
 
 pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
-    args.shape_ticket().map_err(Error::Usage)?;
-    let ticket = args.ticket();
+    let ticket = ticket_of(&args)?;
     let request = vintagelake_query::ticket::parse_request(&ticket.to_bytes()).map_err(Error::Usage)?;
     let mut batches = fetch(&args, ticket.to_bytes()).await?;
     let mut schema = request.schema();

@@ -201,7 +201,7 @@ async fn show_demo(
             ..Default::default()
         };
         async move {
-            let ticket = super::get::ticket_of(&args).to_bytes();
+            let ticket = super::get::ticket_of(&args)?.to_bytes();
             super::get::fetch(&args, ticket).await
         }
     };

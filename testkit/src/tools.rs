@@ -23,6 +23,20 @@ pub fn pyiceberg_python() -> io::Result<PathBuf> {
     python_env("pyiceberg-0.12.0", &requirements)
 }
 
+/// Python that opens our warehouse (`warehouse`, a data directory set before it) with pyiceberg
+/// as `t` and makes the `data_points` table's live Parquet files a DuckDB view `dp` on `con`:
+/// how benchmarks put DuckDB's SQL over the same files we read. Prepend it to a script.
+pub const DUCKDB_OVER_DATA_POINTS: &str = r#"
+import duckdb
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("vintagelake", uri=f"sqlite:///{warehouse}/catalog.sqlite", warehouse=f"file://{warehouse}/warehouse")
+t = cat.load_table("econ.data_points")
+files = [task.file.file_path.removeprefix("file://") for task in t.scan().plan_files()]
+con = duckdb.connect()
+listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+con.execute(f"CREATE VIEW dp AS SELECT * FROM read_parquet([{listed}])")
+"#;
+
 /// DuckDB with its own Iceberg reader, installed offline from PyPI (`duckdb-extension-iceberg`,
 /// `duckdb-extension-avro`; a script loads the `.duckdb_extension` files with
 /// `allow_unsigned_extensions`). The extensions are built for DuckDB 1.5.5, hence their own

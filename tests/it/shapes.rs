@@ -274,28 +274,11 @@ fn cells(batches: &[RecordBatch], shape: &Shape) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for b in batches {
         let schema = b.schema();
+        const VIEW: [&str; 7] =
+            ["series_id", "date", "value", "revision_date", "is_original_release", "realtime_start", "realtime_end"];
         let names: Vec<&str> = match shape {
-            Shape::Window { .. } => {
-                vec![
-                    "series_id",
-                    "date",
-                    "value",
-                    "revision_date",
-                    "is_original_release",
-                    "realtime_start",
-                    "realtime_end",
-                ]
-            }
-            Shape::Release(_) => vec![
-                "series_id",
-                "date",
-                "value",
-                "revision_date",
-                "is_original_release",
-                "realtime_start",
-                "realtime_end",
-                "release",
-            ],
+            Shape::Window { .. } => VIEW.to_vec(),
+            Shape::Release(_) => VIEW.iter().copied().chain(["release"]).collect(),
             _ => schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
         };
         let columns: Vec<_> = names.iter().map(|n| b.column_by_name(n).unwrap_or_else(|| panic!("no {n}"))).collect();
