@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod console;
 mod observe;
 
 use std::process::ExitCode;

@@ -74,15 +74,17 @@ pub async fn serve_http(
     addr: SocketAddr,
     readiness: Arc<Readiness>,
     metrics_handle: Option<PrometheusHandle>,
+    console: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP endpoints /health /ready /metrics");
+    tracing::info!(addr = %listener.local_addr()?, "HTTP endpoints /health /ready /metrics, the web console on /");
     let app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(Http { readiness, metrics: metrics_handle });
+        .with_state(Http { readiness, metrics: metrics_handle })
+        .merge(console);
     Ok(tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {

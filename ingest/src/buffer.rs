@@ -117,6 +117,8 @@ impl State {
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) commit_ended: Condvar,
+    /// How many partitions this replica owns, after each rebalance.
+    pub(crate) assigned: tokio::sync::watch::Sender<usize>,
 }
 
 impl Shared {
@@ -174,11 +176,24 @@ pub(crate) fn table_rows(
 impl State {
     /// Whether a commit is due: enough rows or bytes buffered, the oldest buffered message waited
     /// `COMMIT_INTERVAL`, or a held partition's retry time came.
+    #[cfg(test)]
     pub(crate) fn commit_due(&self, c: &IngestConfig, now: Instant) -> bool {
-        self.buffered_rows >= c.commit_max_rows
+        self.commit_reason(c, now).is_some()
+    }
+
+    /// Why a commit is due (a metric label), if one is: see [`commit_due`](Self::commit_due).
+    pub(crate) fn commit_reason(&self, c: &IngestConfig, now: Instant) -> Option<&'static str> {
+        if self.buffered_rows >= c.commit_max_rows
             || self.buffered_bytes >= c.commit_max_bytes.min(c.max_buffered_bytes)
-            || self.oldest.is_some_and(|t| now.saturating_duration_since(t) >= c.commit_interval)
-            || self.held.values().any(|h| !h.waiting(now))
+        {
+            Some("size")
+        } else if self.oldest.is_some_and(|t| now.saturating_duration_since(t) >= c.commit_interval) {
+            Some("interval")
+        } else if self.held.values().any(|h| !h.waiting(now)) {
+            Some("dead_letters")
+        } else {
+            None
+        }
     }
 
     /// Keeps a rejected message in its partition's buffer until its dead letter is acknowledged.

@@ -48,9 +48,21 @@ pub struct IngestConfig {
     #[arg(long, env = "CONSUMER_GROUP", default_value = "vintagelake-ingest")]
     pub consumer_group: String,
 
-    /// Commit to the table at least this often while data is buffered (e.g. 5s).
+    /// Commit to the table at least this often while data is buffered (e.g. 5s): the upper
+    /// bound on how long a consumed record waits (under load; a caught-up consumer commits sooner).
     #[arg(long, env = "COMMIT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub commit_interval: Duration,
+
+    /// Commit what is buffered once no record arrived for this long: the consumer has caught up
+    /// with the topics, so waiting longer only delays the data (0 turns it off: commits then
+    /// come by COMMIT_INTERVAL and size only).
+    #[arg(long, env = "COMMIT_WHEN_IDLE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub commit_when_idle: Duration,
+
+    /// The least time between the starts of two commits made because the consumer caught up
+    /// (bounds the small files a trickle of records makes; the compactor merges them).
+    #[arg(long, env = "COMMIT_MIN_SPACING", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub commit_min_spacing: Duration,
 
     /// Commit when this many rows are buffered (BATCH_SIZE sizes record batches, not commits).
     #[arg(long, env = "COMMIT_MAX_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]

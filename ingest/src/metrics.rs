@@ -14,6 +14,7 @@ pub const BATCH_BYTES: &str = "vintagelake_ingest_batch_bytes";
 pub const BUFFERED_BYTES: &str = "vintagelake_ingest_buffered_bytes";
 pub const CONSUMER_LAG: &str = "vintagelake_ingest_consumer_lag";
 pub const REBALANCES: &str = "vintagelake_ingest_rebalances_total";
+pub const COMMITS_STARTED: &str = "vintagelake_ingest_commits_started_total";
 
 use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
@@ -44,6 +45,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Kind::Histogram,
         &["table"],
         "Time to write and commit one batch (data files, manifests, catalog swap).",
+    ),
+    doc(
+        COMMITS_STARTED,
+        Kind::Counter,
+        &["reason"],
+        "Commits started, by what made them due: caught_up (no record for COMMIT_WHEN_IDLE), interval, size, dead_letters.",
     ),
     doc(COMMIT_RETRIES, Kind::Counter, &["table"], "Commit attempts retried after a conflict."),
     doc(

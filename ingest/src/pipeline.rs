@@ -85,6 +85,11 @@ pub struct Ingest {
     /// Since when commits fail (consuming is paused meanwhile).
     failing_since: Option<Instant>,
     retry_delay: Duration,
+    /// When the last record arrived (a consumer with nothing new for `COMMIT_WHEN_IDLE` has
+    /// caught up and commits what it holds).
+    last_record: Option<Instant>,
+    /// When the last commit started (`COMMIT_MIN_SPACING` applies to caught-up commits).
+    last_commit_started: Option<Instant>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -162,6 +167,8 @@ impl Ingest {
             in_flight: None,
             failing_since: None,
             retry_delay: FIRST_RETRY_DELAY,
+            last_record: None,
+            last_commit_started: None,
         })
     }
 
@@ -223,7 +230,8 @@ impl Ingest {
                     None => {
                         let retry = state.held.values().map(|h| h.retry_at).min();
                         let due = state.oldest.map(|t| t + interval);
-                        (due.into_iter().chain(retry).min(), false)
+                        let caught_up = state.oldest.and(self.caught_up_at());
+                        (due.into_iter().chain(retry).chain(caught_up).min(), false)
                     }
                 }
             };
@@ -244,7 +252,10 @@ impl Ingest {
                 }
                 // At MAX_BUFFERED_BYTES (sealed + new), wait for the running commit to end.
                 msg = consumer.recv(), if !full => match msg {
-                    Ok(msg) => letter = self.accept(&msg),
+                    Ok(msg) => {
+                        self.last_record = Some(Instant::now());
+                        letter = self.accept(&msg);
+                    }
                     Err(e) if is_out_of_range(&e) => {
                         tracing::warn!(error = %e, "a position is outside the broker's log; repositioning");
                         self.settle().await?;
@@ -265,9 +276,11 @@ impl Ingest {
             self.sync_paused();
             if self.in_flight.is_none()
                 && self.failing_since.is_none()
-                && self.commit_due()
+                && let Some(reason) = self.commit_reason()
                 && let Some(sealed) = self.seal()
             {
+                metrics::counter!(m::COMMITS_STARTED, "reason" => reason).increment(1);
+                self.last_commit_started = Some(Instant::now());
                 let task = self.committer().commit(sealed);
                 let runtime = tokio::runtime::Handle::current();
                 // Sorting and Parquet encoding are CPU work: a blocking thread keeps them off the
@@ -387,8 +400,32 @@ impl Ingest {
         }
     }
 
-    fn commit_due(&self) -> bool {
-        self.shared.lock().commit_due(&self.options.config, Instant::now())
+    /// Why a commit is due now, if one is: the buffer's own rules (size, interval, dead letters),
+    /// or the consumer caught up.
+    fn commit_reason(&self) -> Option<&'static str> {
+        let now = Instant::now();
+        let state = self.shared.lock();
+        state.commit_reason(&self.options.config, now).or_else(|| {
+            (state.oldest.is_some() && self.caught_up_at().is_some_and(|at| at <= now)).then_some("caught_up")
+        })
+    }
+
+    /// When what is buffered is committed because the consumer caught up: `COMMIT_WHEN_IDLE`
+    /// after the last record, and no sooner than `COMMIT_MIN_SPACING` after the last commit
+    /// started. `None` when turned off or before any record.
+    fn caught_up_at(&self) -> Option<Instant> {
+        let c = &self.options.config;
+        if c.commit_when_idle.is_zero() {
+            return None;
+        }
+        let idle = self.last_record? + c.commit_when_idle;
+        Some(self.last_commit_started.map_or(idle, |t| idle.max(t + c.commit_min_spacing)))
+    }
+
+    /// How many partitions this replica owns, updated after every rebalance (0 until the
+    /// consumer group has formed).
+    pub fn assignments(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.shared.assigned.subscribe()
     }
 
     fn buffer_letter(&mut self, letter: Letter) {

@@ -100,6 +100,7 @@ impl ConsumerContext for Context {
                     tracing::info!(topic = %key.0, partition = key.1, ?committed, "assigned");
                     state.assign(key, committed);
                 }
+                self.shared.assigned.send_replace(state.positions.len());
             }
             Rebalance::Revoke(tpl) => {
                 // What we buffered for these partitions is dropped: the next owner re-reads it
@@ -110,6 +111,7 @@ impl ConsumerContext for Context {
                     tracing::info!(topic = %key.0, partition = key.1, "revoked");
                     state.revoke(&key);
                 }
+                self.shared.assigned.send_replace(state.positions.len());
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }

@@ -38,7 +38,7 @@ async fn serve(store: Arc<IcebergStore>, cache_mb: usize) -> (u16, CancellationT
             max_streams: 4,
         },
     );
-    vintagelake_query::serve(([127, 0, 0, 1], port).into(), service, None, stop.clone()).await.unwrap();
+    vintagelake_query::serve(([127, 0, 0, 1], port).into(), Arc::new(service), None, stop.clone()).await.unwrap();
     (port, stop)
 }
 

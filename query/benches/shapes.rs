@@ -72,7 +72,7 @@ async fn serve(store: Arc<IcebergStore>) -> (u16, CancellationToken) {
         Arc::new(Auth::default()),
         vintagelake_query::Limits { cache_bytes: 0, batch_size: 8192, chunk_rows: 262_144, max_streams: 4 },
     );
-    vintagelake_query::serve(([127, 0, 0, 1], port).into(), service, None, stop.clone()).await.unwrap();
+    vintagelake_query::serve(([127, 0, 0, 1], port).into(), Arc::new(service), None, stop.clone()).await.unwrap();
     (port, stop)
 }
 

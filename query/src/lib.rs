@@ -24,7 +24,7 @@ pub use service::{Limits, VintageFlightService};
 /// Binds the Flight service (so a taken port fails now) and serves it until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
-    service: VintageFlightService,
+    service: Arc<VintageFlightService>,
     tls: Option<(Vec<u8>, Vec<u8>)>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, String> {
@@ -38,7 +38,7 @@ pub async fn serve(
     }
     tracing::info!(addr = %local, "Arrow Flight service");
     let incoming = tokio_stream_listener(listener);
-    let router = builder.add_service(FlightServiceServer::new(service).max_decoding_message_size(64 << 20));
+    let router = builder.add_service(FlightServiceServer::from_arc(service).max_decoding_message_size(64 << 20));
     Ok(tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await }))
 }
 

@@ -129,6 +129,20 @@ impl VintageFlightService {
         self
     }
 
+    /// The handshake's check: basic credentials (or a bearer token) → a bearer token for
+    /// the following requests (empty when the service has no authentication).
+    pub fn login(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
+        self.auth.login(metadata).map_err(|d| {
+            metrics::counter!(m::AUTH_FAILURES, "rpc" => "handshake").increment(1);
+            QueryError::Unauthenticated(d.0).into_status()
+        })
+    }
+
+    /// Whether requests must authenticate.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+
     /// The request's principal and what it may read and do.
     fn authorize<T>(&self, rpc: &'static str, request: &Request<T>) -> Result<(String, Access), Status> {
         let principal = self.auth.check(request.metadata()).map_err(|d| {
@@ -393,10 +407,7 @@ impl FlightService for VintageFlightService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        let token = self.auth.login(request.metadata()).map_err(|d| {
-            metrics::counter!(m::AUTH_FAILURES, "rpc" => "handshake").increment(1);
-            QueryError::Unauthenticated(d.0).into_status()
-        })?;
+        let token = self.login(request.metadata())?;
         let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into_bytes().into() };
         let mut response = Response::new(Box::pin(stream::iter([Ok(reply)])) as Self::HandshakeStream);
         if !token.is_empty() {

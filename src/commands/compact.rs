@@ -8,7 +8,7 @@ use super::{DaemonBase, Error, STOP_WAIT, start_daemon};
 use crate::config::CommonConfig;
 
 pub async fn run(common: CommonConfig, config: CompactorConfig, once: bool) -> Result<ExitCode, Error> {
-    let DaemonBase { store, readiness: _, signal, mut components } =
+    let DaemonBase { store, readiness: _, signal, mut components, console: _ } =
         start_daemon(&common, &[vintagelake_compactor::metrics::CATALOGUE]).await?;
     let options = config.options(&common.daemon());
     let result = if once {

@@ -249,31 +249,42 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
         None if args.format == "parquet" => return Err(Error::Usage("--format parquet needs --out FILE".into())),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let write_err = |e: String| Error::Failed(format!("writing output: {e}"));
-    match args.format.as_str() {
-        "csv" => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
-            for b in &batches {
-                w.write(b).map_err(|e| write_err(e.to_string()))?;
-            }
-        }
-        "parquet" => {
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| write_err(e.to_string()))?;
-            for b in &batches {
-                w.write(b).map_err(|e| write_err(e.to_string()))?;
-            }
-            w.close().map_err(|e| write_err(e.to_string()))?;
-        }
-        _ => {
-            let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| write_err(e.to_string()))?;
-            writeln!(out, "{table}").map_err(|e| write_err(e.to_string()))?;
-        }
-    }
-    out.flush().map_err(|e| write_err(e.to_string()))?;
+    write_answer(&args.format, schema, &batches, &mut out)
+        .map_err(|e| Error::Failed(format!("writing output: {e}")))?;
+    out.flush().map_err(|e| Error::Failed(format!("writing output: {e}")))?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     eprintln!("{rows} rows");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes an answer as `csv`, `parquet` or a text `table` (what `get` prints; the console's
+/// downloads are the same bytes).
+pub fn write_answer<W: std::io::Write + Send>(
+    format: &str,
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    out: &mut W,
+) -> Result<(), String> {
+    match format {
+        "csv" => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            for b in batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+        }
+        "parquet" => {
+            let mut w = parquet::arrow::ArrowWriter::try_new(out, schema, None).map_err(|e| e.to_string())?;
+            for b in batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+            w.close().map_err(|e| e.to_string())?;
+        }
+        _ => {
+            let table = arrow::util::pretty::pretty_format_batches(batches).map_err(|e| e.to_string())?;
+            writeln!(out, "{table}").map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// The long matrix (`series_id, date, vintage_date, value, revision_date`) pivoted wide: one row

@@ -13,7 +13,7 @@ pub async fn run(common: CommonConfig, config: IngestConfig) -> Result<ExitCode,
         Error::Usage("`vintagelake ingest` needs KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers)".into())
     })?;
     let store = open_ingest_target(&common).await?;
-    let Observed { readiness, signal, mut components } =
+    let Observed { readiness, signal, mut components, console: _ } =
         start_http(&common, &[vintagelake_ingest::metrics::CATALOGUE]).await?;
     tracing::info!(target = %store.describe(), "ingest commits here");
     if config.create_topics {

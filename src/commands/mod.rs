@@ -4,9 +4,9 @@ mod admin;
 mod bench;
 mod compact;
 mod endpoints;
-mod get;
+pub(crate) mod get;
 mod ingest;
-mod produce;
+pub(crate) mod produce;
 mod query;
 mod serve;
 mod tier;
@@ -266,6 +266,8 @@ pub struct Observed {
     /// Cancelled by SIGTERM or SIGINT.
     pub signal: tokio_util::sync::CancellationToken,
     pub components: Components,
+    /// Where the Flight service goes once built, for the web console on the HTTP port.
+    pub console: crate::console::Slot,
 }
 
 /// How long a component may take to stop once told to (ingest's own `SHUTDOWN_TIMEOUT` bounds
@@ -288,13 +290,15 @@ pub async fn start_http(
     let signal = tokio_util::sync::CancellationToken::new();
     crate::observe::cancel_on_signals(signal.clone());
     let stop_http = tokio_util::sync::CancellationToken::new();
-    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, stop_http.clone())
+    let console = crate::console::Slot::default();
+    let routes = crate::console::routes(console.clone());
+    let http = crate::observe::serve_http(common.http_addr(), readiness.clone(), metrics, routes, stop_http.clone())
         .await
         .map_err(|e| Error::Bind { what: "HTTP endpoints", addr: common.http_addr().to_string(), source: e })?;
     let mut components = Components::new();
     // Registered first, so it stops last: /ready and /metrics answer while the rest drains.
     components.adopt("http", stop_http, tokio::spawn(async move { http.await.map_err(|e| e.to_string()) }));
-    Ok(Observed { readiness, signal, components })
+    Ok(Observed { readiness, signal, components, console })
 }
 
 /// What every daemon command sets up first: metrics, the store, readiness, shutdown on
@@ -306,6 +310,7 @@ pub struct DaemonBase {
     /// Cancelled by SIGTERM or SIGINT.
     pub signal: tokio_util::sync::CancellationToken,
     pub components: Components,
+    pub console: crate::console::Slot,
 }
 
 pub async fn start_daemon(
@@ -313,7 +318,7 @@ pub async fn start_daemon(
     catalogues: &[&[vintagelake_runtime::metrics::MetricDoc]],
 ) -> Result<DaemonBase, Error> {
     let store = open_store(common).await?;
-    let Observed { readiness, signal, mut components } = start_http(common, catalogues).await?;
+    let Observed { readiness, signal, mut components, console } = start_http(common, catalogues).await?;
     let (wh, ready, interval) = (store.warehouse().clone(), readiness.clone(), common.health_check_interval);
     components.start("catalog check", move |stop| async move {
         vintagelake_runtime::health::watch(ready, "catalog", interval, stop, move || {
@@ -328,7 +333,7 @@ pub async fn start_daemon(
         .await;
         Ok::<(), String>(())
     });
-    Ok(DaemonBase { store, readiness, signal, components })
+    Ok(DaemonBase { store, readiness, signal, components, console })
 }
 
 /// The Flight service as `query` and `serve` set it up: credentials and TLS material are read
@@ -410,12 +415,13 @@ impl FlightSetup {
         &self,
         common: &CommonConfig,
         store: std::sync::Arc<vintagelake_storage::store::IcebergStore>,
+        console: &crate::console::Slot,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
         let reader =
             vintagelake_storage::TableReader::new(store.warehouse().clone(), store.concurrency(), self.check_every)
                 .with_hot_bytes(self.hot_bytes);
-        self.serve_source(common, std::sync::Arc::new(reader), stop).await
+        self.serve_source(common, std::sync::Arc::new(reader), console, stop).await
     }
 
     /// Binds the service over any store the query service reads (Iceberg or V1).
@@ -423,6 +429,7 @@ impl FlightSetup {
         &self,
         common: &CommonConfig,
         source: std::sync::Arc<dyn vintagelake_storage::ViewSource>,
+        console: &crate::console::Slot,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, Error> {
         let limits = vintagelake_query::Limits {
@@ -449,6 +456,9 @@ impl FlightSetup {
         if self.auth.enabled() {
             tokio::spawn(reload_tokens(self.auth.clone(), self.query_config.clone(), stop.clone()));
         }
+        let service = std::sync::Arc::new(service);
+        // The console on the HTTP port answers through this same service.
+        crate::console::attach(console, service.clone(), common.http_host, self.query_config.allow_anonymous);
         vintagelake_query::serve(self.addr, service, self.tls.clone(), stop).await.map_err(Error::Usage)
     }
 }

@@ -63,8 +63,32 @@ pub async fn run(args: ProduceArgs) -> Result<ExitCode, Error> {
     create_topics(&bootstrap, &topics, args.partitions).await.map_err(Error::Broker)?;
     let producer = producer(&bootstrap)?;
     if !series.is_empty() {
-        let now = Timestamp::now();
-        let metadata = series.iter().map(|s| {
+        publish(&producer, &args.series_topic, synthetic_metadata(&series), |_| {}).await?;
+    }
+    let bar = progress_bar(revisions.len() as u64, "revisions");
+    let started = std::time::Instant::now();
+    let sent = publish(&producer, &args.topic, revisions.iter().map(message), |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    eprintln!(
+        "published {sent} revisions of {} series to {} in {:.1?}",
+        {
+            let mut ids: Vec<_> = revisions.iter().map(|r| r.series_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        },
+        args.topic,
+        started.elapsed()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The metadata messages of synthetic series (key and JSON value), for the series topic.
+pub fn synthetic_metadata(series: &[synthetic::SyntheticSeries]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let now = Timestamp::now();
+    series
+        .iter()
+        .map(|s| {
             let m = SeriesMetadata {
                 id: s.id.clone(),
                 source_id: "synthetic".into(),
@@ -81,28 +105,17 @@ pub async fn run(args: ProduceArgs) -> Result<ExitCode, Error> {
                 updated_at: Some(now),
             };
             (s.id.as_str().as_bytes().to_vec(), m.to_json())
-        });
-        publish(&producer, &args.series_topic, metadata, |_| {}).await?;
-    }
-    let bar = ProgressBar::new(revisions.len() as u64);
+        })
+        .collect()
+}
+
+/// A progress bar on standard error counting `what` (drawn only on a terminal).
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} revisions [{bar:40}] {per_sec} eta {eta}")
+        ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {{pos}}/{{len}} {what} [{{bar:40}}] {{per_sec}}"))
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let started = std::time::Instant::now();
-    let sent = publish(&producer, &args.topic, revisions.iter().map(message), |n| bar.set_position(n)).await?;
-    bar.finish_and_clear();
-    eprintln!(
-        "published {sent} revisions of {} series to {} in {:.1?}",
-        {
-            let mut ids: Vec<_> = revisions.iter().map(|r| r.series_id.as_str()).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids.len()
-        },
-        args.topic,
-        started.elapsed()
-    );
-    Ok(ExitCode::SUCCESS)
+    bar
 }

@@ -17,12 +17,12 @@ pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, 
         let store = vintagelake_v1::ParquetStore::open(v1_root(&common))
             .await?
             .with_concurrency(common.max_concurrent_operations as usize);
-        let Observed { readiness, signal, components } = start_http(&common, &catalogue).await?;
-        let served = flight.serve_source(&common, std::sync::Arc::new(store), stop.clone()).await?;
+        let Observed { readiness, signal, components, console } = start_http(&common, &catalogue).await?;
+        let served = flight.serve_source(&common, std::sync::Arc::new(store), &console, stop.clone()).await?;
         (readiness, signal, components, served)
     } else {
-        let DaemonBase { store, readiness, signal, components } = start_daemon(&common, &catalogue).await?;
-        let served = flight.serve(&common, store, stop.clone()).await?;
+        let DaemonBase { store, readiness, signal, components, console } = start_daemon(&common, &catalogue).await?;
+        let served = flight.serve(&common, store, &console, stop.clone()).await?;
         (readiness, signal, components, served)
     };
     readiness.set("flight", true, format!("listening on {}", flight.addr));

@@ -56,7 +56,7 @@ pub struct DemoArgs {
 pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
     let ServeArgs { common, ingest, query, compactor, tierer } = args;
     // Ordered start: storage and HTTP, broker, Flight, then ingest.
-    let DaemonBase { store, readiness, signal, mut components } =
+    let DaemonBase { store, readiness, signal, mut components, console } =
         start_daemon(&common, crate::observe::CATALOGUES).await?;
     let broker = match &common.kafka_bootstrap_servers {
         Some(b) => Broker::external(b).await.map_err(Error::Broker)?,
@@ -68,7 +68,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     let bootstrap = broker.bootstrap_servers().to_owned();
     let flight_setup = FlightSetup::load(&common, &query)?;
     let flight_stop = CancellationToken::new();
-    let flight = flight_setup.serve(&common, store.clone(), flight_stop.clone()).await?;
+    let flight = flight_setup.serve(&common, store.clone(), &console, flight_stop.clone()).await?;
     let (flight_addr, tls, first_token) =
         (flight_setup.addr, flight_setup.tls.clone(), flight_setup.first_token.clone());
     readiness.set("flight", true, format!("listening on {flight_addr}"));
@@ -80,6 +80,7 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     create_topics(&bootstrap, &names, ingest.topic_partitions).await.map_err(Error::Broker)?;
     let options = ingest.clone().options(&common.daemon(), bootstrap.clone());
     let daemon = Ingest::new(options, store.clone(), readiness.clone())?;
+    let assignments = daemon.assignments();
     components.start("ingest", move |stop| async move {
         let report = daemon.run(stop).await?;
         tracing::info!(consumed = report.records_consumed, committed = report.rows_committed, "ingest stopped");
@@ -115,13 +116,14 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     }
     let mut exit_now = false;
     if let Some(demo) = demo {
-        show_demo(&demo, &bootstrap, &ingest, &store, &flight_url, first_token).await?;
+        show_demo(&demo, &bootstrap, &ingest, &store, &flight_url, first_token, assignments).await?;
         exit_now = demo.exit;
     }
     eprintln!();
     eprintln!("vintagelake is running on {}:", common.data_dir.display());
     eprintln!("  Kafka      {bootstrap}   (topics {} and {})", ingest.datapoints_topic, ingest.series_topic);
     eprintln!("  Flight     {flight_url}   (vintagelake get SERIES, from this directory)");
+    eprintln!("  console    {http_url}/   (series, revision charts, operations)");
     eprintln!("  health     {http_url}/health   ready {http_url}/ready   metrics {http_url}/metrics");
     let wait = STOP_WAIT.max(ingest.shutdown_timeout + Duration::from_secs(10));
     if exit_now {
@@ -144,6 +146,7 @@ async fn show_demo(
     store: &Arc<vintagelake_storage::store::IcebergStore>,
     flight_url: &str,
     token: Option<String>,
+    mut assignments: tokio::sync::watch::Receiver<usize>,
 ) -> Result<(), Error> {
     use vintagelake_kafka::produce::{message, producer, publish};
     use vintagelake_kafka::synthetic;
@@ -159,23 +162,49 @@ async fn show_demo(
         )
     };
     let before = total_records().await?;
+    // Published once ingest owns its partitions: the consumer group forming (seconds on a fresh
+    // broker) is start-up, not the time data takes to arrive.
+    let joining = indicatif::ProgressBar::new_spinner().with_message("ingest is joining its consumer group…");
+    joining.enable_steady_tick(Duration::from_millis(100));
+    let joined = tokio::time::timeout(Duration::from_secs(120), assignments.wait_for(|n| *n > 0)).await;
+    joining.finish_and_clear();
+    if !matches!(joined, Ok(Ok(_))) {
+        return Err(Error::Failed("ingest did not get its partitions within 2 minutes".into()));
+    }
     let revisions = synthetic::revisions(demo.revisions, 2024);
-    eprintln!("publishing {} synthetic revisions to {}…", revisions.len(), ingest.datapoints_topic);
     let p = producer(bootstrap)?;
-    publish(&p, &ingest.datapoints_topic, revisions.iter().map(message), |_| {}).await?;
+    let series = synthetic::series_for(demo.revisions);
+    publish(&p, &ingest.series_topic, super::produce::synthetic_metadata(&series), |_| {}).await?;
+    let bar = super::produce::progress_bar(revisions.len() as u64, "revisions");
+    bar.set_message("publishing");
+    let started = std::time::Instant::now();
+    publish(&p, &ingest.datapoints_topic, revisions.iter().map(message), |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    eprintln!(
+        "published {} synthetic revisions of {} series to {} in {:.2} s",
+        revisions.len(),
+        series.len(),
+        ingest.datapoints_topic,
+        started.elapsed().as_secs_f64()
+    );
     let wanted = before + revisions.len() as u64;
+    let bar = super::produce::progress_bar(revisions.len() as u64, "revisions");
+    bar.set_message("committing");
     let started = std::time::Instant::now();
     loop {
         let total = total_records().await?;
+        bar.set_position(total.saturating_sub(before).min(revisions.len() as u64));
         if total >= wanted {
             break;
         }
         if started.elapsed() > Duration::from_secs(300) {
+            bar.abandon();
             return Err(Error::Failed(format!("ingest committed only {total} of {wanted} rows within 5 minutes")));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("ingest committed {} revisions in {:.1?}", revisions.len(), started.elapsed());
+    bar.finish_and_clear();
+    eprintln!("ingest committed them {:.2} s after the publish finished", started.elapsed().as_secs_f64());
 
     // A quarterly series, its last 8 dates: latest vs. as known at an earlier vintage.
     let series = revisions

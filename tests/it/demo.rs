@@ -22,7 +22,8 @@ fn demo_runs_the_pipeline_and_prints_an_answer_fetched_over_flight() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(stderr.contains("starting a local Kafka-protocol broker"), "{stderr}");
-    assert!(stderr.contains("ingest committed 3000 revisions"), "{stderr}");
+    assert!(stderr.contains("published 3000 synthetic revisions of 7 series"), "{stderr}");
+    assert!(stderr.contains("ingest committed them"), "{stderr}");
     // As it comes, `demo` logs warnings only: its own progress and the answer are what one reads.
     assert!(!stderr.contains(" INFO ") && !stderr.contains(" DEBUG "), "demo logs only warnings by default:\n{stderr}");
     let header = stdout.lines().find(|l| l.contains("latest values vs. as known on")).expect("the answer");

@@ -4,6 +4,7 @@ mod bench;
 mod chaos;
 mod cli;
 mod compact;
+mod console;
 mod demo;
 mod deploy;
 mod diskfull;

@@ -123,6 +123,14 @@ async fn serve_exports_the_dashboard_metrics_and_resumes_after_sigterm() {
     for _ in 0..2 {
         assert!(vintagelake(&["get", &series]).contains(&series));
     }
+    // Without authentication configured (on loopback), the console's API serves data openly.
+    let (status, info) = serve.get("/api/v1/info").await.expect("the console API");
+    assert_eq!(status, 200);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!((info["flight"].as_bool(), info["auth_required"].as_bool()), (Some(true), Some(false)), "{info}");
+    let (status, listed) = serve.get("/api/v1/series").await.expect("the series list");
+    assert_eq!(status, 200, "{listed}");
+    assert!(serde_json::from_str::<serde_json::Value>(&listed).unwrap()["total"].is_u64(), "{listed}");
 
     // Every metric a dashboard panel queries is exported (compaction and tiering ran on their
     // 2-second schedules, lag is reported every 5 s).

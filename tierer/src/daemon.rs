@@ -38,5 +38,9 @@ impl Lifecycle for Tiering {
 
 /// Runs on `schedule` until `cancel`.
 pub async fn run(store: Arc<IcebergStore>, schedule: cron::Schedule, settings: TierOptions, cancel: CancellationToken) {
+    // Files and bytes per tier are on /metrics from the start, not only after the first run.
+    if let Err(e) = crate::run::report_tiers(&store, settings.today()).await {
+        tracing::warn!(error = %e, "could not report the tiers at start; they are reported after the first run");
+    }
     run_lifecycle(&Tiering { store, settings }, &schedule, &cancel).await
 }

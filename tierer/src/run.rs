@@ -419,6 +419,15 @@ async fn first_release_keys<'a>(
     first_release_keys_of(&store.query(&VintageQuery::new(View::FirstRelease).series(ids)).await?)
 }
 
+/// Publishes the per-tier gauges from the table as it is now, without planning anything (the
+/// daemon does it at start, so files and bytes per tier are known before its first run).
+pub async fn report_tiers(store: &IcebergStore, today: Date) -> Result<(), TierError> {
+    let wh = store.warehouse().clone();
+    let table = wh.load(TableKind::DataPoints).await?;
+    publish_tier_gauges(&live_files(&wh, &table, None).await?, today);
+    Ok(())
+}
+
 /// Files, bytes and the oldest data age per tier.
 fn publish_tier_gauges(files: &[LiveFile], today: Date) {
     let mut per_tier: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
