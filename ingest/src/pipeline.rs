@@ -90,6 +90,13 @@ pub struct Ingest {
     last_record: Option<Instant>,
     /// When the last commit started (`COMMIT_MIN_SPACING` applies to caught-up commits).
     last_commit_started: Option<Instant>,
+    /// When every owned partition was last found at its end (after the last record).
+    at_end: Option<Instant>,
+    /// Per partition number: when its last record arrived and when it last reached its end.
+    /// (The client's end-of-partition event names the partition, not the topic; a partition
+    /// number shared by both topics can count as at its end a little early, which only makes a
+    /// commit come sooner.)
+    ends: HashMap<i32, (Option<Instant>, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -131,7 +138,10 @@ impl Ingest {
             .set("statistics.interval.ms", "5000")
             .set("queued.max.messages.kbytes", "65536")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            // Reaching the end of a partition is an event: with every partition at its end the
+            // consumer has caught up and commits what it holds (see `caught_up_at`).
+            .set("enable.partition.eof", "true");
         for (k, v) in &options.kafka_overrides {
             cfg.set(k, v);
         }
@@ -169,6 +179,8 @@ impl Ingest {
             retry_delay: FIRST_RETRY_DELAY,
             last_record: None,
             last_commit_started: None,
+            at_end: None,
+            ends: HashMap::new(),
         })
     }
 
@@ -253,8 +265,17 @@ impl Ingest {
                 // At MAX_BUFFERED_BYTES (sealed + new), wait for the running commit to end.
                 msg = consumer.recv(), if !full => match msg {
                     Ok(msg) => {
-                        self.last_record = Some(Instant::now());
+                        let now = Instant::now();
+                        self.last_record = Some(now);
+                        self.ends.entry(msg.partition()).or_default().0 = Some(now);
                         letter = self.accept(&msg);
+                    }
+                    Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                        let now = Instant::now();
+                        self.ends.entry(partition).or_default().1 = Some(now);
+                        if self.every_partition_at_end() {
+                            self.at_end = Some(now);
+                        }
                     }
                     Err(e) if is_out_of_range(&e) => {
                         tracing::warn!(error = %e, "a position is outside the broker's log; repositioning");
@@ -410,16 +431,29 @@ impl Ingest {
         })
     }
 
-    /// When what is buffered is committed because the consumer caught up: `COMMIT_WHEN_IDLE`
-    /// after the last record, and no sooner than `COMMIT_MIN_SPACING` after the last commit
-    /// started. `None` when turned off or before any record.
+    /// When what is buffered is committed because the consumer caught up: as soon as every owned
+    /// partition was found at its end after the last record, or `COMMIT_WHEN_IDLE` after the
+    /// last record (whichever comes first), and no sooner than `COMMIT_MIN_SPACING` after the
+    /// last commit started. `None` when turned off or before any record.
     fn caught_up_at(&self) -> Option<Instant> {
         let c = &self.options.config;
         if c.commit_when_idle.is_zero() {
             return None;
         }
-        let idle = self.last_record? + c.commit_when_idle;
-        Some(self.last_commit_started.map_or(idle, |t| idle.max(t + c.commit_min_spacing)))
+        let last = self.last_record?;
+        let idle = last + c.commit_when_idle;
+        let caught_up = self.at_end.filter(|t| *t >= last).map_or(idle, |t| t.min(idle));
+        Some(self.last_commit_started.map_or(caught_up, |t| caught_up.max(t + c.commit_min_spacing)))
+    }
+
+    /// Whether every owned partition reached its end after its last record (by the client's
+    /// end-of-partition events; no request to the broker).
+    fn every_partition_at_end(&self) -> bool {
+        let state = self.shared.lock();
+        !state.positions.is_empty()
+            && state.positions.keys().all(|(_, partition)| {
+                self.ends.get(partition).is_some_and(|(record, end)| end.is_some_and(|e| record.is_none_or(|r| e >= r)))
+            })
     }
 
     /// How many partitions this replica owns, updated after every rebalance (0 until the

@@ -86,6 +86,13 @@ pub struct E2eArgs {
     /// their own (0 skips it).
     #[arg(long, default_value_t = 2_000)]
     pub small_commits: usize,
+    /// After the load: a trickle of this many revisions per second (one JSON message each) for
+    /// --trickle-seconds, with freshness probes alongside (0 skips it).
+    #[arg(long, default_value_t = 1_000)]
+    pub trickle_rate: u64,
+    /// How long the trickle lasts, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub trickle_seconds: u64,
     /// Give up when the load is not committed within this time.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -506,23 +513,31 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Produces probe revisions while `loading` is set (and at least `min` of them), each timed from
-/// its produce until Flight returns it. Returns the latencies and the probe messages sent.
-async fn freshness(
-    producer: FutureProducer,
+/// Where freshness probes go and how many at least: each probe is one revision of a series of
+/// its own (`<prefix>.<n>`), timed from its produce until Flight returns it.
+struct Probes {
+    prefix: &'static str,
     topic: String,
     flight_port: u16,
     min: usize,
+    timeout: Duration,
+}
+
+/// Produces probe revisions while `loading` is set (and at least `min` of them), each timed from
+/// its produce until Flight returns it. Returns the latencies and the probe messages sent.
+async fn freshness(
+    probes: Probes,
+    producer: FutureProducer,
     loading: Arc<std::sync::atomic::AtomicBool>,
     sent: Arc<std::sync::atomic::AtomicI64>,
-    timeout: Duration,
 ) -> Result<Vec<Duration>, Error> {
+    let Probes { prefix, topic, flight_port, min, timeout } = probes;
     use std::sync::atomic::Ordering;
     let mut client = flight_client(flight_port).await?;
     let mut latencies = Vec::new();
     let mut k = 0usize;
     while loading.load(Ordering::Relaxed) || latencies.len() < min {
-        let probe = probe_revision(&format!("PROBE.{k:05}"), k as f64);
+        let probe = probe_revision(&format!("{prefix}.{k:05}"), k as f64);
         let series = probe.series_id.clone();
         let (key, payload) = message(&probe);
         // Counted before it is sent: the load is committed once the positions cover the load
@@ -548,6 +563,41 @@ async fn freshness(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(latencies)
+}
+
+/// Produces `rate` single-revision messages a second (in 10 ms steps) for `length`, counting
+/// each in `sent` before it is sent.
+async fn trickle(
+    producer: &FutureProducer,
+    topic: &str,
+    rate: u64,
+    length: Duration,
+    sent: &std::sync::atomic::AtomicI64,
+) -> Result<(), Error> {
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut n = 0u64;
+    let mut deliveries = Vec::new();
+    while started.elapsed() < length {
+        tick.tick().await;
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while n < due {
+            let (key, payload) = message(&probe_revision(&format!("TRICKLE.{:03}", n % 100), n as f64));
+            sent.fetch_add(1, Ordering::SeqCst);
+            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
+                Ok(d) => deliveries.push(d),
+                Err((e, _)) => return Err(Error::Failed(format!("producing the trickle: {e}"))),
+            }
+            n += 1;
+        }
+    }
+    for d in deliveries {
+        d.await
+            .map_err(|_| Error::Failed("a trickle delivery was cancelled".into()))?
+            .map_err(|(e, _)| Error::Failed(format!("producing the trickle: {e}")))?;
+    }
+    Ok(())
 }
 
 /// One revision of a series of its own (freshness probes, the warm-up).
@@ -679,13 +729,10 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     let loading = Arc::new(AtomicBool::new(true));
     let probes_sent = Arc::new(AtomicI64::new(0));
     let probes = tokio::spawn(freshness(
+        Probes { prefix: "PROBE", topic: topic.clone(), flight_port, min: args.min_probes, timeout: args.timeout },
         producer(&bootstrap)?,
-        topic.clone(),
-        flight_port,
-        args.min_probes,
         loading.clone(),
         probes_sent.clone(),
-        args.timeout,
     ));
     let load_messages = load.len();
     let started = Instant::now();
@@ -700,7 +747,32 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     let sustained = started.elapsed();
     loading.store(false, Ordering::Relaxed);
     let fresh = probes.await.map_err(|e| Error::Failed(format!("probe task: {e}")))??;
-    let everything = || warmup + produced as i64 + probes_sent.load(Ordering::SeqCst);
+    // A trickle, probes alongside: how fresh data is when the consumer keeps catching up.
+    let trickle_sent = Arc::new(AtomicI64::new(0));
+    let mut trickle_fresh = Vec::new();
+    if args.trickle_rate > 0 && args.trickle_seconds > 0 {
+        eprintln!("a trickle of {} revisions/s for {} s…", args.trickle_rate, args.trickle_seconds);
+        let trickling = Arc::new(AtomicBool::new(true));
+        let probes = tokio::spawn(freshness(
+            Probes { prefix: "TRICKLE.PROBE", topic: topic.clone(), flight_port, min: 1, timeout: args.timeout },
+            producer(&bootstrap)?,
+            trickling.clone(),
+            trickle_sent.clone(),
+        ));
+        trickle(
+            &producer(&bootstrap)?,
+            &topic,
+            args.trickle_rate,
+            Duration::from_secs(args.trickle_seconds),
+            &trickle_sent,
+        )
+        .await?;
+        trickling.store(false, Ordering::Relaxed);
+        trickle_fresh = probes.await.map_err(|e| Error::Failed(format!("probe task: {e}")))??;
+        trickle_fresh.sort();
+    }
+    let everything =
+        || warmup + produced as i64 + probes_sent.load(Ordering::SeqCst) + trickle_sent.load(Ordering::SeqCst);
     wait_committed(&mut ingest, &mut [&mut query], &store, &topic, Covered::Messages(&everything), deadline).await?;
     let peak_rss = ingest.peak_rss();
     let metrics = http_get(ingest_http, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
@@ -805,6 +877,16 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
         ms(quantile(&fresh, 0.5)),
         ms(quantile(&fresh, 0.99))
     );
+    if !trickle_fresh.is_empty() {
+        println!(
+            "| freshness under a trickle of {} revisions/s for {} s ({} probes) | p50 {}, p99 {} |",
+            args.trickle_rate,
+            args.trickle_seconds,
+            trickle_fresh.len(),
+            ms(quantile(&trickle_fresh, 0.5)),
+            ms(quantile(&trickle_fresh, 0.99))
+        );
+    }
     println!(
         "| ingest peak RSS | {} |",
         peak_rss.map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))

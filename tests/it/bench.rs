@@ -21,6 +21,7 @@ async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
         Command::new(env!("CARGO_BIN_EXE_vintagelake"))
             .args(["bench", "e2e", "--revisions", "20000", "--rows-per-message", "500"])
             .args(["--clients", "1,4", "--requests-per-client", "10", "--min-probes", "3"])
+            .args(["--trickle-rate", "200", "--trickle-seconds", "2"])
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
             .env("COMMIT_INTERVAL", "200ms")
             .env("RUST_LOG", "warn")
@@ -45,6 +46,9 @@ async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
     let fresh = line("| freshness");
     assert!(number_after(&fresh, "(") >= 3.0, "{fresh}");
     assert!(number_after(&fresh, "p50") > 0.0, "{fresh}");
+    let trickle = line("| freshness under a trickle of 200 revisions/s for 2 s");
+    assert!(number_after(&trickle, "s (") >= 1.0, "{trickle}");
+    assert!(number_after(&trickle, "p99") >= number_after(&trickle, "p50"), "{trickle}");
     assert!(number_after(&line("| ingest peak RSS"), "RSS |") > 0.0);
     for clients in ["1 concurrent", "4 concurrent"] {
         let reads = line(&format!("| one series, latest view, {clients}"));
