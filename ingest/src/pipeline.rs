@@ -141,7 +141,11 @@ impl Ingest {
             .set("heartbeat.interval.ms", "1000")
             // Reaching the end of a partition is an event: with every partition at its end the
             // consumer has caught up and commits what it holds (see `caught_up_at`).
-            .set("enable.partition.eof", "true");
+            .set("enable.partition.eof", "true")
+            // Incremental rebalancing: a replica joining or leaving moves only the partitions that
+            // change owner; the others keep being consumed and committed meanwhile. (Every replica
+            // of a group must use it: stop all replicas of an older version before starting these.)
+            .set("partition.assignment.strategy", "cooperative-sticky");
         for (k, v) in &options.kafka_overrides {
             cfg.set(k, v);
         }

@@ -25,6 +25,10 @@ try {
   const page = await context.newPage();
   const consoleErrors = [];
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  // Script errors and policy violations (a refused request's own log line is expected).
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) consoleErrors.push(m.text());
+  });
   page.setDefaultTimeout(30000);
 
   // Without credentials: the API refuses data, the page asks to sign in.
@@ -39,7 +43,8 @@ try {
     headers: { "content-type": "application/json", authorization: "Bearer not-a-token" },
   });
   assert.equal(wrong.status(), 401, "data with a wrong token");
-  await page.goto(url + "/");
+  const loaded = await page.goto(url + "/");
+  assert.match(loaded.headers()["content-security-policy"], /default-src 'self'/, "the page's content security policy");
   await page.waitForSelector("form#login");
   await page.screenshot({ path: join(artefacts, "01-login.png"), fullPage: true });
 
