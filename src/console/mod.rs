@@ -269,15 +269,14 @@ async fn answer(
     if wide && parsed.name() != "matrix" {
         return Err(bad_request("layout=wide is for the matrix view"));
     }
-    let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+    let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
         stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
     )
-    .try_collect()
-    .await
     .map_err(|e| match e {
         arrow_flight::error::FlightError::Tonic(s) => ApiError::from(*s),
         other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string(), "internal"),
-    })?;
+    });
+    let batches = collect_bounded(decoded, MAX_ANSWER_ROWS).await?;
     let (schema, batches) = if wide {
         let pivoted = crate::commands::get::wide_matrix(&batches, format == "parquet")
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("matrix: {e}"), "internal"))?;
@@ -308,6 +307,35 @@ async fn action(
     let first = results.into_future().await.0.transpose()?;
     let body = first.map(|r| r.body).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Rows an answer of the HTTP API may have: it is built whole in memory before it is sent
+/// (JSON, CSV or Parquet), unlike a Flight stream. Larger answers are refused; Flight streams them.
+pub const MAX_ANSWER_ROWS: usize = 2_000_000;
+
+/// The batches of a stream, refused once they pass `max` rows (nothing more is read then).
+async fn collect_bounded(
+    stream: impl futures::Stream<Item = Result<RecordBatch, ApiError>>,
+    max: usize,
+) -> Result<Vec<RecordBatch>, ApiError> {
+    let mut stream = std::pin::pin!(stream);
+    let (mut batches, mut rows) = (Vec::new(), 0usize);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows();
+        if rows > max {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the answer has more than {max} rows, more than the HTTP API builds in memory: narrow the \
+                     ticket (series, start/end) or read it over Arrow Flight (`vintagelake get`), which streams it"
+                ),
+                "too_large",
+            ));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 /// An answer as columns: `{"columns": [{"name", "type"}], "rows": N, "data": {name: [values]}}`;
@@ -360,6 +388,17 @@ mod tests {
         assert_eq!(param(&p, "empty"), Some(""));
         assert_eq!(param(&p, "bad"), Some("%zz%4"), "malformed escapes are kept as they are");
         assert_eq!(param(&p, "missing"), None);
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_bound_are_refused() {
+        use arrow::array::Int32Array;
+        let batch = RecordBatch::try_from_iter([("n", Arc::new(Int32Array::from(vec![1, 2, 3])) as _)]).unwrap();
+        let three = || futures::stream::iter((0..3).map(|_| Ok(batch.clone())));
+        assert_eq!(collect_bounded(three(), 9).await.map(|b| b.len()).ok(), Some(3), "9 rows fit in 9");
+        let refused = collect_bounded(three(), 8).await.expect_err("10 rows do not fit in 8");
+        assert_eq!((refused.0, refused.2), (StatusCode::BAD_REQUEST, "too_large"));
+        assert!(refused.1.contains("Arrow Flight"), "{}", refused.1);
     }
 
     #[test]
