@@ -38,6 +38,16 @@ pub mod col {
     pub const REALTIME_START: &str = "realtime_start";
     /// Arrival order within a series, so a correction of the same key wins over what it corrects.
     pub const INGEST_SEQ: &str = "ingest_seq";
+    /// Observation status code of a revision (wire version 2).
+    pub const STATUS: &str = "status";
+    /// Comment on a revision (wire version 2).
+    pub const COMMENT: &str = "comment";
+    /// Series notes (wire version 2).
+    pub const NOTES: &str = "notes";
+    /// The release a series belongs to (wire version 2).
+    pub const RELEASE: &str = "release";
+    /// When the source last updated a series (wire version 2).
+    pub const LAST_UPDATED: &str = "last_updated";
 }
 
 fn ts_ns() -> DataType {
@@ -182,6 +192,13 @@ pub fn batch_to_series(batch: &RecordBatch) -> Result<Vec<EconomicSeries>, Arrow
         .ok_or_else(|| ArrowError::SchemaError(format!("column {} is not Boolean", col::IS_ACTIVE)))?;
     let created = typed_col::<TimestampNanosecondType>(batch, col::CREATED_AT)?;
     let updated = typed_col::<TimestampNanosecondType>(batch, col::UPDATED_AT)?;
+    // Version-2 metadata, when the batch has it (the seed schema does not).
+    let notes = batch.column_by_name(col::NOTES).map(|_| s(col::NOTES)).transpose()?;
+    let release = batch.column_by_name(col::RELEASE).map(|_| s(col::RELEASE)).transpose()?;
+    let last_updated = batch
+        .column_by_name(col::LAST_UPDATED)
+        .map(|_| typed_col::<TimestampNanosecondType>(batch, col::LAST_UPDATED))
+        .transpose()?;
     let opt = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
     let date = |a: &arrow_array::StringArray, i: usize, name: &str| -> Result<Option<Date>, ArrowError> {
         if a.is_null(i) {
@@ -208,6 +225,9 @@ pub fn batch_to_series(batch: &RecordBatch) -> Result<Vec<EconomicSeries>, Arrow
                 is_active: active.value(i),
                 created_at: Timestamp::from_nanos(created.value(i)),
                 updated_at: Timestamp::from_nanos(updated.value(i)),
+                notes: notes.and_then(|a| opt(a, i)),
+                release: release.and_then(|a| opt(a, i)),
+                last_updated: last_updated.and_then(|a| a.is_valid(i).then(|| Timestamp::from_nanos(a.value(i)))),
             })
         })
         .collect()
@@ -307,6 +327,9 @@ mod tests {
             is_active: true,
             created_at: Timestamp::from_nanos(1),
             updated_at: Timestamp::from_nanos(2),
+            notes: None,
+            release: None,
+            last_updated: None,
         }];
         let batch = series_to_batch(&series).unwrap();
         assert_eq!(batch.schema(), economic_series_schema());

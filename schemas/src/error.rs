@@ -77,6 +77,10 @@ pub enum Reason {
     DuplicateField,
     #[error("unknown field")]
     UnknownField,
+    #[error("field is not defined in wire version {version}; send version 2")]
+    NotInVersion { version: u64 },
+    #[error("bad code {value:?}: expected 1 to {max} ASCII letters, digits or _")]
+    BadCode { value: String, max: usize },
     #[error("unknown version {found}; supported: {supported}")]
     UnknownVersion { found: String, supported: &'static str },
     #[error("expected {expected}, found {found}")]
@@ -124,6 +128,8 @@ impl Reason {
             Reason::MissingField => "missing_field",
             Reason::DuplicateField => "duplicate_field",
             Reason::UnknownField => "unknown_field",
+            Reason::NotInVersion { .. } => "not_in_version",
+            Reason::BadCode { .. } => "bad_code",
             Reason::UnknownVersion { .. } => "unknown_version",
             Reason::WrongType { .. } => "wrong_type",
             Reason::BadDate { .. } => "bad_date",

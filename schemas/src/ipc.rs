@@ -6,7 +6,9 @@ use std::sync::Arc;
 use arrow_array::builder::{BooleanBuilder, Date32Builder, Float64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type};
-use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -17,7 +19,7 @@ use crate::error::{Reason, ValidationError, excerpt};
 use crate::ids::{Date, MAX_SERIES_ID_BYTES, SeriesId, validate_id};
 use crate::model::{Timestamp, derived_id_with};
 use crate::table::{StoredDataPoint, data_points_table_schema, stored_data_points_to_batch};
-use crate::wire::DataPointRevision;
+use crate::wire::{DataPointRevision, MAX_COMMENT_BYTES, check_status, check_text};
 
 /// Largest bulk message accepted.
 pub const MAX_IPC_MESSAGE_BYTES: usize = 64 << 20;
@@ -51,7 +53,8 @@ impl WireFormat {
     }
 }
 
-/// Schema of a bulk revision stream. `is_original_release` and `id` columns are optional.
+/// Schema of a bulk revision stream. `is_original_release`, `id`, and the version-2 columns
+/// `status` and `comment` are optional.
 pub fn bulk_revision_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(col::SERIES_ID, DataType::Utf8, false),
@@ -60,6 +63,8 @@ pub fn bulk_revision_schema() -> SchemaRef {
         Field::new(col::VALUE, DataType::Float64, true),
         Field::new(col::IS_ORIGINAL_RELEASE, DataType::Boolean, false),
         Field::new(col::ID, DataType::Utf8, true),
+        Field::new(col::STATUS, DataType::Utf8, true),
+        Field::new(col::COMMENT, DataType::Utf8, true),
     ]))
 }
 
@@ -164,6 +169,16 @@ fn fast_table_rows(batch: &RecordBatch, received_at: Timestamp, seq0: i64, row0:
     let value = get(col::VALUE)?;
     let original = get(col::IS_ORIGINAL_RELEASE);
     let id = get(col::ID).map(|a| a.as_string::<i32>());
+    let status = get(col::STATUS);
+    let comment = get(col::COMMENT);
+    let all_valid = |a: Option<&ArrayRef>, check: &dyn Fn(&str) -> bool| {
+        a.is_none_or(|a| a.as_string::<i32>().iter().flatten().all(check))
+    };
+    if !all_valid(status, &|s| check_status(s, col::STATUS).is_ok())
+        || !all_valid(comment, &|s| check_text(s, col::COMMENT, MAX_COMMENT_BYTES).is_ok())
+    {
+        return None;
+    }
 
     if series.null_count() + date.null_count() + revision.null_count() > 0
         || original.is_some_and(|a| a.null_count() > 0)
@@ -222,6 +237,8 @@ fn fast_table_rows(batch: &RecordBatch, received_at: Timestamp, seq0: i64, row0:
         Arc::new(TimestampMicrosecondArray::from_value(micros, n)),
         Arc::new(Date32Array::new_null(n)),
         Arc::new(Int64Array::from_iter_values((row0..row0 + n).map(|i| seq0 | i as i64))),
+        status.cloned().unwrap_or_else(|| Arc::new(StringArray::new_null(n))),
+        comment.cloned().unwrap_or_else(|| Arc::new(StringArray::new_null(n))),
     ];
     RecordBatch::try_new(data_points_table_schema(), columns).ok()
 }
@@ -256,6 +273,8 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<DataPointRevision>) -> Result
     let value = get(col::VALUE).expect("checked").as_primitive::<Float64Type>();
     let original = get(col::IS_ORIGINAL_RELEASE).map(|a| a.as_boolean());
     let id = get(col::ID).map(|a| a.as_string::<i32>());
+    let status = get(col::STATUS).map(|a| a.as_string::<i32>());
+    let comment = get(col::COMMENT).map(|a| a.as_string::<i32>());
     let in_range = |d: i32, field: &'static str, row: usize| {
         let d = Date::from_days_since_epoch(d);
         if (Date::MIN..=Date::MAX).contains(&d) {
@@ -290,6 +309,14 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<DataPointRevision>) -> Result
             })?),
             _ => None,
         };
+        let text = |a: Option<&StringArray>, check: &dyn Fn(&str) -> Result<(), ValidationError>| {
+            match a.filter(|a| a.is_valid(row)) {
+                Some(a) => check(a.value(row)).map(|()| Some(a.value(row).to_owned())).map_err(|e| e.at_row(row)),
+                None => Ok(None),
+            }
+        };
+        let status = text(status, &|s| check_status(s, col::STATUS))?;
+        let comment = text(comment, &|s| check_text(s, col::COMMENT, MAX_COMMENT_BYTES))?;
         out.push(DataPointRevision {
             series_id: SeriesId::parse_field(series.value(row), col::SERIES_ID).map_err(|e| e.at_row(row))?,
             date: in_range(date.value(row), col::DATE, row)?,
@@ -299,6 +326,8 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<DataPointRevision>) -> Result
             id,
             created_at: None,
             updated_at: None,
+            status,
+            comment,
         });
     }
     Ok(())
@@ -321,7 +350,7 @@ pub fn encode_data_points_ipc(revisions: &[DataPointRevision]) -> Result<Vec<u8>
         original.append_value(r.is_original_release);
         id.append_option(r.id.map(|u| u.to_string()));
     }
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(series.finish()),
         Arc::new(date.finish()),
         Arc::new(revision.finish()),
@@ -329,7 +358,16 @@ pub fn encode_data_points_ipc(revisions: &[DataPointRevision]) -> Result<Vec<u8>
         Arc::new(original.finish()),
         Arc::new(id.finish()),
     ];
-    let batch = RecordBatch::try_new(bulk_revision_schema(), columns)?;
+    // The version-2 columns only when a revision uses them, so a pipeline that predates them
+    // still reads every message that does not.
+    let full = bulk_revision_schema();
+    let mut fields: Vec<Field> = full.fields()[..columns.len()].iter().map(|f| f.as_ref().clone()).collect();
+    if revisions.iter().any(|r| r.status.is_some() || r.comment.is_some()) {
+        columns.push(Arc::new(StringArray::from_iter(revisions.iter().map(|r| r.status.as_deref()))));
+        columns.push(Arc::new(StringArray::from_iter(revisions.iter().map(|r| r.comment.as_deref()))));
+        fields.extend(full.fields()[columns.len() - 2..].iter().map(|f| f.as_ref().clone()));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     let mut out = Vec::new();
     let mut w = StreamWriter::try_new(&mut out, &batch.schema())?;
     w.write(&batch)?;
@@ -354,6 +392,8 @@ mod tests {
                 id: (i == 1).then(Uuid::new_v4),
                 created_at: None,
                 updated_at: None,
+                status: (i % 5 == 2).then(|| "P".to_owned()),
+                comment: (i == 3).then(|| "estimated from a partial survey".to_owned()),
             })
             .collect()
     }
@@ -400,6 +440,36 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(!out[0].is_original_release);
         assert_eq!(out[0].value, None);
+    }
+
+    #[test]
+    fn bulk_status_and_comment_columns_are_validated_per_row() {
+        let r = revs(10);
+        let bytes = encode_data_points_ipc(&r).unwrap();
+        let table = decode_data_points_ipc_to_table(&bytes, Timestamp::from_nanos(0), 0).unwrap();
+        let stored = crate::table::batch_to_stored_data_points(&table[0]).unwrap();
+        assert_eq!(stored[2].status.as_deref(), Some("P"));
+        assert_eq!(stored[3].comment.as_deref(), Some("estimated from a partial survey"));
+        assert_eq!((stored[0].status.as_deref(), stored[0].comment.as_deref()), (None, None));
+        // Without version-2 fields the message has no version-2 columns (older pipelines read it).
+        let plain: Vec<DataPointRevision> =
+            r.iter().cloned().map(|r| DataPointRevision { status: None, comment: None, ..r }).collect();
+        let plain_bytes = encode_data_points_ipc(&plain).unwrap();
+        let reader = StreamReader::try_new(&plain_bytes[..], None).unwrap();
+        assert!(reader.schema().column_with_name(col::STATUS).is_none());
+        // A bad code or comment rejects the message, naming the row.
+        for (status, comment, field) in
+            [(Some("P E"), None, "rows[1].status"), (None, Some(" "), "rows[1].comment"), (Some(""), None, "rows[1].status")]
+        {
+            let mut bad = r.clone();
+            bad[1].status = status.map(str::to_owned);
+            bad[1].comment = comment.map(str::to_owned);
+            let bytes = encode_data_points_ipc(&bad).unwrap();
+            let e = decode_data_points_ipc(&bytes).unwrap_err();
+            assert_eq!(e.field(), field, "{e}");
+            let e = decode_data_points_ipc_to_table(&bytes, Timestamp::from_nanos(0), 0).unwrap_err();
+            assert_eq!(e.field(), field, "{e}");
+        }
     }
 
     #[test]

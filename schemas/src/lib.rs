@@ -67,6 +67,8 @@ mod proptests {
                 id: None,
                 created_at: None,
                 updated_at: None,
+                status: None,
+                comment: None,
             };
             prop_assert_eq!(&decode_data_point_json(&r.to_json()).unwrap(), &r);
             prop_assert_eq!(decode_data_points(&encode_data_points_ipc(std::slice::from_ref(&r)).unwrap()).unwrap(), vec![r]);

@@ -80,6 +80,12 @@ pub struct EconomicSeries {
     pub is_active: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Notes on the series (wire version 2; not in the seed's Arrow schema).
+    pub notes: Option<String>,
+    /// The release the series belongs to (wire version 2).
+    pub release: Option<String>,
+    /// When the source last updated the series (wire version 2).
+    pub last_updated: Option<Timestamp>,
 }
 
 /// One published value of one observation date: a revision (the seed's `DataPoint`).

@@ -29,6 +29,9 @@ pub mod data_points_ids {
     pub const UPDATED_AT: i32 = 8;
     pub const REALTIME_END: i32 = 9;
     pub const INGEST_SEQ: i32 = 10;
+    /// Schema version 2.
+    pub const STATUS: i32 = 11;
+    pub const COMMENT: i32 = 12;
 }
 
 /// Stable Iceberg field ids of the `series` table.
@@ -47,7 +50,19 @@ pub mod series_ids {
     pub const CREATED_AT: i32 = 12;
     pub const UPDATED_AT: i32 = 13;
     pub const INGEST_SEQ: i32 = 14;
+    /// Schema version 2.
+    pub const NOTES: i32 = 15;
+    pub const RELEASE: i32 = 16;
+    pub const LAST_UPDATED: i32 = 17;
 }
+
+/// The version of the tables' schemas this build writes. Version 2 added `status` and `comment`
+/// to `data_points`, `notes`, `release` and `last_updated` to `series`: nullable columns with
+/// new field ids, so older files read them as null and nothing is rewritten.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// How many leading columns of each table existed in schema version 1 (`data_points`, `series`).
+const VERSION_1_COLUMNS: (usize, usize) = (10, 14);
 
 fn field(name: &str, data_type: DataType, nullable: bool, id: i32) -> Field {
     Field::new(name, data_type, nullable).with_metadata(HashMap::from([(FIELD_ID_KEY.to_owned(), id.to_string())]))
@@ -57,7 +72,25 @@ fn ts_us() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
 }
 
-/// `data_points`: the seed's `DataPoint` columns plus the vintage bookkeeping columns.
+/// `data_points` as schema `version` defines it (1 or [`SCHEMA_VERSION`]).
+pub fn data_points_schema_at(version: u32) -> SchemaRef {
+    at_version(data_points_table_schema(), version, VERSION_1_COLUMNS.0)
+}
+
+/// `series` as schema `version` defines it (1 or [`SCHEMA_VERSION`]).
+pub fn series_schema_at(version: u32) -> SchemaRef {
+    at_version(series_table_schema(), version, VERSION_1_COLUMNS.1)
+}
+
+fn at_version(current: SchemaRef, version: u32, v1_columns: usize) -> SchemaRef {
+    if version >= SCHEMA_VERSION {
+        return current;
+    }
+    Arc::new(Schema::new(current.fields()[..v1_columns].to_vec()))
+}
+
+/// `data_points`: the seed's `DataPoint` columns plus the vintage bookkeeping columns, then the
+/// columns later schema versions added (always at the end, with new field ids).
 pub fn data_points_table_schema() -> SchemaRef {
     use data_points_ids as id;
     Arc::new(Schema::new(vec![
@@ -71,6 +104,8 @@ pub fn data_points_table_schema() -> SchemaRef {
         field(col::UPDATED_AT, ts_us(), false, id::UPDATED_AT),
         field(col::REALTIME_END, DataType::Date32, true, id::REALTIME_END),
         field(col::INGEST_SEQ, DataType::Int64, false, id::INGEST_SEQ),
+        field(col::STATUS, DataType::Utf8, true, id::STATUS),
+        field(col::COMMENT, DataType::Utf8, true, id::COMMENT),
     ]))
 }
 
@@ -92,6 +127,9 @@ pub fn series_table_schema() -> SchemaRef {
         field(col::CREATED_AT, ts_us(), false, id::CREATED_AT),
         field(col::UPDATED_AT, ts_us(), false, id::UPDATED_AT),
         field(col::INGEST_SEQ, DataType::Int64, false, id::INGEST_SEQ),
+        field(col::NOTES, DataType::Utf8, true, id::NOTES),
+        field(col::RELEASE, DataType::Utf8, true, id::RELEASE),
+        field(col::LAST_UPDATED, ts_us(), true, id::LAST_UPDATED),
     ]))
 }
 
@@ -107,8 +145,14 @@ mod tests {
     #[test]
     fn field_ids_are_unique_dense_and_frozen() {
         // Freezing the numbering: changing these numbers breaks every existing table.
-        assert_eq!(ids(&data_points_table_schema()), (1..=10).collect::<Vec<_>>());
-        assert_eq!(ids(&series_table_schema()), (1..=14).collect::<Vec<_>>());
+        assert_eq!(ids(&data_points_table_schema()), (1..=12).collect::<Vec<_>>());
+        assert_eq!(ids(&series_table_schema()), (1..=17).collect::<Vec<_>>());
+        assert_eq!(ids(&data_points_schema_at(1)), (1..=10).collect::<Vec<_>>());
+        assert_eq!(ids(&series_schema_at(1)), (1..=14).collect::<Vec<_>>());
+        // Columns added after version 1 are nullable: old files read them as null.
+        for (v1, v2) in [(data_points_schema_at(1), data_points_table_schema()), (series_schema_at(1), series_table_schema())] {
+            assert!(v2.fields()[v1.fields().len()..].iter().all(|f| f.is_nullable()));
+        }
     }
 
     #[test]
@@ -130,11 +174,15 @@ mod tests {
                 },
                 realtime_end: Some(crate::Date::parse_iso("2024-05-29").unwrap()),
                 ingest_seq: 42,
+                status: Some("P".into()),
+                comment: Some("advance estimate".into()),
             },
             StoredDataPoint {
                 point: crate::DataPoint { value: None, ..rows_point(&sid) },
                 realtime_end: None,
                 ingest_seq: 43,
+                status: None,
+                comment: None,
             },
         ];
         let batch = stored_data_points_to_batch(&rows).unwrap();
@@ -182,13 +230,23 @@ pub struct StoredDataPoint {
     pub realtime_end: Option<crate::Date>,
     /// Arrival order within the series: a later write of the same key corrects an earlier one.
     pub ingest_seq: i64,
+    /// Observation status code (schema version 2).
+    pub status: Option<String>,
+    /// Comment on the value (schema version 2).
+    pub comment: Option<String>,
 }
 
 impl StoredDataPoint {
+    /// A seed data point as stored: no real-time end yet, no status or comment.
+    pub fn of_point(point: crate::DataPoint, ingest_seq: i64) -> Self {
+        Self { point, realtime_end: None, ingest_seq, status: None, comment: None }
+    }
+
     /// A revision as ingest stores it on arrival: defaults applied
     /// ([`crate::DataPointRevision::into_data_point`]), no real-time end yet.
-    pub fn arrived(revision: crate::DataPointRevision, received_at: crate::Timestamp, ingest_seq: i64) -> Self {
-        Self { point: revision.into_data_point(received_at), realtime_end: None, ingest_seq }
+    pub fn arrived(mut revision: crate::DataPointRevision, received_at: crate::Timestamp, ingest_seq: i64) -> Self {
+        let (status, comment) = (revision.status.take(), revision.comment.take());
+        Self { point: revision.into_data_point(received_at), realtime_end: None, ingest_seq, status, comment }
     }
 }
 
@@ -206,7 +264,13 @@ pub fn stored_data_points_to_batch(
         end.append_option(r.realtime_end.map(crate::Date::days_since_epoch));
         seq.append_value(r.ingest_seq);
     }
-    seed_to_table(&seed, data_points_table_schema(), vec![Arc::new(end.finish()), Arc::new(seq.finish())])
+    let status = arrow_array::StringArray::from_iter(rows.iter().map(|r| r.status.as_deref()));
+    let comment = arrow_array::StringArray::from_iter(rows.iter().map(|r| r.comment.as_deref()));
+    seed_to_table(
+        &seed,
+        data_points_table_schema(),
+        vec![Arc::new(end.finish()), Arc::new(seq.finish()), Arc::new(status), Arc::new(comment)],
+    )
 }
 
 /// Series metadata with its arrival order, in the `series` table schema.
@@ -216,7 +280,12 @@ pub fn stored_series_to_batch(
     let series: Vec<crate::EconomicSeries> = rows.iter().map(|(s, _)| s.clone()).collect();
     let seed = crate::arrow::series_to_batch(&series)?;
     let seq = arrow_array::Int64Array::from_iter_values(rows.iter().map(|(_, q)| *q));
-    seed_to_table(&seed, series_table_schema(), vec![Arc::new(seq)])
+    let notes = arrow_array::StringArray::from_iter(rows.iter().map(|(s, _)| s.notes.as_deref()));
+    let release = arrow_array::StringArray::from_iter(rows.iter().map(|(s, _)| s.release.as_deref()));
+    let updated = arrow_array::TimestampMicrosecondArray::from_iter(
+        rows.iter().map(|(s, _)| s.last_updated.map(crate::Timestamp::micros)),
+    );
+    seed_to_table(&seed, series_table_schema(), vec![Arc::new(seq), Arc::new(notes), Arc::new(release), Arc::new(updated)])
 }
 
 /// Reads `series` table rows back: each series with its arrival order.
@@ -278,6 +347,18 @@ pub fn batch_to_stored_data_points(
     let seq = crate::arrow::column(batch, col::INGEST_SEQ)?
         .as_primitive_opt::<Int64Type>()
         .ok_or_else(|| arrow_schema::ArrowError::SchemaError("ingest_seq is not Int64".into()))?;
+    // Rows of schema version 1 have no status or comment.
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .map(|c| {
+                c.as_string_opt::<i32>()
+                    .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("{name} is not Utf8")))
+            })
+            .transpose()
+    };
+    let (status, comment) = (text(col::STATUS)?, text(col::COMMENT)?);
+    let at = |a: Option<&arrow_array::StringArray>, i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned()));
     Ok(points
         .into_iter()
         .enumerate()
@@ -285,6 +366,8 @@ pub fn batch_to_stored_data_points(
             point,
             realtime_end: end.is_valid(i).then(|| crate::Date::from_days_since_epoch(end.value(i))),
             ingest_seq: seq.value(i),
+            status: at(status, i),
+            comment: at(comment, i),
         })
         .collect())
 }

@@ -1,6 +1,9 @@
-//! The Kafka wire format, version 1: one JSON object per message (documented in
+//! The Kafka wire format, versions 1 and 2: one JSON object per message (documented in
 //! `docs/wire-format.md`, JSON Schemas in `docs/schemas/`), and the validator that turns any byte
 //! string into a typed record or a precise [`ValidationError`].
+//!
+//! Version 2 adds optional fields (a data point's observation `status` and `comment`; a series'
+//! `notes`, `release` and `last_updated`); version 1 is accepted forever and means "none of them".
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,9 +17,11 @@ use crate::error::{Reason, ValidationError, excerpt};
 use crate::ids::{Date, SeriesId, validate_id};
 use crate::model::{DataPoint, EconomicSeries, Timestamp, derived_data_point_id};
 
-/// The only wire version this build reads and writes.
-pub const WIRE_VERSION: u64 = 1;
-const SUPPORTED_VERSIONS: &str = "1";
+/// The newest wire version this build reads and writes. Messages are written in the oldest version
+/// that carries them (version 1 when no version-2 field is set), so older pipelines keep reading
+/// what newer producers send unless it uses the new fields.
+pub const WIRE_VERSION: u64 = 2;
+const SUPPORTED_VERSIONS: &str = "1, 2";
 
 /// Largest JSON message accepted (bulk loads use the Arrow IPC format instead).
 pub const MAX_JSON_MESSAGE_BYTES: usize = 1 << 20;
@@ -26,8 +31,14 @@ pub const MAX_SHORT_ID_BYTES: usize = 128;
 pub const MAX_TITLE_BYTES: usize = 1024;
 /// Longest `description`.
 pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
-/// Longest `units`, `frequency`, `seasonal_adjustment`.
+/// Longest `units`, `frequency`, `seasonal_adjustment`, `release`.
 pub const MAX_LABEL_BYTES: usize = 256;
+/// Longest observation `status` code (SDMX `OBS_STATUS` codes are one or two letters).
+pub const MAX_STATUS_BYTES: usize = 8;
+/// Longest observation `comment`.
+pub const MAX_COMMENT_BYTES: usize = 1024;
+/// Longest series `notes`.
+pub const MAX_NOTES_BYTES: usize = 64 * 1024;
 
 /// A field of a wire message and whether a producer must send it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +54,8 @@ const fn opt(name: &'static str) -> WireField {
     WireField { name, required: false }
 }
 
-/// Fields of a data-point revision message, in documentation order.
+/// Fields of a data-point revision message, in documentation order (version 2: version 1's and
+/// the fields [`DATA_POINT_FIELDS_V2_ONLY`] names).
 pub const DATA_POINT_FIELDS: &[WireField] = &[
     req("version"),
     req("series_id"),
@@ -54,7 +66,11 @@ pub const DATA_POINT_FIELDS: &[WireField] = &[
     opt("id"),
     opt("created_at"),
     opt("updated_at"),
+    opt("status"),
+    opt("comment"),
 ];
+/// Data-point fields that version 1 does not define.
+pub const DATA_POINT_FIELDS_V2_ONLY: &[&str] = &["status", "comment"];
 
 /// Fields of a series metadata message, in documentation order.
 pub const SERIES_FIELDS: &[WireField] = &[
@@ -72,7 +88,17 @@ pub const SERIES_FIELDS: &[WireField] = &[
     opt("is_active"),
     opt("created_at"),
     opt("updated_at"),
+    opt("notes"),
+    opt("release"),
+    opt("last_updated"),
 ];
+/// Series fields that version 1 does not define.
+pub const SERIES_FIELDS_V2_ONLY: &[&str] = &["notes", "release", "last_updated"];
+
+/// The fields of one wire version.
+pub fn fields_of_version(all: &'static [WireField], v2_only: &[&str], version: u64) -> Vec<WireField> {
+    all.iter().copied().filter(|f| version >= 2 || !v2_only.contains(&f.name)).collect()
+}
 
 /// A validated data-point revision as it arrived; defaults are applied by [`Self::into_data_point`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +115,13 @@ pub struct DataPointRevision {
     pub created_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
+    /// Observation status code (version 2), e.g. SDMX `OBS_STATUS` `P` (provisional), `E`
+    /// (estimated), `B` (break in series).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Free-text comment on this value (version 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl DataPointRevision {
@@ -109,16 +142,14 @@ impl DataPointRevision {
         }
     }
 
-    /// Encodes as a version-1 JSON message.
+    /// The oldest wire version that carries this revision.
+    pub fn wire_version(&self) -> u64 {
+        if self.status.is_some() || self.comment.is_some() { 2 } else { 1 }
+    }
+
+    /// Encodes as a JSON message of [`Self::wire_version`].
     pub fn to_json(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Versioned<'a> {
-            version: u64,
-            #[serde(flatten)]
-            inner: &'a DataPointRevision,
-        }
-        serde_json::to_vec(&Versioned { version: WIRE_VERSION, inner: self })
-            .expect("a validated revision always serialises")
+        versioned_json(self.wire_version(), self)
     }
 }
 
@@ -133,8 +164,21 @@ impl From<&DataPoint> for DataPointRevision {
             id: Some(p.id),
             created_at: Some(p.created_at),
             updated_at: Some(p.updated_at),
+            status: None,
+            comment: None,
         }
     }
+}
+
+/// `{"version": v, ...inner}`.
+fn versioned_json<T: Serialize>(version: u64, inner: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Versioned<'a, T> {
+        version: u64,
+        #[serde(flatten)]
+        inner: &'a T,
+    }
+    serde_json::to_vec(&Versioned { version, inner }).expect("a validated message always serialises")
 }
 
 /// A validated series metadata message.
@@ -157,6 +201,15 @@ pub struct SeriesMetadata {
     pub created_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
+    /// Notes on the series (version 2), e.g. FRED's series notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// The release the series belongs to (version 2), e.g. "Gross Domestic Product".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// When the source last updated the series (version 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<Timestamp>,
 }
 
 impl SeriesMetadata {
@@ -176,18 +229,20 @@ impl SeriesMetadata {
             is_active: self.is_active.unwrap_or(true),
             created_at,
             updated_at: self.updated_at.unwrap_or(created_at),
+            notes: self.notes,
+            release: self.release,
+            last_updated: self.last_updated,
         }
     }
 
+    /// The oldest wire version that carries this message.
+    pub fn wire_version(&self) -> u64 {
+        if self.notes.is_some() || self.release.is_some() || self.last_updated.is_some() { 2 } else { 1 }
+    }
+
+    /// Encodes as a JSON message of [`Self::wire_version`].
     pub fn to_json(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Versioned<'a> {
-            version: u64,
-            #[serde(flatten)]
-            inner: &'a SeriesMetadata,
-        }
-        serde_json::to_vec(&Versioned { version: WIRE_VERSION, inner: self })
-            .expect("validated metadata always serialises")
+        versioned_json(self.wire_version(), self)
     }
 }
 
@@ -207,6 +262,9 @@ impl From<&EconomicSeries> for SeriesMetadata {
             is_active: Some(s.is_active),
             created_at: Some(s.created_at),
             updated_at: Some(s.updated_at),
+            notes: s.notes.clone(),
+            release: s.release.clone(),
+            last_updated: s.last_updated,
         }
     }
 }
@@ -214,7 +272,7 @@ impl From<&EconomicSeries> for SeriesMetadata {
 /// Validates one JSON data-point revision message.
 pub fn decode_data_point_json(bytes: &[u8]) -> Result<DataPointRevision, ValidationError> {
     let object = JsonObject::parse(bytes, DATA_POINT_FIELDS)?;
-    object.check_version()?;
+    object.check_version(DATA_POINT_FIELDS_V2_ONLY)?;
     let series_id = object.required("series_id", |v, f| SeriesId::parse_field(&as_str(v, f)?, f))?;
     let date = object.required("date", date_value)?;
     let revision_date = object.required("revision_date", date_value)?;
@@ -228,29 +286,53 @@ pub fn decode_data_point_json(bytes: &[u8]) -> Result<DataPointRevision, Validat
         id: object.optional("id", uuid_value)?,
         created_at: object.optional("created_at", timestamp_value)?,
         updated_at: object.optional("updated_at", timestamp_value)?,
+        status: object.optional("status", status_value)?,
+        comment: object.optional("comment", text(MAX_COMMENT_BYTES))?,
     })
+}
+
+/// A non-empty string of at most `max` bytes.
+fn text(max: usize) -> impl Fn(&RawValue, &str) -> Result<String, ValidationError> {
+    move |v: &RawValue, f: &str| -> Result<String, ValidationError> {
+        let s = as_str(v, f)?;
+        check_text(&s, f, max)?;
+        Ok(s.into_owned())
+    }
+}
+
+/// The text rule of every free-text field: not blank, at most `max` bytes.
+pub fn check_text(s: &str, field: &str, max: usize) -> Result<(), ValidationError> {
+    if s.len() > max {
+        return Err(ValidationError::new(field, Reason::TextTooLong { len: s.len(), max }));
+    }
+    if s.trim().is_empty() {
+        return Err(ValidationError::new(field, Reason::EmptyText));
+    }
+    Ok(())
+}
+
+/// An observation status code: 1 to [`MAX_STATUS_BYTES`] ASCII letters, digits or `_`.
+pub fn check_status(s: &str, field: &str) -> Result<(), ValidationError> {
+    let well_formed = !s.is_empty()
+        && s.len() <= MAX_STATUS_BYTES
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if well_formed { Ok(()) } else { Err(ValidationError::new(field, Reason::BadCode { value: excerpt(s), max: MAX_STATUS_BYTES })) }
+}
+
+fn status_value(v: &RawValue, field: &str) -> Result<String, ValidationError> {
+    let s = as_str(v, field)?;
+    check_status(&s, field)?;
+    Ok(s.into_owned())
 }
 
 /// Validates one JSON series metadata message.
 pub fn decode_series_json(bytes: &[u8]) -> Result<SeriesMetadata, ValidationError> {
     let object = JsonObject::parse(bytes, SERIES_FIELDS)?;
-    object.check_version()?;
+    object.check_version(SERIES_FIELDS_V2_ONLY)?;
     let short_id = |v: &RawValue, f: &str| -> Result<String, ValidationError> {
         let s = as_str(v, f)?;
         validate_id(&s, f, MAX_SHORT_ID_BYTES)?;
         Ok(s.into_owned())
-    };
-    let text = |max: usize| {
-        move |v: &RawValue, f: &str| -> Result<String, ValidationError> {
-            let s = as_str(v, f)?;
-            if s.len() > max {
-                return Err(ValidationError::new(f, Reason::TextTooLong { len: s.len(), max }));
-            }
-            if s.trim().is_empty() {
-                return Err(ValidationError::new(f, Reason::EmptyText));
-            }
-            Ok(s.into_owned())
-        }
     };
     Ok(SeriesMetadata {
         id: object.required("id", |v, f| SeriesId::parse_field(&as_str(v, f)?, f))?,
@@ -266,6 +348,9 @@ pub fn decode_series_json(bytes: &[u8]) -> Result<SeriesMetadata, ValidationErro
         is_active: object.optional("is_active", bool_value)?,
         created_at: object.optional("created_at", timestamp_value)?,
         updated_at: object.optional("updated_at", timestamp_value)?,
+        notes: object.optional("notes", text(MAX_NOTES_BYTES))?,
+        release: object.optional("release", text(MAX_LABEL_BYTES))?,
+        last_updated: object.optional("last_updated", timestamp_value)?,
     })
 }
 
@@ -303,10 +388,16 @@ impl<'a> JsonObject<'a> {
         self.members.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 
-    fn check_version(&self) -> Result<(), ValidationError> {
+    /// The message's version is one this build reads, and it defines every member present
+    /// (`v2_only` names the members version 1 lacks).
+    fn check_version(&self, v2_only: &[&str]) -> Result<(), ValidationError> {
         let v = self.get("version").ok_or_else(|| ValidationError::new("version", Reason::MissingField))?;
         match json_kind(v) {
-            "number" if v.get() == "1" => Ok(()),
+            "number" if v.get() == "2" => Ok(()),
+            "number" if v.get() == "1" => match self.members.iter().find(|(k, _)| v2_only.contains(k)) {
+                Some((k, _)) => Err(ValidationError::new(*k, Reason::NotInVersion { version: 1 })),
+                None => Ok(()),
+            },
             "number" | "string" => Err(ValidationError::new(
                 "version",
                 Reason::UnknownVersion { found: excerpt(v.get()), supported: SUPPORTED_VERSIONS },
@@ -539,12 +630,63 @@ mod tests {
 
     #[test]
     fn rejects_unknown_versions() {
-        assert_rejects(&with("version", Some("2")), "version", "unknown_version");
+        assert_rejects(&with("version", Some("3")), "version", "unknown_version");
         assert_rejects(&with("version", Some("\"1\"")), "version", "unknown_version");
         assert_rejects(&with("version", Some("1.0")), "version", "unknown_version");
+        assert_rejects(&with("version", Some("2.0")), "version", "unknown_version");
         assert_rejects(&with("version", Some("null")), "version", "wrong_type");
         let e = reject(&with("version", Some("7")));
-        assert!(e.to_string().contains("unknown version 7; supported: 1"), "{e}");
+        assert!(e.to_string().contains("unknown version 7; supported: 1, 2"), "{e}");
+    }
+
+    /// `with` several members replaced at once.
+    fn with_all(members: &[(&str, &str)]) -> String {
+        let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(GOOD).unwrap();
+        for (field, raw) in members {
+            v.insert((*field).into(), serde_json::from_str(raw).unwrap());
+        }
+        serde_json::to_string(&v).unwrap()
+    }
+
+    #[test]
+    fn version_2_carries_status_and_comment() {
+        let r = decode_data_point_json(
+            with_all(&[("version", "2"), ("status", "\"P\""), ("comment", "\"advance estimate\"")]).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((r.status.as_deref(), r.comment.as_deref()), (Some("P"), Some("advance estimate")));
+        assert_eq!(r.wire_version(), 2);
+        assert_eq!(decode_data_point_json(&r.to_json()).unwrap(), r);
+        assert!(String::from_utf8(r.to_json()).unwrap().contains("\"version\":2"));
+        // Version 2 without the new fields, and null for them, means none.
+        let plain = decode_data_point_json(with_all(&[("version", "2"), ("status", "null")]).as_bytes()).unwrap();
+        assert_eq!((plain.status, plain.comment), (None, None));
+        // Version 1 keeps being read (and written when nothing needs version 2).
+        let old = decode_data_point_json(GOOD.as_bytes()).unwrap();
+        assert_eq!((old.status.as_deref(), old.comment.as_deref(), old.wire_version()), (None, None, 1));
+        assert!(String::from_utf8(old.to_json()).unwrap().contains("\"version\":1"));
+    }
+
+    #[test]
+    fn version_2_field_rejections() {
+        let v2 = |field: &str, raw: &str| with_all(&[("version", "2"), (field, raw)]);
+        // A version-1 message cannot carry version-2 fields.
+        assert_rejects(&with("status", Some("\"P\"")), "status", "not_in_version");
+        assert_rejects(&with("comment", Some("\"x\"")), "comment", "not_in_version");
+        // status: a short code.
+        assert_rejects(&v2("status", "\"\""), "status", "bad_code");
+        assert_rejects(&v2("status", &format!("\"{}\"", "P".repeat(MAX_STATUS_BYTES + 1))), "status", "bad_code");
+        assert_rejects(&v2("status", "\"P E\""), "status", "bad_code");
+        assert_rejects(&v2("status", "\"é\""), "status", "bad_code");
+        assert_rejects(&v2("status", "1"), "status", "wrong_type");
+        assert!(decode_data_point_json(v2("status", &format!("\"{}\"", "A".repeat(MAX_STATUS_BYTES))).as_bytes()).is_ok());
+        // comment: text, not blank, bounded.
+        assert_rejects(&v2("comment", "\"  \""), "comment", "empty_text");
+        assert_rejects(&v2("comment", &format!("\"{}\"", "c".repeat(MAX_COMMENT_BYTES + 1))), "comment", "text_too_long");
+        assert_rejects(&v2("comment", "[\"a\"]"), "comment", "wrong_type");
+        assert!(decode_data_point_json(v2("comment", &format!("\"{}\"", "c".repeat(MAX_COMMENT_BYTES))).as_bytes()).is_ok());
+        let e = reject(&v2("status", "\"P E\""));
+        assert!(e.to_string().contains("1 to 8 ASCII letters"), "{e}");
     }
 
     #[test]
@@ -641,6 +783,35 @@ mod tests {
     }
 
     #[test]
+    fn series_version_2_fields() {
+        let v2 = |extra: &str| SERIES.replacen("\"version\":1", &format!("\"version\":2,{extra}"), 1);
+        let m = decode_series_json(
+            v2(r#""notes":"Chained 2017 dollars.","release":"Gross Domestic Product","last_updated":"2024-04-25T12:30:00Z""#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(m.notes.as_deref(), Some("Chained 2017 dollars."));
+        assert_eq!(m.release.as_deref(), Some("Gross Domestic Product"));
+        assert_eq!(m.last_updated.map(|t| t.to_string()).as_deref(), Some("2024-04-25T12:30:00Z"));
+        assert_eq!(m.wire_version(), 2);
+        let s = m.clone().into_series(Timestamp::from_nanos(9));
+        assert_eq!(decode_series_json(&SeriesMetadata::from(&s).to_json()).unwrap().into_series(Timestamp::from_nanos(0)), s);
+        let reject = |json: String| decode_series_json(json.as_bytes()).unwrap_err();
+        let code = |e: ValidationError| (e.field().to_owned(), e.reason().code());
+        for field in ["notes", "release", "last_updated"] {
+            let v1 = SERIES.replacen("\"version\":1", &format!("\"version\":1,\"{field}\":\"x\""), 1);
+            assert_eq!(code(reject(v1)), (field.to_owned(), "not_in_version"));
+        }
+        assert_eq!(code(reject(v2(r#""notes":" ""#))), ("notes".to_owned(), "empty_text"));
+        let long = format!(r#""notes":"{}""#, "n".repeat(MAX_NOTES_BYTES + 1));
+        assert_eq!(code(reject(v2(&long))), ("notes".to_owned(), "text_too_long"));
+        let long = format!(r#""release":"{}""#, "r".repeat(MAX_LABEL_BYTES + 1));
+        assert_eq!(code(reject(v2(&long))), ("release".to_owned(), "text_too_long"));
+        assert_eq!(code(reject(v2(r#""release":7"#))), ("release".to_owned(), "wrong_type"));
+        assert_eq!(code(reject(v2(r#""last_updated":"2024-04-25""#))), ("last_updated".to_owned(), "bad_timestamp"));
+    }
+
+    #[test]
     fn series_metadata_rejections() {
         let e = decode_series_json(SERIES.replace("\"title\":\"Real Gross Domestic Product\",", "").as_bytes())
             .unwrap_err();
@@ -686,16 +857,18 @@ mod json_schema_tests {
     }
 
     #[test]
-    fn data_point_schema_matches_the_validator() {
-        check(include_str!("../../docs/schemas/datapoint.v1.schema.json"), DATA_POINT_FIELDS, |b| {
-            decode_data_point_json(b).is_ok()
-        });
+    fn data_point_schemas_match_the_validator() {
+        let decode = |b: &[u8]| decode_data_point_json(b).is_ok();
+        let v1 = fields_of_version(DATA_POINT_FIELDS, DATA_POINT_FIELDS_V2_ONLY, 1);
+        check(include_str!("../../docs/schemas/datapoint.v1.schema.json"), &v1, decode);
+        check(include_str!("../../docs/schemas/datapoint.v2.schema.json"), DATA_POINT_FIELDS, decode);
     }
 
     #[test]
-    fn series_schema_matches_the_validator() {
-        check(include_str!("../../docs/schemas/series.v1.schema.json"), SERIES_FIELDS, |b| {
-            decode_series_json(b).is_ok()
-        });
+    fn series_schemas_match_the_validator() {
+        let decode = |b: &[u8]| decode_series_json(b).is_ok();
+        let v1 = fields_of_version(SERIES_FIELDS, SERIES_FIELDS_V2_ONLY, 1);
+        check(include_str!("../../docs/schemas/series.v1.schema.json"), &v1, decode);
+        check(include_str!("../../docs/schemas/series.v2.schema.json"), SERIES_FIELDS, decode);
     }
 }
