@@ -188,6 +188,8 @@ fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevisio
             id: None,
             created_at: None,
             updated_at: None,
+            status: None,
+            comment: None,
         });
     }
     Ok(out)

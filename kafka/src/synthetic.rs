@@ -77,6 +77,8 @@ pub fn revisions(n: usize, seed: u64) -> Vec<DataPointRevision> {
                     id: None,
                     created_at: None,
                     updated_at: None,
+                    status: None,
+                    comment: None,
                 });
                 produced += 1;
                 if rng.random_bool(0.01) && produced < per_series {

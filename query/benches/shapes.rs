@@ -54,6 +54,8 @@ fn quarterly() -> Vec<StoredDataPoint> {
                 point: point("GDPQ75", &day(quarter(q)), &day(vintage), Some(value), v == q),
                 realtime_end: None,
                 ingest_seq: rows.len() as i64,
+                status: None,
+                comment: None,
             });
         }
     }

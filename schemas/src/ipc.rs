@@ -309,11 +309,11 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<DataPointRevision>) -> Result
             })?),
             _ => None,
         };
-        let text = |a: Option<&StringArray>, check: &dyn Fn(&str) -> Result<(), ValidationError>| {
-            match a.filter(|a| a.is_valid(row)) {
-                Some(a) => check(a.value(row)).map(|()| Some(a.value(row).to_owned())).map_err(|e| e.at_row(row)),
-                None => Ok(None),
-            }
+        let text = |a: Option<&StringArray>, check: &dyn Fn(&str) -> Result<(), ValidationError>| match a
+            .filter(|a| a.is_valid(row))
+        {
+            Some(a) => check(a.value(row)).map(|()| Some(a.value(row).to_owned())).map_err(|e| e.at_row(row)),
+            None => Ok(None),
         };
         let status = text(status, &|s| check_status(s, col::STATUS))?;
         let comment = text(comment, &|s| check_text(s, col::COMMENT, MAX_COMMENT_BYTES))?;
@@ -458,9 +458,11 @@ mod tests {
         let reader = StreamReader::try_new(&plain_bytes[..], None).unwrap();
         assert!(reader.schema().column_with_name(col::STATUS).is_none());
         // A bad code or comment rejects the message, naming the row.
-        for (status, comment, field) in
-            [(Some("P E"), None, "rows[1].status"), (None, Some(" "), "rows[1].comment"), (Some(""), None, "rows[1].status")]
-        {
+        for (status, comment, field) in [
+            (Some("P E"), None, "rows[1].status"),
+            (None, Some(" "), "rows[1].comment"),
+            (Some(""), None, "rows[1].status"),
+        ] {
             let mut bad = r.clone();
             bad[1].status = status.map(str::to_owned);
             bad[1].comment = comment.map(str::to_owned);

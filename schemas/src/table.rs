@@ -150,7 +150,9 @@ mod tests {
         assert_eq!(ids(&data_points_schema_at(1)), (1..=10).collect::<Vec<_>>());
         assert_eq!(ids(&series_schema_at(1)), (1..=14).collect::<Vec<_>>());
         // Columns added after version 1 are nullable: old files read them as null.
-        for (v1, v2) in [(data_points_schema_at(1), data_points_table_schema()), (series_schema_at(1), series_table_schema())] {
+        for (v1, v2) in
+            [(data_points_schema_at(1), data_points_table_schema()), (series_schema_at(1), series_table_schema())]
+        {
             assert!(v2.fields()[v1.fields().len()..].iter().all(|f| f.is_nullable()));
         }
     }
@@ -285,7 +287,11 @@ pub fn stored_series_to_batch(
     let updated = arrow_array::TimestampMicrosecondArray::from_iter(
         rows.iter().map(|(s, _)| s.last_updated.map(crate::Timestamp::micros)),
     );
-    seed_to_table(&seed, series_table_schema(), vec![Arc::new(seq), Arc::new(notes), Arc::new(release), Arc::new(updated)])
+    seed_to_table(
+        &seed,
+        series_table_schema(),
+        vec![Arc::new(seq), Arc::new(notes), Arc::new(release), Arc::new(updated)],
+    )
 }
 
 /// Reads `series` table rows back: each series with its arrival order.
@@ -358,7 +364,8 @@ pub fn batch_to_stored_data_points(
             .transpose()
     };
     let (status, comment) = (text(col::STATUS)?, text(col::COMMENT)?);
-    let at = |a: Option<&arrow_array::StringArray>, i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned()));
+    let at =
+        |a: Option<&arrow_array::StringArray>, i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned()));
     Ok(points
         .into_iter()
         .enumerate()

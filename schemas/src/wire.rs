@@ -313,10 +313,13 @@ pub fn check_text(s: &str, field: &str, max: usize) -> Result<(), ValidationErro
 
 /// An observation status code: 1 to [`MAX_STATUS_BYTES`] ASCII letters, digits or `_`.
 pub fn check_status(s: &str, field: &str) -> Result<(), ValidationError> {
-    let well_formed = !s.is_empty()
-        && s.len() <= MAX_STATUS_BYTES
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if well_formed { Ok(()) } else { Err(ValidationError::new(field, Reason::BadCode { value: excerpt(s), max: MAX_STATUS_BYTES })) }
+    let well_formed =
+        !s.is_empty() && s.len() <= MAX_STATUS_BYTES && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ValidationError::new(field, Reason::BadCode { value: excerpt(s), max: MAX_STATUS_BYTES }))
+    }
 }
 
 fn status_value(v: &RawValue, field: &str) -> Result<String, ValidationError> {
@@ -679,12 +682,20 @@ mod tests {
         assert_rejects(&v2("status", "\"P E\""), "status", "bad_code");
         assert_rejects(&v2("status", "\"é\""), "status", "bad_code");
         assert_rejects(&v2("status", "1"), "status", "wrong_type");
-        assert!(decode_data_point_json(v2("status", &format!("\"{}\"", "A".repeat(MAX_STATUS_BYTES))).as_bytes()).is_ok());
+        assert!(
+            decode_data_point_json(v2("status", &format!("\"{}\"", "A".repeat(MAX_STATUS_BYTES))).as_bytes()).is_ok()
+        );
         // comment: text, not blank, bounded.
         assert_rejects(&v2("comment", "\"  \""), "comment", "empty_text");
-        assert_rejects(&v2("comment", &format!("\"{}\"", "c".repeat(MAX_COMMENT_BYTES + 1))), "comment", "text_too_long");
+        assert_rejects(
+            &v2("comment", &format!("\"{}\"", "c".repeat(MAX_COMMENT_BYTES + 1))),
+            "comment",
+            "text_too_long",
+        );
         assert_rejects(&v2("comment", "[\"a\"]"), "comment", "wrong_type");
-        assert!(decode_data_point_json(v2("comment", &format!("\"{}\"", "c".repeat(MAX_COMMENT_BYTES))).as_bytes()).is_ok());
+        assert!(
+            decode_data_point_json(v2("comment", &format!("\"{}\"", "c".repeat(MAX_COMMENT_BYTES))).as_bytes()).is_ok()
+        );
         let e = reject(&v2("status", "\"P E\""));
         assert!(e.to_string().contains("1 to 8 ASCII letters"), "{e}");
     }
@@ -795,7 +806,10 @@ mod tests {
         assert_eq!(m.last_updated.map(|t| t.to_string()).as_deref(), Some("2024-04-25T12:30:00Z"));
         assert_eq!(m.wire_version(), 2);
         let s = m.clone().into_series(Timestamp::from_nanos(9));
-        assert_eq!(decode_series_json(&SeriesMetadata::from(&s).to_json()).unwrap().into_series(Timestamp::from_nanos(0)), s);
+        assert_eq!(
+            decode_series_json(&SeriesMetadata::from(&s).to_json()).unwrap().into_series(Timestamp::from_nanos(0)),
+            s
+        );
         let reject = |json: String| decode_series_json(json.as_bytes()).unwrap_err();
         let code = |e: ValidationError| (e.field().to_owned(), e.reason().code());
         for field in ["notes", "release", "last_updated"] {

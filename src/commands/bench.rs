@@ -611,6 +611,8 @@ fn probe_revision(series: &str, value: f64) -> DataPointRevision {
         id: None,
         created_at: None,
         updated_at: None,
+        status: None,
+        comment: None,
     }
 }
 

@@ -103,6 +103,9 @@ pub fn synthetic_metadata(series: &[synthetic::SyntheticSeries]) -> Vec<(Vec<u8>
                 is_active: Some(true),
                 created_at: Some(now),
                 updated_at: Some(now),
+                notes: None,
+                release: None,
+                last_updated: None,
             };
             (s.id.as_str().as_bytes().to_vec(), m.to_json())
         })

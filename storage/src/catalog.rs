@@ -19,7 +19,9 @@ use iceberg_catalog_sql::{
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use vintagelake_schemas::arrow::col;
-use vintagelake_schemas::table::{DATA_POINTS_TABLE, SERIES_TABLE, data_points_table_schema, series_table_schema};
+#[cfg(test)]
+use vintagelake_schemas::table::data_points_table_schema;
+use vintagelake_schemas::table::{DATA_POINTS_TABLE, SCHEMA_VERSION, SERIES_TABLE};
 
 use crate::config::TierName;
 use crate::error::{Result, StorageError};
@@ -67,6 +69,10 @@ pub struct WarehouseConfig {
     /// Tiers, hottest first. New data files go to the first; default: `hot` = `<data_dir>/warehouse`.
     pub tiers: Vec<TierSpec>,
     pub target_file_size: u64,
+    /// The schema version tables are created with and evolved to when opened (default: this
+    /// build's, [`SCHEMA_VERSION`]). Older versions exist to create the tables an older release
+    /// made (upgrade tests); a table is never taken back to an older version.
+    pub schema_version: u32,
 }
 
 impl WarehouseConfig {
@@ -78,7 +84,13 @@ impl WarehouseConfig {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             tiers: Vec::new(),
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            schema_version: SCHEMA_VERSION,
         }
+    }
+
+    pub fn with_schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
     }
 
     pub fn with_catalog_url(mut self, url: impl Into<String>) -> Self {
@@ -179,11 +191,13 @@ impl Warehouse {
             target_file_size: config.target_file_size,
             audit: vintagelake_runtime::audit::AuditLog::in_dir(&data_dir),
         };
-        wh.ensure_tables().await?;
+        wh.ensure_tables(config.schema_version).await?;
         Ok(Arc::new(wh))
     }
 
-    async fn ensure_tables(&self) -> Result<()> {
+    /// Creates the namespace and tables that do not exist yet, and brings every table's schema up
+    /// to `version` (adding columns; nothing is rewritten).
+    async fn ensure_tables(&self, version: u32) -> Result<()> {
         let ns = &self.namespace;
         let exists = self
             .catalog
@@ -201,9 +215,10 @@ impl Warehouse {
         for kind in TableKind::all() {
             let ident = self.ident(kind);
             if self.catalog.table_exists(&ident).await.map_err(|e| StorageError::catalog("table_exists", &ident, e))? {
+                crate::evolve::evolve(self, kind, version).await?;
                 continue;
             }
-            match self.catalog.create_table(ns, self.creation(kind)?).await {
+            match self.catalog.create_table(ns, self.creation(kind, version)?).await {
                 Ok(_) => tracing::info!(table = %ident, "created table"),
                 // Created concurrently by another process: fine if it exists now.
                 Err(e) => {
@@ -217,11 +232,8 @@ impl Warehouse {
     }
 
     /// Table definition: schema with our field ids, the vintage-layout partition spec and sort order.
-    fn creation(&self, kind: TableKind) -> Result<TableCreation> {
-        let arrow = match kind {
-            TableKind::DataPoints => data_points_table_schema(),
-            TableKind::Series => series_table_schema(),
-        };
+    fn creation(&self, kind: TableKind, version: u32) -> Result<TableCreation> {
+        let arrow = crate::evolve::our_schema(kind, version);
         let schema: Schema = iceberg::arrow::arrow_schema_to_schema(&arrow)?;
         let field_id = |name: &str| -> Result<i32> {
             schema.field_id_by_name(name).ok_or_else(|| StorageError::InvalidData(format!("schema lacks {name}")))
@@ -245,6 +257,7 @@ impl Warehouse {
             (PROP_TARGET_FILE_SIZE.to_owned(), self.target_file_size.to_string()),
             ("write.parquet.compression-codec".to_owned(), "zstd".to_owned()),
             ("vintagelake.layout".to_owned(), "v1".to_owned()),
+            (crate::evolve::PROP_SCHEMA_VERSION.to_owned(), version.to_string()),
         ];
         let creation = match kind {
             TableKind::DataPoints => {

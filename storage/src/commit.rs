@@ -380,7 +380,7 @@ const AMBIGUOUS_SWAP_READS: u32 = 8;
 /// - The row holds another location: either another writer moved on from `expected` (then ours
 ///   can never apply) or one committed on top of ours (then the staged location is in the
 ///   metadata log of the current table).
-async fn settle_ambiguous_swap(
+pub(crate) async fn settle_ambiguous_swap(
     wh: &Warehouse,
     kind: TableKind,
     expected: &str,

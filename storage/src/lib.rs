@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod commit;
 pub mod config;
 pub mod error;
+pub mod evolve;
 pub mod files;
 pub mod io;
 pub mod metrics;

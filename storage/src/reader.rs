@@ -28,7 +28,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 use vintagelake_schemas::arrow::col;
-use vintagelake_schemas::table::data_points_table_schema;
+use vintagelake_schemas::table::{data_points_ids as field, data_points_table_schema};
 
 use crate::catalog::{TableKind, Warehouse};
 use crate::error::{Result, StorageError};
@@ -132,9 +132,7 @@ impl HotFile {
     /// A data file read whole, in the table's schema.
     async fn load(wh: &Warehouse, path: &str) -> Result<Self> {
         let batches = crate::files::read_data_file(wh, path).await?;
-        let schema = data_points_table_schema();
-        let conformed = batches.iter().map(|b| conform(path, &schema, b)).collect::<Result<Vec<_>>>()?;
-        Self::new(arrow::compute::concat_batches(&schema, &conformed)?)
+        Self::new(arrow::compute::concat_batches(&data_points_table_schema(), &batches)?)
     }
 
     fn new(rows: RecordBatch) -> Result<Self> {
@@ -412,13 +410,7 @@ impl TableReader {
             }
             let (reader, footer) = self.open_file(file).await?;
             let groups = admitted_row_groups(footer.metadata(), query);
-            let Some(column) = footer
-                .metadata()
-                .file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .position(|c| c.path().string() == col::SERIES_ID)
+            let Some(column) = leaf(footer.metadata().file_metadata().schema_descr(), field::SERIES_ID, col::SERIES_ID)
             else {
                 return Err(corrupt(&file.path, &"no series_id column"));
             };
@@ -577,12 +569,12 @@ impl TableReader {
         let schema = data_points_table_schema();
         let mut kept = Vec::with_capacity(batches.len());
         for batch in batches {
+            let batch = crate::evolve::conform_to(&schema, &batch).map_err(|e| failed(&e))?;
             let mask = query.row_mask(&batch)?;
             let batch = arrow::compute::filter_record_batch(&batch, &mask)?;
-            if batch.num_rows() == 0 {
-                continue;
+            if batch.num_rows() > 0 {
+                kept.push(batch);
             }
-            kept.push(conform(path, &schema, &batch)?);
         }
         Ok(kept)
     }
@@ -602,7 +594,7 @@ impl TableReader {
             return Ok(groups);
         }
         let schema = meta.file_metadata().schema_descr();
-        let Some(column) = schema.columns().iter().position(|c| c.path().string() == col::SERIES_ID) else {
+        let Some(column) = leaf(schema, field::SERIES_ID, col::SERIES_ID) else {
             return Ok(groups);
         };
         let mut kept = Vec::with_capacity(groups.len());
@@ -703,8 +695,7 @@ impl crate::source::ViewSource for TableReader {
 /// when it names neither; a row group without statistics may hold anything).
 fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usize> {
     let schema = meta.file_metadata().schema_descr();
-    let column = |name: &str| schema.columns().iter().position(|c| c.path().string() == name);
-    let (series_col, date_col) = (column(col::SERIES_ID), column(col::DATE));
+    let (series_col, date_col) = (leaf(schema, field::SERIES_ID, col::SERIES_ID), leaf(schema, field::DATE, col::DATE));
     (0..meta.num_row_groups())
         .filter(|&g| {
             let rg = meta.row_group(g);
@@ -719,17 +710,16 @@ fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usiz
         .collect()
 }
 
-/// A file's rows in the table's schema (one schema for every file, whatever metadata a writer
-/// embedded), taken by column name.
-fn conform(path: &str, schema: &arrow::datatypes::SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            batch.column_by_name(f.name()).cloned().ok_or_else(|| corrupt(path, &format!("no column {}", f.name())))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| corrupt(path, &e))
+/// The Parquet leaf column of a field: by field id (so a column another engine renamed is still
+/// found), by name in a file written without field ids.
+fn leaf(schema: &parquet::schema::types::SchemaDescriptor, id: i32, name: &str) -> Option<usize> {
+    let columns = schema.columns();
+    let info = |c: &parquet::schema::types::ColumnDescPtr| c.self_type().get_basic_info().clone();
+    if columns.iter().any(|c| info(c).has_id()) {
+        columns.iter().position(|c| info(c).has_id() && info(c).id() == id)
+    } else {
+        columns.iter().position(|c| c.path().string() == name)
+    }
 }
 
 /// A data file that does not decode, named.
@@ -753,7 +743,7 @@ fn admitted_pages(meta: &ParquetMetaData, groups: &[usize], query: &VintageQuery
     }
     let (column_index, offset_index) = (meta.column_index()?, meta.offset_index()?);
     let schema = meta.file_metadata().schema_descr();
-    let series_col = schema.columns().iter().position(|c| c.path().string() == col::SERIES_ID)?;
+    let series_col = leaf(schema, field::SERIES_ID, col::SERIES_ID)?;
     let mut selectors: Vec<RowSelector> = Vec::new();
     for &g in groups {
         let rows = meta.row_group(g).num_rows() as usize;
@@ -842,6 +832,8 @@ mod tests {
                     id: None,
                     created_at: None,
                     updated_at: None,
+                    status: None,
+                    comment: None,
                 };
                 StoredDataPoint::arrived(revision, vintagelake_schemas::Timestamp::from_nanos(0), i64::from(i))
             })

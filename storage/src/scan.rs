@@ -158,25 +158,32 @@ impl VintageQuery {
 
     /// The Iceberg predicate for this query (`None`: read everything).
     pub fn predicate(&self) -> Option<Predicate> {
+        self.predicate_named(&|name| name.to_owned())
+    }
+
+    /// [`Self::predicate`] over a table whose columns may have other names (`named` gives the
+    /// table's name of each of our columns).
+    pub fn predicate_named(&self, named: &dyn Fn(&str) -> String) -> Option<Predicate> {
+        let reference = |name: &str| Reference::new(named(name));
         let mut parts = Vec::new();
         if !self.series.is_empty() {
-            parts.push(Reference::new(col::SERIES_ID).is_in(self.series.iter().map(|s| Datum::string(s.as_str()))));
+            parts.push(reference(col::SERIES_ID).is_in(self.series.iter().map(|s| Datum::string(s.as_str()))));
         }
         if let Some(s) = self.start {
-            parts.push(Reference::new(col::DATE).greater_than_or_equal_to(Datum::date(s.days_since_epoch())));
+            parts.push(reference(col::DATE).greater_than_or_equal_to(Datum::date(s.days_since_epoch())));
         }
         if let Some(e) = self.end {
-            parts.push(Reference::new(col::DATE).less_than_or_equal_to(Datum::date(e.days_since_epoch())));
+            parts.push(reference(col::DATE).less_than_or_equal_to(Datum::date(e.days_since_epoch())));
         }
         match self.view {
-            View::Latest => parts.push(Reference::new(col::REALTIME_END).is_null()),
+            View::Latest => parts.push(reference(col::REALTIME_END).is_null()),
             View::AsOf(t) => {
                 let t = t.days_since_epoch();
-                parts.push(Reference::new(col::REVISION_DATE).less_than_or_equal_to(Datum::date(t)));
+                parts.push(reference(col::REVISION_DATE).less_than_or_equal_to(Datum::date(t)));
                 parts.push(
-                    Reference::new(col::REALTIME_END)
+                    reference(col::REALTIME_END)
                         .is_null()
-                        .or(Reference::new(col::REALTIME_END).greater_than_or_equal_to(Datum::date(t))),
+                        .or(reference(col::REALTIME_END).greater_than_or_equal_to(Datum::date(t))),
                 );
             }
             View::FirstRelease | View::AllRevisions => {}
@@ -260,13 +267,19 @@ impl FileBounds<'_> {
     }
 }
 
-/// Schema of every view: the seed's `DataPoint` columns plus ALFRED's real-time period.
+/// Schema of every view: the seed's `DataPoint` columns, ALFRED's real-time period, then the
+/// columns later schema versions added to revisions ([`VIEW_ADDED_COLUMNS`]).
 pub fn view_schema() -> SchemaRef {
     let mut fields: Vec<Field> = data_point_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(col::REALTIME_START, DataType::Date32, false));
     fields.push(Field::new(col::REALTIME_END, DataType::Date32, false));
+    fields.extend(VIEW_ADDED_COLUMNS.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
     Arc::new(Schema::new(fields))
 }
+
+/// Revision columns of schema version 2, carried by every view after the real-time period (null
+/// for revisions that came without them).
+pub const VIEW_ADDED_COLUMNS: &[&str] = &[col::STATUS, col::COMMENT];
 
 /// The snapshot a selector names, `None` for an empty table.
 pub fn resolve_snapshot(table: &Table, selector: SnapshotSelector) -> Result<Option<i64>> {
@@ -298,7 +311,17 @@ fn plan_scan(
         .snapshot_id(snapshot)
         .with_concurrency_limit(concurrency.max(1))
         .with_row_group_filtering_enabled(true);
-    if let Some(p) = query.predicate() {
+    // Our columns by field id, under the names the table gives them now.
+    let ours = vintagelake_schemas::table::data_points_table_schema();
+    let current = table.metadata().current_schema().clone();
+    let named = |name: &str| {
+        ours.field_with_name(name)
+            .ok()
+            .and_then(|f| crate::evolve::field_id(f))
+            .and_then(|id| current.field_by_id(id))
+            .map_or_else(|| name.to_owned(), |f| f.name.clone())
+    };
+    if let Some(p) = query.predicate_named(&named) {
         builder = builder.with_filter(p);
     }
     Ok(Some((snapshot, builder.build()?)))
@@ -309,10 +332,16 @@ pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) 
     let Some((_, scan)) = plan_scan(table, query, concurrency)? else { return Ok(Vec::new()) };
     let stream = scan.to_arrow().await?;
     // A file that cannot be read fails the whole scan, naming the file: never skipped silently.
-    match stream.try_collect().await {
-        Ok(batches) => Ok(batches),
-        Err(e) => Err(name_the_damaged_file(table, &scan, e).await),
-    }
+    let batches: Vec<RecordBatch> = match stream.try_collect().await {
+        Ok(batches) => batches,
+        Err(e) => return Err(name_the_damaged_file(table, &scan, e).await),
+    };
+    // Our columns by field id, whatever the table calls them now; columns others added dropped.
+    let ours = vintagelake_schemas::table::data_points_table_schema();
+    batches
+        .iter()
+        .map(|b| crate::evolve::conform_to(&ours, b).map_err(|e| StorageError::InvalidData(format!("scan: {e}"))))
+        .collect()
 }
 
 /// What a query would read: its snapshot, the live files and the files planning keeps
@@ -430,6 +459,9 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     }
     columns.push(take(revision_col.as_ref(), &indices, None)?);
     columns.push(Arc::new(Date32Array::from(ends)));
+    for name in VIEW_ADDED_COLUMNS {
+        columns.push(take(column(name)?.as_ref(), &indices, None)?);
+    }
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 

@@ -652,6 +652,7 @@ mod tests {
                     Arc::new(Date32Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>()))
                 }
                 col::REALTIME_END => Arc::new(Date32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                col::STATUS | col::COMMENT => Arc::new(StringArray::new_null(n)),
                 _ => ts(),
             })
             .collect();

@@ -53,11 +53,8 @@ pub trait FinancialDataStorage: Send + Sync {
             return Ok(());
         }
         let first = self.next_seq(points.len());
-        let rows: Vec<StoredDataPoint> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| StoredDataPoint { point: p.clone(), realtime_end: None, ingest_seq: first + i as i64 })
-            .collect();
+        let rows: Vec<StoredDataPoint> =
+            points.iter().enumerate().map(|(i, p)| StoredDataPoint::of_point(p.clone(), first + i as i64)).collect();
         self.append_revision_rows(&rows).await
     }
 
@@ -401,9 +398,11 @@ impl IcebergStore {
                 .with_filter(Reference::new(vintagelake_schemas::arrow::col::ID).equal_to(Datum::string(id.as_str())));
         }
         let batches: Vec<RecordBatch> = scan.build()?.to_arrow().await?.try_collect().await?;
+        let schema = crate::evolve::current_schema(TableKind::Series);
         let mut rows = Vec::new();
         for b in &batches {
-            rows.extend(batch_to_stored_series(b)?);
+            let b = crate::evolve::conform_to(&schema, b).map_err(|e| StorageError::InvalidData(format!("series: {e}")))?;
+            rows.extend(batch_to_stored_series(&b)?);
         }
         Ok(rows)
     }

@@ -150,8 +150,10 @@ pub async fn write_data_files(
     }
     let iceberg_schema = table.metadata().current_schema().clone();
     let expected = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?;
-    check_schema(&expected, &batch)?;
+    // Sorted by our column names, then laid out as the table's current columns (by field id).
     let batch = sort_batch(kind, &batch)?;
+    let batch = crate::evolve::to_table_columns(&expected, &batch)?;
+    check_schema(&expected, &batch)?;
 
     let tier = tier.unwrap_or(wh.hot_tier());
     let location = DefaultLocationGenerator::with_data_location(wh.data_location(kind, tier)?);

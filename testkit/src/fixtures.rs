@@ -230,6 +230,8 @@ pub fn grid(
                     },
                     realtime_end: None,
                     ingest_seq: (d * revisions + r) as i64,
+                    status: None,
+                    comment: None,
                 });
             }
         }
@@ -306,6 +308,9 @@ pub fn series_record(id: &str, title: &str) -> vintagelake_schemas::EconomicSeri
         is_active: true,
         created_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
         updated_at: Timestamp::from_nanos(1_700_000_000_000_000_000),
+        notes: None,
+        release: None,
+        last_updated: None,
     }
 }
 

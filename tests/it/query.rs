@@ -28,6 +28,9 @@ fn series(id: &str, title: &str) -> EconomicSeries {
         is_active: true,
         created_at: Timestamp::from_nanos(0),
         updated_at: Timestamp::from_nanos(0),
+        notes: None,
+        release: None,
+        last_updated: None,
     }
 }
 

@@ -342,7 +342,13 @@ fn stored(arrivals: &[Arrival], first_seq: i64) -> Vec<StoredDataPoint> {
             let mut p = point(&a.series, &day(a.date), &day(a.revision), a.value, a.flag);
             p.created_at = Timestamp::from_nanos(1_700_000_000_000_000_000 + (first_seq + k as i64) * 1_000_000_000);
             p.updated_at = p.created_at;
-            StoredDataPoint { point: p, realtime_end: None, ingest_seq: first_seq + k as i64 }
+            StoredDataPoint {
+                point: p,
+                realtime_end: None,
+                ingest_seq: first_seq + k as i64,
+                status: None,
+                comment: None,
+            }
         })
         .collect()
 }

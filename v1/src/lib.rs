@@ -527,7 +527,16 @@ impl Inner {
                 file.bytes
             )));
         }
+        // Rows of the table's current schema: files written before a column was added read it
+        // as null (columns matched by field id).
+        let kind = if file.path.starts_with(&format!("{}/", TableKind::Series.name())) {
+            TableKind::Series
+        } else {
+            TableKind::DataPoints
+        };
+        let schema = vintagelake_storage::evolve::current_schema(kind);
         vintagelake_storage::files::decode_parquet(Bytes::from(bytes))
+            .and_then(|batches| batches.iter().map(|b| vintagelake_storage::evolve::conform_to(&schema, b)).collect())
             .map_err(|e| StorageError::InvalidData(format!("reading {}: {e}", path.display())))
     }
 

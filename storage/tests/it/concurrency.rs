@@ -81,7 +81,13 @@ async fn writer(store: Arc<IcebergStore>, writer: usize) -> Outcome {
                 let mut p = point(&format!("W{writer}"), "2024-01-01", "2024-01-02", Some(i as f64), true);
                 p.id = uuid::Uuid::new_v4();
                 p.date = vintagelake_schemas::Date::from_days_since_epoch(19_000 + (i * ROWS_PER_APPEND + k) as i32);
-                StoredDataPoint { point: p, realtime_end: None, ingest_seq: seq + k as i64 }
+                StoredDataPoint {
+                    point: p,
+                    realtime_end: None,
+                    ingest_seq: seq + k as i64,
+                    status: None,
+                    comment: None,
+                }
             })
             .collect();
         let c = store.append_points(&rows, vec![], "ingest").await.expect("append never fails, it retries");

@@ -17,6 +17,8 @@ fn rows(n: usize, seq: i64) -> Vec<StoredDataPoint> {
             point: point("GDPC1", &format!("2024-01-{:02}", i + 1), "2024-02-01", Some(i as f64), true),
             realtime_end: None,
             ingest_seq: seq + i as i64,
+            status: None,
+            comment: None,
         })
         .collect()
 }

@@ -29,6 +29,8 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
         point: point("GDPC1", "2024-01-01", "2024-04-25", Some(1.0), true),
         realtime_end: None,
         ingest_seq: 1,
+        status: None,
+        comment: None,
     };
     store.append_points(std::slice::from_ref(&hot), vec![], "test").await.unwrap();
     // … and an older, superseded one written straight to the archive tier.
@@ -36,6 +38,8 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
         point: point("GDPC1", "2024-01-01", "2024-03-28", Some(0.9), true),
         realtime_end: Some(d("2024-04-24")),
         ingest_seq: 0,
+        status: None,
+        comment: None,
     };
     let table = wh.load(TableKind::DataPoints).await.unwrap();
     let batch = stored_data_points_to_batch(&[old]).unwrap();

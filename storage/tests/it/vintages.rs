@@ -357,6 +357,8 @@ fn every_view_follows_the_rules_through_the_whole_lifecycle() {
                     point,
                     realtime_end: None,
                     ingest_seq: offsets[p] << 20,
+                    status: None,
+                    comment: None,
                 });
                 offsets[p] += 1;
             }

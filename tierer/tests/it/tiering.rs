@@ -277,6 +277,8 @@ async fn retention_keeps_the_first_release_of_keys_without_a_flag() {
                 point: point(series, "2000-01-01", revision, Some(*value), flagged && k == 0),
                 realtime_end: None,
                 ingest_seq: rows.len() as i64,
+                status: None,
+                comment: None,
             });
         }
     }
@@ -287,6 +289,8 @@ async fn retention_keeps_the_first_release_of_keys_without_a_flag() {
             point: point("U", "2000-01-02", revision, Some(value), false),
             realtime_end: None,
             ingest_seq: rows.len() as i64,
+            status: None,
+            comment: None,
         });
     }
     store.append_points(&rows, vec![], "ingest").await.unwrap();
@@ -342,6 +346,8 @@ async fn a_correction_without_the_flag_survives_compaction_and_retention() {
         point: point("S", "2010-01-01", revision, Some(value), flagged),
         realtime_end: None,
         ingest_seq: seq,
+        status: None,
+        comment: None,
     };
     let (options, cancel) = (Default::default(), CancellationToken::new());
     let compact = || vintagelake_compactor::compact_once(&store, &options, &cancel);
