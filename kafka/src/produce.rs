@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use vintagelake_schemas::{DataPointRevision, Date, SeriesId, decode_data_point_json};
+use vintagelake_schemas::wire::{MAX_COMMENT_BYTES, check_status, check_text};
+use vintagelake_schemas::{DataPointRevision, Date, SeriesId, ValidationError, decode_data_point_json};
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +157,8 @@ fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevisio
         return Err(bad(1, "header must name series_id, date, revision_date and value".into()));
     };
     let original = col("is_original_release");
+    // Optional wire-version-2 columns; empty cells are none.
+    let (status_col, comment_col) = (col("status"), col("comment"));
     let mut out = Vec::new();
     for record in csv.records() {
         let record = record.map_err(|e| bad(e.position().map_or(0, |p| p.line()), e.to_string()))?;
@@ -179,6 +182,15 @@ fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevisio
             None | Some("") => false,
             Some(x) => matches!(x.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "t"),
         };
+        let optional = |c: Option<usize>, check: &dyn Fn(&str) -> std::result::Result<(), ValidationError>| match c
+            .map(field)
+            .filter(|x| !x.is_empty())
+        {
+            None => Ok(None),
+            Some(x) => check(x).map(|()| Some(x.to_owned())).map_err(|e| bad(line, e.to_string())),
+        };
+        let status = optional(status_col, &|x| check_status(x, "status"))?;
+        let comment = optional(comment_col, &|x| check_text(x, "comment", MAX_COMMENT_BYTES))?;
         out.push(DataPointRevision {
             series_id,
             date,
@@ -188,8 +200,8 @@ fn read_csv(reader: Box<dyn BufRead>, what: &str) -> Result<Vec<DataPointRevisio
             id: None,
             created_at: None,
             updated_at: None,
-            status: None,
-            comment: None,
+            status,
+            comment,
         });
     }
     Ok(out)

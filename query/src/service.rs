@@ -437,6 +437,8 @@ impl FlightService for VintageFlightService {
                     "id": s.id.as_str(), "title": s.title, "units": s.units, "frequency": s.frequency,
                     "seasonal_adjustment": s.seasonal_adjustment, "source_id": s.source_id,
                     "external_id": s.external_id, "is_active": s.is_active,
+                    "notes": s.notes, "release": s.release,
+                    "last_updated": s.last_updated.map(|t| t.to_string()),
                 });
                 infos.push(Ok(FlightInfo::new()
                     .try_with_schema(&schema)?

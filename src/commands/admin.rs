@@ -29,6 +29,18 @@ pub enum AdminCommand {
         #[command(flatten)]
         common: CommonConfig,
     },
+    /// Show a table's current schema (columns with their Iceberg field ids) and every schema it
+    /// had: when each was added, by whom, and which columns it added.
+    Schema {
+        #[command(flatten)]
+        common: CommonConfig,
+        /// Which table.
+        #[arg(long, default_value = "data_points", value_parser = ["data_points", "series"])]
+        table: String,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the data_points table's snapshots (id, time, operation, origin, records).
     Snapshots {
         #[command(flatten)]
@@ -185,6 +197,7 @@ pub async fn run(command: AdminCommand, matches: &clap::ArgMatches) -> Result<Ex
             println!("{}", serde_json::to_string_pretty(&json).expect("json values serialise"));
             Ok(ExitCode::SUCCESS)
         }
+        AdminCommand::Schema { common, table, json } => schema(common.resolve(sub)?, &table, json).await,
         AdminCommand::Snapshots { common } => snapshots(common.resolve(sub)?).await,
         AdminCommand::Files { common } => files(common.resolve(sub)?).await,
         AdminCommand::Tiers { common } => tiers(common.resolve(sub)?).await,
@@ -386,6 +399,44 @@ async fn rollback(
         done.to_snapshot,
         done.undone.len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schema(common: CommonConfig, table: &str, json: bool) -> Result<ExitCode, Error> {
+    let store = super::open_store(&common).await?;
+    let kind = if table == "series" { TableKind::Series } else { TableKind::DataPoints };
+    let loaded = store.warehouse().load(kind).await?;
+    let history = vintagelake_storage::evolve::schema_history(&loaded);
+    let version = loaded.metadata().properties().get(vintagelake_storage::evolve::PROP_SCHEMA_VERSION).cloned();
+    if json {
+        let doc = serde_json::json!({ "table": kind.name(), "schema_version": version, "schemas": history });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("serialisable"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(current) = history.iter().find(|s| s.current) else {
+        return Err(Error::Usage(format!("table {} has no current schema", kind.name())));
+    };
+    println!(
+        "table {}: schema {} (vintagelake schema version {})",
+        kind.name(),
+        current.schema_id,
+        version.as_deref().unwrap_or("1")
+    );
+    println!("{:>4}  {:<22} {:<16} null", "id", "column", "type");
+    for (id, name, ty, required) in &current.columns {
+        println!("{id:>4}  {name:<22} {ty:<16} {}", if *required { "required" } else { "optional" });
+    }
+    println!();
+    println!("history:");
+    for s in &history {
+        let added = if s.added.is_empty() { "created".to_owned() } else { format!("added {}", s.added.join(", ")) };
+        let by = match (&s.at, &s.by) {
+            (Some(at), Some(by)) => format!("{at} by {by}"),
+            _ if s.added.is_empty() => "with the table".to_owned(),
+            _ => "by another engine (not recorded)".to_owned(),
+        };
+        println!("  schema {:>3}{}  {added}  {by}", s.schema_id, if s.current { "*" } else { " " });
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -317,7 +317,7 @@ fn plan_scan(
     let named = |name: &str| {
         ours.field_with_name(name)
             .ok()
-            .and_then(|f| crate::evolve::field_id(f))
+            .and_then(crate::evolve::field_id)
             .and_then(|id| current.field_by_id(id))
             .map_or_else(|| name.to_owned(), |f| f.name.clone())
     };
@@ -467,7 +467,8 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
 
 /// The one order of revisions every reader and lifecycle step uses: by series, date, revision
 /// date and arrival (`ingest_seq`); rows that tie on all of those (only possible across
-/// partitions or writers) are ordered by their contents (created_at, updated_at, value, flag),
+/// partitions or writers) are ordered by their contents (created_at, updated_at, value, flag,
+/// status, comment),
 /// so every step picks the same row whatever order it read them in.
 ///
 /// `runs` are the lengths of the consecutive pieces `batch` was concatenated from (the batches
@@ -487,7 +488,7 @@ pub fn vintage_order(batch: &RecordBatch, runs: &[usize]) -> Result<UInt32Array>
         col::VALUE,
         col::IS_ORIGINAL_RELEASE,
     ];
-    let sort = names
+    let mut sort = names
         .iter()
         .map(|n| {
             let values =
@@ -495,6 +496,13 @@ pub fn vintage_order(batch: &RecordBatch, runs: &[usize]) -> Result<UInt32Array>
             Ok(SortColumn { values, options: None })
         })
         .collect::<Result<Vec<_>>>()?;
+    // Status and comment break the last ties too, where the rows have them.
+    sort.extend(
+        VIEW_ADDED_COLUMNS
+            .iter()
+            .filter_map(|n| batch.column_by_name(n))
+            .map(|c| SortColumn { values: c.clone(), options: None }),
+    );
     let cmp = LexicographicalComparator::try_new(&sort)?;
     let before = |a: u32, b: u32| cmp.compare(a as usize, b as usize) != Ordering::Greater;
     let total = batch.num_rows();
@@ -552,23 +560,37 @@ fn merge_runs(a: &[u32], b: &[u32], before: impl Fn(u32, u32) -> bool) -> Vec<u3
     out
 }
 
-/// Whether two arrivals of one revision carry the same value (both missing, or bit-identical):
-/// the later one is an exact re-publication, not a correction.
-struct SameValue(arrow::array::Float64Array);
+/// Whether two arrivals of one revision carry the same value (both missing, or bit-identical) and
+/// the same status and comment: the later one is an exact re-publication, not a correction. (A
+/// value confirmed with a new status — provisional to final — is a correction: its row answers.)
+struct SameValue {
+    value: arrow::array::Float64Array,
+    notes: Vec<arrow::array::StringArray>,
+}
 
 impl SameValue {
     fn of(batch: &RecordBatch) -> Result<Self> {
-        batch
+        let value = batch
             .column_by_name(col::VALUE)
             .and_then(|c| c.as_any().downcast_ref::<arrow::array::Float64Array>().cloned())
-            .map(Self)
-            .ok_or_else(|| StorageError::InvalidData("rows lack a Float64 value".into()))
+            .ok_or_else(|| StorageError::InvalidData("rows lack a Float64 value".into()))?;
+        let notes = VIEW_ADDED_COLUMNS
+            .iter()
+            .filter_map(|name| batch.column_by_name(name))
+            .filter_map(|c| c.as_any().downcast_ref::<arrow::array::StringArray>().cloned())
+            .collect();
+        Ok(Self { value, notes })
     }
 
     fn at(&self, a: usize, b: usize) -> bool {
         use arrow::array::Array;
-        let v = &self.0;
-        v.is_valid(a) == v.is_valid(b) && (!v.is_valid(a) || v.value(a).to_bits() == v.value(b).to_bits())
+        let v = &self.value;
+        let same_text = |t: &arrow::array::StringArray| {
+            t.is_valid(a) == t.is_valid(b) && (!t.is_valid(a) || t.value(a) == t.value(b))
+        };
+        v.is_valid(a) == v.is_valid(b)
+            && (!v.is_valid(a) || v.value(a).to_bits() == v.value(b).to_bits())
+            && self.notes.iter().all(same_text)
     }
 }
 

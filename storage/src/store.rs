@@ -401,7 +401,8 @@ impl IcebergStore {
         let schema = crate::evolve::current_schema(TableKind::Series);
         let mut rows = Vec::new();
         for b in &batches {
-            let b = crate::evolve::conform_to(&schema, b).map_err(|e| StorageError::InvalidData(format!("series: {e}")))?;
+            let b =
+                crate::evolve::conform_to(&schema, b).map_err(|e| StorageError::InvalidData(format!("series: {e}")))?;
             rows.extend(batch_to_stored_series(&b)?);
         }
         Ok(rows)

@@ -150,10 +150,9 @@ pub async fn write_data_files(
     }
     let iceberg_schema = table.metadata().current_schema().clone();
     let expected = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?;
-    // Sorted by our column names, then laid out as the table's current columns (by field id).
+    // Sorted and split by our column names; each part laid out as the table's current columns
+    // (by field id) when it is written.
     let batch = sort_batch(kind, &batch)?;
-    let batch = crate::evolve::to_table_columns(&expected, &batch)?;
-    check_schema(&expected, &batch)?;
 
     let tier = tier.unwrap_or(wh.hot_tier());
     let location = DefaultLocationGenerator::with_data_location(wh.data_location(kind, tier)?);
@@ -175,6 +174,8 @@ pub async fn write_data_files(
 
     let mut files = Vec::new();
     for (partition, rows) in split_by_partition(kind, &batch)? {
+        let rows = crate::evolve::to_table_columns(&expected, &rows)?;
+        check_schema(&expected, &rows)?;
         let key = if spec.is_unpartitioned() {
             None
         } else {

@@ -13,6 +13,7 @@ mod ingest;
 mod migrate;
 mod postgres;
 mod query;
+mod schema;
 mod serve;
 mod shapes;
 mod stress;

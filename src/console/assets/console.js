@@ -297,6 +297,10 @@ async function seriesPage(id) {
       el("p", { class: "muted", text: [meta.title, meta.frequency, meta.units, meta.seasonal_adjustment].filter(Boolean).join(" · ") }),
       el("p", { class: "muted", id: "series-summary", text: `${latestA.rows} observations, ${vintages.length} vintages` + (vintages.length ? ` (${vintages[0]} to ${vintages[vintages.length - 1]})` : "") }),
     );
+    if (meta.release || meta.last_updated) {
+      page.append(el("p", { class: "muted", id: "series-release", text: [meta.release && "release: " + meta.release, meta.last_updated && "last updated " + meta.last_updated].filter(Boolean).join(" · ") }));
+    }
+    if (meta.notes) page.append(el("p", { id: "series-notes", text: meta.notes }));
 
     // The chart: latest, first release and an as-of vintage.
     const select = el("select", { id: "asof" }, el("option", { value: "", text: "no as-of overlay" }), [...vintages].reverse().map((v) => el("option", { value: v, text: v })));
