@@ -223,13 +223,13 @@ impl VintageFlightService {
         let request = parse_request(&ticket).map_err(QueryError::BadTicket)?;
         let cached = match self.source.version(request.query.snapshot).await? {
             Some(s) => self.cache.get(&(s, canonical(&ticket))),
-            None => Some(RecordBatch::new_empty(request.schema())),
+            None => Some(RecordBatch::new_empty(request.schema_with(&self.source.foreign_columns()))),
         };
         // A principal that reads part of the table gets no counts (they would tell what it cannot see).
         let cached = cached.filter(|_| access.everything());
         let (records, bytes) = cached.map_or((-1, -1), |b| (b.num_rows() as i64, b.get_array_memory_size() as i64));
         Ok(FlightInfo::new()
-            .try_with_schema(&request.schema())?
+            .try_with_schema(&request.schema_with(&self.source.foreign_columns()))?
             .with_descriptor(FlightDescriptor::new_cmd(ticket.clone()))
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
             .with_total_records(records)
@@ -481,7 +481,7 @@ impl FlightService for VintageFlightService {
         let ticket = ticket_of(request.get_ref()).map_err(QueryError::into_status)?;
         let parsed = parse_request(&ticket).map_err(|e| QueryError::BadTicket(e).into_status())?;
         let options = IpcWriteOptions::default();
-        let schema: SchemaResult = SchemaAsIpc::new(&parsed.schema(), &options)
+        let schema: SchemaResult = SchemaAsIpc::new(&parsed.schema_with(&self.source.foreign_columns()), &options)
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
         Ok(Response::new(schema))
@@ -503,12 +503,17 @@ impl FlightService for VintageFlightService {
         })?;
         let parsed = parse_request(&ticket).map_err(QueryError::BadTicket);
         let view = parsed.as_ref().map_or("invalid", Parsed::name).to_owned();
-        let schema = parsed.as_ref().map_or_else(|_| view_schema(), Parsed::schema);
+        let declared = parsed.as_ref().ok().cloned();
         let result = match parsed {
             Ok(request) => self.answer_stream(&ticket, request).await,
             Err(e) => Err(e),
         }
         .map_err(QueryError::into_status);
+        // Declared once the answer is planned (the table state it reads is loaded by then), with
+        // the columns other engines added to the table; every batch is fitted to it (a cached
+        // answer from before a column was added gets it as null).
+        let schema = declared.map_or_else(view_schema, |r| r.schema_with(&self.source.foreign_columns()));
+        let fitted = schema.clone();
         observe("do_get", &view, started, &result);
         let result = result.inspect_err(|status| {
             self.access_audit.refused(&principal, "do_get", &format!("error: {}", status.message()), what.clone())
@@ -520,6 +525,13 @@ impl FlightService for VintageFlightService {
         // Every batch is streamed as it is resolved (the schema first, even for an empty answer).
         let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result
             .and_then(move |batch| std::future::ready(access.filter(batch).map_err(QueryError::from)))
+            .and_then(move |batch| {
+                std::future::ready(if batch.schema() == fitted {
+                    Ok(batch)
+                } else {
+                    vintagelake_storage::evolve::conform_to(&fitted, &batch).map_err(QueryError::Internal)
+                })
+            })
             .map_ok(move |batch| {
                 metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
                 metrics::counter!(m::BYTES_STREAMED, "view" => view.clone())

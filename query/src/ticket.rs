@@ -92,7 +92,15 @@ impl Request {
 
     /// The answer's schema.
     pub fn schema(&self) -> arrow::datatypes::SchemaRef {
-        self.shape.as_ref().map_or_else(vintagelake_storage::scan::view_schema, Shape::schema)
+        self.schema_with(&[])
+    }
+
+    /// The answer's schema over a table with `foreign` columns (added by another engine).
+    pub fn schema_with(&self, foreign: &[arrow::datatypes::Field]) -> arrow::datatypes::SchemaRef {
+        match &self.shape {
+            Some(shape) => shape.schema_with(foreign),
+            None => vintagelake_storage::scan::view_schema_with(foreign),
+        }
     }
 }
 

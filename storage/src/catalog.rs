@@ -19,8 +19,6 @@ use iceberg_catalog_sql::{
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use vintagelake_schemas::arrow::col;
-#[cfg(test)]
-use vintagelake_schemas::table::data_points_table_schema;
 use vintagelake_schemas::table::{DATA_POINTS_TABLE, SCHEMA_VERSION, SERIES_TABLE};
 
 use crate::config::TierName;
@@ -129,6 +127,8 @@ pub struct Warehouse {
     warehouse_url: String,
     target_file_size: u64,
     audit: vintagelake_runtime::audit::AuditLog,
+    /// Per table: the newest schema id loaded and the rows schema it gives.
+    rows_schemas: std::sync::Mutex<HashMap<TableKind, (i32, arrow::datatypes::SchemaRef)>>,
 }
 
 impl Warehouse {
@@ -190,6 +190,7 @@ impl Warehouse {
             warehouse_url,
             target_file_size: config.target_file_size,
             audit: vintagelake_runtime::audit::AuditLog::in_dir(&data_dir),
+            rows_schemas: Default::default(),
         };
         wh.ensure_tables(config.schema_version).await?;
         Ok(Arc::new(wh))
@@ -295,7 +296,35 @@ impl Warehouse {
     /// The table as of its current catalog row.
     pub async fn load(&self, kind: TableKind) -> Result<Table> {
         let ident = self.ident(kind);
-        self.catalog.load_table(&ident).await.map_err(|e| StorageError::catalog("load_table", &ident, e))
+        let table =
+            self.catalog.load_table(&ident).await.map_err(|e| StorageError::catalog("load_table", &ident, e))?;
+        self.saw_schema(kind, table.metadata());
+        Ok(table)
+    }
+
+    /// The columns rows of a table are read as: ours, then those other engines added, as of the
+    /// newest table state this process has loaded (see [`crate::evolve::rows_schema`]). A file
+    /// committed in a snapshot this process read cannot hold a column newer than that state.
+    pub fn rows_schema(&self, kind: TableKind) -> arrow::datatypes::SchemaRef {
+        let seen = self.rows_schemas.lock().expect("rows schema lock");
+        match seen.get(&kind) {
+            Some((_, schema)) => schema.clone(),
+            None => crate::evolve::current_schema(kind),
+        }
+    }
+
+    fn saw_schema(&self, kind: TableKind, meta: &iceberg::spec::TableMetadata) {
+        let id = meta.current_schema_id();
+        let mut seen = self.rows_schemas.lock().expect("rows schema lock");
+        // Schema ids only grow: an older state loaded late does not take a newer one back.
+        if seen.get(&kind).is_none_or(|(known, _)| *known < id) {
+            match crate::evolve::rows_schema(meta, kind) {
+                Ok(schema) => {
+                    seen.insert(kind, (id, schema));
+                }
+                Err(e) => tracing::warn!(table = kind.name(), error = %e, "cannot map the table's columns"),
+            }
+        }
     }
 
     /// The current metadata location, read straight from the catalog row (cheap freshness check).
@@ -448,6 +477,7 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vintagelake_schemas::table::data_points_table_schema;
 
     #[test]
     fn passwords_are_redacted() {

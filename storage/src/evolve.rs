@@ -47,6 +47,42 @@ pub fn current_schema(kind: TableKind) -> SchemaRef {
     }
 }
 
+/// The columns rows of a table are read and rewritten as: our current schema, then every column
+/// of the table's current schema that is not ours (added by another engine), under its table name
+/// and field id. Lifecycle rewrites carry those columns' values through; views answer them after
+/// ours.
+pub fn rows_schema(meta: &TableMetadata, kind: TableKind) -> Result<SchemaRef> {
+    let ours = current_schema(kind);
+    let known: std::collections::HashSet<i32> = ours.fields().iter().filter_map(|f| field_id(f)).collect();
+    let table = iceberg::arrow::schema_to_arrow_schema(meta.current_schema())?;
+    let foreign: Vec<Field> = table
+        .fields()
+        .iter()
+        .filter(|f| field_id(f).is_some_and(|id| !known.contains(&id)))
+        .filter(|f| ours.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(ours);
+    }
+    let mut fields: Vec<Field> = ours.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(foreign);
+    Ok(Arc::new(ArrowSchema::new(fields)))
+}
+
+/// Columns of `rows` that are not ours (another engine's), in order.
+pub fn foreign_fields(rows: &ArrowSchema, kind: TableKind) -> Vec<Field> {
+    let ours = current_schema(kind);
+    rows.fields().iter().filter(|f| ours.field_with_name(f.name()).is_err()).map(|f| f.as_ref().clone()).collect()
+}
+
+/// Columns of a view answer that are not the view's own (passed through from another engine's
+/// columns), in order.
+pub fn foreign_view_fields(answer: &ArrowSchema) -> Vec<Field> {
+    let view = crate::scan::view_schema();
+    answer.fields().iter().filter(|f| view.field_with_name(f.name()).is_err()).map(|f| f.as_ref().clone()).collect()
+}
+
 /// The field id an Arrow field carries, if any.
 pub fn field_id(f: &Field) -> Option<i32> {
     f.metadata().get(FIELD_ID_KEY).and_then(|v| v.parse().ok())

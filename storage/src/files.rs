@@ -179,9 +179,10 @@ pub async fn manifest_live_files(
     Ok(out)
 }
 
-/// Reads one `data_points` data file completely, as rows of our current schema (columns matched
-/// by field id; columns the file predates are null: see [`crate::evolve::conform_to`]). An
-/// unreadable file is an error naming it.
+/// Reads one `data_points` data file completely, as rows of the table's rows schema
+/// ([`Warehouse::rows_schema`]: ours, then columns other engines added; matched by field id,
+/// columns the file predates null: see [`crate::evolve::conform_to`]). An unreadable file is an
+/// error naming it.
 pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::array::RecordBatch>> {
     let bytes: Bytes = wh
         .file_io()
@@ -194,8 +195,8 @@ pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::arr
         source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}"))),
     };
     // Decoding is CPU work: keep it off the async worker threads.
+    let schema = wh.rows_schema(crate::catalog::TableKind::DataPoints);
     let decoded = tokio::task::spawn_blocking(move || {
-        let schema = vintagelake_schemas::table::data_points_table_schema();
         decode_parquet(bytes)?.iter().map(|b| crate::evolve::conform_to(&schema, b)).collect::<Result<Vec<_>, String>>()
     })
     .await

@@ -28,7 +28,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 use vintagelake_schemas::arrow::col;
-use vintagelake_schemas::table::{data_points_ids as field, data_points_table_schema};
+use vintagelake_schemas::table::data_points_ids as field;
 
 use crate::catalog::{TableKind, Warehouse};
 use crate::error::{Result, StorageError};
@@ -132,7 +132,8 @@ impl HotFile {
     /// A data file read whole, in the table's schema.
     async fn load(wh: &Warehouse, path: &str) -> Result<Self> {
         let batches = crate::files::read_data_file(wh, path).await?;
-        Self::new(arrow::compute::concat_batches(&data_points_table_schema(), &batches)?)
+        let schema = batches.first().map_or_else(|| wh.rows_schema(TableKind::DataPoints), |b| b.schema());
+        Self::new(arrow::compute::concat_batches(&schema, &batches)?)
     }
 
     fn new(rows: RecordBatch) -> Result<Self> {
@@ -423,7 +424,10 @@ impl TableReader {
                 .map_err(|e| corrupt(&file.path, &e))?;
             while let Some(batch) = stream.try_next().await.map_err(|e| corrupt(&file.path, &e))? {
                 use arrow::array::{Array, AsArray};
-                let ids = batch.column(0).as_string::<i32>();
+                // Other engines may write the column as large strings (pyarrow does).
+                let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+                    .map_err(|e| corrupt(&file.path, &e))?;
+                let ids = ids.as_string::<i32>();
                 for i in 0..ids.len() {
                     // Only series the query asks for (all of them when it names none).
                     if ids.is_valid(i) && (named.is_empty() || named.contains(ids.value(i))) {
@@ -486,10 +490,23 @@ impl TableReader {
     /// The rows of one file the query's predicate admits, reading only row groups whose
     /// statistics admit its series and dates. An unreadable file is an error naming it.
     async fn read_file(&self, file: &LiveFile, query: &VintageQuery, admit: bool) -> Result<Vec<RecordBatch>> {
-        if let Some(hot) = self.hot_file(file, admit) {
-            return hot.select(query);
-        }
-        self.read_file_pruned(file, query).await
+        let schema = self.wh.rows_schema(TableKind::DataPoints);
+        let batches = match self.hot_file(file, admit) {
+            Some(hot) => hot.select(query)?,
+            None => self.read_file_pruned(file, query).await?,
+        };
+        // A file kept decoded before another engine added a column gets it (null) here, so every
+        // file of one answer has the same columns.
+        batches
+            .into_iter()
+            .map(|b| {
+                if b.schema() == schema {
+                    Ok(b)
+                } else {
+                    crate::evolve::conform_to(&schema, &b).map_err(|e| corrupt(&file.path, &e))
+                }
+            })
+            .collect()
     }
 
     /// A file's decoded rows when they are in memory; `None` otherwise. When `admit` and the hot
@@ -566,7 +583,7 @@ impl TableReader {
         let stream = builder.build().map_err(|e| failed(&e))?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| failed(&e))?;
         // One schema for every file's rows (the table's), whatever metadata a writer embedded.
-        let schema = data_points_table_schema();
+        let schema = self.wh.rows_schema(TableKind::DataPoints);
         let mut kept = Vec::with_capacity(batches.len());
         for batch in batches {
             let batch = crate::evolve::conform_to(&schema, &batch).map_err(|e| failed(&e))?;
@@ -652,6 +669,10 @@ impl TableReader {
 
 #[async_trait::async_trait]
 impl crate::source::ViewSource for TableReader {
+    fn foreign_columns(&self) -> Vec<arrow::datatypes::Field> {
+        crate::evolve::foreign_fields(&self.wh.rows_schema(TableKind::DataPoints), TableKind::DataPoints)
+    }
+
     fn backend(&self) -> &'static str {
         "iceberg"
     }

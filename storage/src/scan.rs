@@ -270,10 +270,19 @@ impl FileBounds<'_> {
 /// Schema of every view: the seed's `DataPoint` columns, ALFRED's real-time period, then the
 /// columns later schema versions added to revisions ([`VIEW_ADDED_COLUMNS`]).
 pub fn view_schema() -> SchemaRef {
+    view_schema_with(&[])
+}
+
+/// [`view_schema`] followed by `foreign` columns: those another engine added to the table,
+/// passed through from the row that answers (null in rows written without them).
+pub fn view_schema_with(foreign: &[Field]) -> SchemaRef {
     let mut fields: Vec<Field> = data_point_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(col::REALTIME_START, DataType::Date32, false));
     fields.push(Field::new(col::REALTIME_END, DataType::Date32, false));
     fields.extend(VIEW_ADDED_COLUMNS.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
+    fields.extend(
+        foreign.iter().map(|f| Field::new(f.name(), f.data_type().clone(), true).with_metadata(Default::default())),
+    );
     Arc::new(Schema::new(fields))
 }
 
@@ -336,8 +345,8 @@ pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) 
         Ok(batches) => batches,
         Err(e) => return Err(name_the_damaged_file(table, &scan, e).await),
     };
-    // Our columns by field id, whatever the table calls them now; columns others added dropped.
-    let ours = vintagelake_schemas::table::data_points_table_schema();
+    // Our columns by field id, whatever the table calls them now, then the columns others added.
+    let ours = crate::evolve::rows_schema(table.metadata(), crate::catalog::TableKind::DataPoints)?;
     batches
         .iter()
         .map(|b| crate::evolve::conform_to(&ours, b).map_err(|e| StorageError::InvalidData(format!("scan: {e}"))))
@@ -388,7 +397,11 @@ pub async fn query_table(table: &Table, query: &VintageQuery, concurrency: usize
 /// `rows` are in the `data_points` table schema; rows outside the query's series/dates are dropped
 /// (backends with pushdown never pass them).
 pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch> {
-    let schema = view_schema();
+    let foreign = rows
+        .first()
+        .map(|b| crate::evolve::foreign_fields(&b.schema(), crate::catalog::TableKind::DataPoints))
+        .unwrap_or_default();
+    let schema = view_schema_with(&foreign);
     let Some(first) = rows.first() else { return Ok(RecordBatch::new_empty(schema)) };
     let batch = concat_batches(&first.schema(), rows)?;
     if batch.num_rows() == 0 {
@@ -461,6 +474,9 @@ pub fn resolve(query: &VintageQuery, rows: &[RecordBatch]) -> Result<RecordBatch
     columns.push(Arc::new(Date32Array::from(ends)));
     for name in VIEW_ADDED_COLUMNS {
         columns.push(take(column(name)?.as_ref(), &indices, None)?);
+    }
+    for f in &foreign {
+        columns.push(take(column(f.name())?.as_ref(), &indices, None)?);
     }
     Ok(RecordBatch::try_new(schema, columns)?)
 }

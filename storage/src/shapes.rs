@@ -22,7 +22,7 @@ use vintagelake_schemas::Date;
 use vintagelake_schemas::arrow::col;
 
 use crate::error::{Result, StorageError};
-use crate::scan::{OPEN_END, view_schema};
+use crate::scan::{OPEN_END, view_schema_with};
 
 /// Most rows one part of a matrix or diagonal answer may hold (a part: the series of one streamed
 /// group, or a narrow answer whole): about 450 MB of Arrow. A larger answer is refused before it
@@ -149,14 +149,21 @@ impl Shape {
 
     /// The schema of the shape's answer.
     pub fn schema(&self) -> SchemaRef {
+        self.schema_with(&[])
+    }
+
+    /// The schema of the shape's answer over revisions that carry `foreign` columns (added to the
+    /// table by another engine): the shapes that answer whole revisions pass them through.
+    pub fn schema_with(&self, foreign: &[Field]) -> SchemaRef {
         use out::*;
         let f = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
         let key = || vec![f(col::SERIES_ID, DataType::Utf8, false), f(col::DATE, DataType::Date32, false)];
         let value = |name: &str| f(name, DataType::Float64, true);
         let fields = match self {
-            Shape::Window { .. } => return view_schema(),
+            Shape::Window { .. } => return view_schema_with(foreign),
             Shape::Release(_) => {
-                let mut fields: Vec<Field> = view_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+                let mut fields: Vec<Field> =
+                    view_schema_with(foreign).fields().iter().map(|f| f.as_ref().clone()).collect();
                 fields.push(f(RELEASE, DataType::Int32, false));
                 fields
             }
@@ -231,7 +238,10 @@ impl Shape {
         let r = Revisions::of(revisions)?;
         match self {
             Shape::Window { start, end } => window(&r, revisions, *start, *end),
-            Shape::Release(which) => release(&r, revisions, *which, &self.schema()),
+            Shape::Release(which) => {
+                let foreign = crate::evolve::foreign_view_fields(&revisions.schema());
+                release(&r, revisions, *which, &self.schema_with(&foreign))
+            }
             Shape::VintageDates { start, end } => vintage_dates(&r, *start, *end, self.schema()),
             Shape::Matrix { vintages } => matrix(&r, vintages, self.schema()),
             Shape::NewAndRevised => new_and_revised(&r, self.schema()),
@@ -632,6 +642,7 @@ impl Long {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::view_schema;
     use arrow::array::{StringArray, TimestampNanosecondArray};
 
     /// An all_revisions answer of one observation: (realtime_start, realtime_end, value, flag).

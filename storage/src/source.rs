@@ -42,4 +42,9 @@ pub trait ViewSource: Send + Sync + std::fmt::Debug {
     async fn series_catalogue(&self) -> Result<Vec<EconomicSeries>>;
     /// Drops what is kept in memory: the next read starts from the catalog (or the log).
     fn forget(&self) {}
+    /// Columns another engine added to the table, as views answer them after ours (as of the
+    /// newest table state read; none by default).
+    fn foreign_columns(&self) -> Vec<arrow::datatypes::Field> {
+        Vec::new()
+    }
 }

@@ -6,8 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The pinned pyiceberg: the SQL catalog (SQLite) and the pyarrow reader.
-pub const PYICEBERG_REQUIREMENT: &str = "pyiceberg[sql-sqlite,pyarrow]==0.12.0";
+/// The pinned pyiceberg: the SQL catalog (SQLite), the pyarrow reader, and pyiceberg-core (its
+/// partition transforms, which appends to a partitioned table need).
+pub const PYICEBERG_REQUIREMENT: &str = "pyiceberg[sql-sqlite,pyarrow,pyiceberg-core]==0.12.0";
 /// Extra packages for checks and comparisons (S3 server for the archive tier, pandas).
 pub const PY_EXTRA_REQUIREMENTS: &[&str] =
     &["moto[server]==5.2.5", "pandas==3.1.1", "duckdb==2.0.1", "confluent-kafka==2.16.1"];

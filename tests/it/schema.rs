@@ -3,8 +3,9 @@
 //!   place (no data file rewritten), ingests version-1 and version-2 messages (observation status
 //!   and comment), compacts and tiers; every view over old and new rows equals a reference written
 //!   here; pyiceberg and DuckDB read old and new files;
-//! - another engine (pyiceberg) adds a column to our table and renames one of ours: ingest,
-//!   compaction and queries keep working and nothing is lost.
+//! - another engine (pyiceberg) adds a column to our table, renames one of ours and writes rows of
+//!   its own: ingest, compaction and queries keep working, its column is passed through (and kept
+//!   by compaction), nothing is lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -303,7 +304,7 @@ async fn ready(query: &mut Daemon) {
 }
 
 /// Every view of every series over Flight, against the reference.
-async fn check_views(port: u16, m: &Model, mid: Date, when: &str) -> usize {
+async fn check_views(query: &Daemon, port: u16, m: &Model, mid: Date, when: &str) -> usize {
     let channel =
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
     let mut client = FlightClient::new(channel);
@@ -311,7 +312,8 @@ async fn check_views(port: u16, m: &Model, mid: Date, when: &str) -> usize {
     let mut rows = 0;
     for view in [View::Latest, View::FirstRelease, View::AllRevisions, View::AsOf(mid)] {
         let ticket = TicketV1 { series: Vec::new(), ..TicketV1::for_series(&one, view) }.to_bytes();
-        let batches: Vec<RecordBatch> = client.do_get(Ticket::new(ticket)).await.unwrap().try_collect().await.unwrap();
+        let read = async { client.do_get(Ticket::new(ticket)).await?.try_collect::<Vec<RecordBatch>>().await };
+        let batches = read.await.unwrap_or_else(|e| panic!("{when}: {view:?}: {e}\n{}", query.log_text()));
         let ours = lines(&batches);
         let want = reference(m, view);
         assert_eq!(ours.len(), want.len(), "{when}: {view:?}: row count");
@@ -503,7 +505,7 @@ async fn an_upgrade_evolves_the_tables_in_place_and_old_and_new_rows_answer_as_t
     let mid = Date::from_days_since_epoch(18_262 + 200);
     let (mut query, port) = lake.query_service();
     ready(&mut query).await;
-    let uncompacted = check_views(port, &m, mid, "old and new files, uncompacted").await;
+    let uncompacted = check_views(&query, port, &m, mid, "old and new files, uncompacted").await;
 
     // pyiceberg and DuckDB read both old files (status/comment absent: null) and new ones.
     let want_raw: Vec<String> = {
@@ -521,11 +523,11 @@ async fn an_upgrade_evolves_the_tables_in_place_and_old_and_new_rows_answer_as_t
     assert_eq!(duck, want_raw, "DuckDB reads every arrival, old and new files");
 
     lake.run(&["compact", "--once"]);
-    let compacted = check_views(port, &m, mid, "after compaction").await;
+    let compacted = check_views(&query, port, &m, mid, "after compaction").await;
     let report: serde_json::Value =
         serde_json::from_str(&lake.run(&["tier", "--once", "--tiering-today", "2030-01-01"])).unwrap();
     assert!(report["files_moved"].as_u64().unwrap() > 0, "tiering moved the closed files: {report}");
-    let tiered = check_views(port, &m, mid, "after compaction and tiering").await;
+    let tiered = check_views(&query, port, &m, mid, "after compaction and tiering").await;
     assert_eq!((uncompacted, compacted), (tiered, tiered));
     query.assert_alive();
     ingest.assert_alive();
@@ -549,6 +551,25 @@ with t.update_schema() as u:
     u.rename_column("value", "obs_value")
 t = cat.load_table("econ.data_points")
 print(",".join(f"{f.field_id}:{f.name}" for f in t.schema().fields))
+"#;
+
+/// pyiceberg appends rows of series P0 with its own column filled: (date, revision, value, flag).
+const PY_APPEND: &str = r#"
+import sys, datetime, uuid
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("vintagelake", uri="sqlite:///" + sys.argv[1] + "/catalog.sqlite", warehouse="file://" + sys.argv[1] + "/warehouse")
+t = cat.load_table("econ.data_points")
+epoch = datetime.date(1970, 1, 1)
+now = datetime.datetime(2024, 1, 1)
+rows = []
+for k, spec in enumerate(sys.argv[2].split(";")):
+    d, r, v = spec.split(",")
+    rows.append({"id": str(uuid.uuid4()), "series_id": "P0", "date": epoch + datetime.timedelta(days=int(d)),
+                 "obs_value": float(v), "revision_date": epoch + datetime.timedelta(days=int(r)),
+                 "is_original_release": False, "created_at": now, "updated_at": now, "realtime_end": None,
+                 "ingest_seq": 10**12 + k, "status": "E", "comment": None, "source_flag": "flag-" + d})
+t.append(pa.Table.from_pylist(rows, schema=t.schema().as_arrow()))
 "#;
 
 const PY_READ_CHANGED: &str = r#"
@@ -602,15 +623,72 @@ async fn a_column_another_engine_adds_or_renames_changes_nothing_we_store_or_ans
     lake.settle(&store, &mut ingest, (first.len() + second.len()) as i64).await;
     ingest.assert_alive();
 
+    // The other engine writes rows of its own, its column filled.
+    let foreign: Vec<Arrival> = (0..3)
+        .map(|k| Arrival {
+            series: "P0".into(),
+            date: 18_262 + 91 * k,
+            revision: 18_262 + 91 * k + 40,
+            value: Some(f64::from(k) + 0.5),
+            flag: false,
+            status: Some("E".into()),
+            comment: None,
+        })
+        .collect();
+    let spec: Vec<String> = foreign.iter().map(|a| format!("{},{},{}", a.date, a.revision, a.value.unwrap())).collect();
+    let data = lake.data();
+    tokio::task::spawn_blocking(move || {
+        run_python(
+            &vintagelake_testkit::tools::pyiceberg_python().unwrap(),
+            PY_APPEND,
+            &[data.to_str().unwrap(), &spec.join(";")],
+        )
+    })
+    .await
+    .unwrap()
+    .expect("pyiceberg append");
+
     let mut all = first.clone();
     all.extend(second.iter().cloned());
+    all.extend(foreign.iter().cloned());
     let m = model(&all);
     let mid = Date::from_days_since_epoch(18_262 + 150);
     let (mut query, port) = lake.query_service();
     ready(&mut query).await;
-    let rows = check_views(port, &m, mid, "after another engine changed the schema").await;
+    let rows = check_views(&query, port, &m, mid, "after another engine changed the schema").await;
+    // Its column is passed through: its rows answer their values, ours null.
+    let flags = |port: u16| async move {
+        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let ticket = TicketV1 { series: Vec::new(), ..TicketV1::for_series(&"P0".parse().unwrap(), View::Latest) };
+        let batches: Vec<RecordBatch> = FlightClient::new(channel)
+            .do_get(Ticket::new(ticket.to_bytes()))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        for b in &batches {
+            let s = b.column_by_name("series_id").unwrap().as_string::<i32>();
+            let f = b.column_by_name("source_flag").expect("the other engine's column").as_string::<i32>();
+            for i in 0..b.num_rows() {
+                *out.entry((s.value(i).to_owned(), f.is_valid(i).then(|| f.value(i).to_owned()))).or_insert(0) += 1;
+            }
+        }
+        out
+    };
+    let passed = flags(port).await;
+    for a in &foreign {
+        assert_eq!(passed.get(&("P0".to_owned(), Some(format!("flag-{}", a.date)))), Some(&1), "{passed:?}");
+    }
+    assert!(passed.keys().filter(|(s, _)| s != "P0").all(|(_, f)| f.is_none()), "{passed:?}");
     lake.run(&["compact", "--once"]);
-    assert_eq!(check_views(port, &m, mid, "compacted after the change").await, rows);
+    assert_eq!(check_views(&query, port, &m, mid, "compacted after the change").await, rows);
+    assert_eq!(flags(port).await, passed, "compaction kept the other engine's values");
     // A restarted ingest (a new process on the changed table) keeps working too.
     ingest.terminate(Duration::from_secs(30));
     let mut ingest = Daemon::spawn(&["ingest"], lake.dir.path(), &lake.env());
@@ -624,7 +702,7 @@ async fn a_column_another_engine_adds_or_renames_changes_nothing_we_store_or_ans
     lake.settle(&store, &mut ingest, (first.len() + second.len() + third.len()) as i64).await;
     all.extend(third.iter().cloned());
     let m = model(&all);
-    check_views(port, &m, mid, "after a restart of ingest").await;
+    check_views(&query, port, &m, mid, "after a restart of ingest").await;
 
     // The other engine reads every row: our renamed column by its new name, its own column null.
     let stored = table_rows(store.warehouse()).await.len();
@@ -636,7 +714,8 @@ async fn a_column_another_engine_adds_or_renames_changes_nothing_we_store_or_ans
     .unwrap()
     .expect("pyiceberg read");
     let with_value = table_rows(store.warehouse()).await.iter().filter(|r| r.point.value.is_some()).count();
-    assert_eq!(out.trim(), format!("{stored} {stored} {with_value}"), "rows, null source_flag, values");
+    let ours = stored - foreign.len();
+    assert_eq!(out.trim(), format!("{stored} {ours} {with_value}"), "rows, null source_flag, values");
     let admin = lake.run(&["admin", "schema"]);
     assert!(admin.contains("added source_flag") && admin.contains("by another engine"), "{admin}");
     assert!(admin.contains("obs_value"), "{admin}");
