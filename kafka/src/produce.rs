@@ -117,8 +117,10 @@ pub fn message(r: &DataPointRevision) -> (Vec<u8>, Vec<u8>) {
     (r.series_id.as_str().as_bytes().to_vec(), r.to_json())
 }
 
-/// Reads revisions from a CSV (header: `series_id,date,revision_date,value[,is_original_release]`;
-/// an empty value or `.` is published as missing) or JSON-lines file (`-`: standard input).
+/// Reads revisions from a CSV (header:
+/// `series_id,date,revision_date,value[,is_original_release][,status][,comment]`; an empty value
+/// or `.` is published as missing, an empty status or comment as none) or JSON-lines file (`-`:
+/// standard input).
 /// Every record is validated; the first invalid one stops the read with its line number.
 pub fn read_file(path: &Path) -> Result<Vec<DataPointRevision>> {
     let what = path.display().to_string();
@@ -220,6 +222,14 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(rows[0].is_original_release);
         assert_eq!(rows[1].value, None);
+        // The version-2 columns: empty cells are none, bad codes are refused with the line.
+        std::fs::write(&csv, "series_id,date,revision_date,value,status,comment\nGDPC1,2024-01-01,2024-04-25,1,P,advance\nGDPC1,2024-04-01,2024-07-25,2,,\n").unwrap();
+        let v2 = read_file(&csv).unwrap();
+        assert_eq!((v2[0].status.as_deref(), v2[0].comment.as_deref()), (Some("P"), Some("advance")));
+        assert_eq!((v2[1].status.as_deref(), v2[1].comment.as_deref()), (None, None));
+        std::fs::write(&csv, "series_id,date,revision_date,value,status\nGDPC1,2024-01-01,2024-04-25,1,P E\n").unwrap();
+        let e = read_file(&csv).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("status"), "{e}");
         std::fs::write(&csv, "series_id,date,revision_date,value\nGDPC1,2024-13-01,2024-04-25,1\n").unwrap();
         let e = read_file(&csv).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("2024-13-01"), "{e}");
@@ -235,7 +245,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read_file(&jsonl).unwrap(), rows);
-        std::fs::write(&jsonl, "{\"version\":2}\n").unwrap();
+        std::fs::write(&jsonl, "{\"version\":3}\n").unwrap();
         let e = read_file(&jsonl).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("unknown version"), "{e}");
     }

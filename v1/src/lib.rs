@@ -915,6 +915,55 @@ mod tests {
         assert!(dir.path().join(LOG_DIR).join(log_file_name(1)).exists());
     }
 
+    /// A store whose files predate schema version 2 (no `status`, `comment` in them) reads them
+    /// with those columns null, and newer files with their values: no file is rewritten.
+    #[tokio::test]
+    async fn files_written_before_a_column_existed_read_it_as_null() {
+        use arrow::array::Array;
+        let dir = tempfile::tempdir().unwrap();
+        let store = ParquetStore::open(dir.path()).await.unwrap();
+        let old_rows = grid("S", 0..2, 3, 2);
+        store.append(TableKind::DataPoints, &[batch(&old_rows)], Vec::new(), "test").await.unwrap();
+        // Make the file what a build of schema version 1 wrote: its first ten columns only.
+        let file = store.live_files(TableKind::DataPoints, None).await.unwrap().remove(0);
+        let path = dir.path().join(&file.path);
+        let written = vintagelake_storage::files::decode_parquet(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
+        let v1 = vintagelake_schemas::table::data_points_schema_at(1);
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, v1.clone(), None).unwrap();
+        for b in &written {
+            w.write(&RecordBatch::try_new(v1.clone(), b.columns()[..10].to_vec()).unwrap()).unwrap();
+        }
+        w.close().unwrap();
+        std::fs::write(&path, &buf).unwrap();
+        let log = dir.path().join(LOG_DIR).join(log_file_name(1));
+        let mut entry: LogEntry = serde_json::from_slice(&std::fs::read(&log).unwrap()).unwrap();
+        entry.add[0].bytes = buf.len() as u64;
+        entry.add[0].sha256 = format!("{:x}", Sha256::digest(&buf));
+        std::fs::write(&log, serde_json::to_vec(&entry).unwrap()).unwrap();
+
+        let mut new_rows = grid("T", 0..1, 2, 1);
+        new_rows[0].status = Some("P".into());
+        new_rows[1].comment = Some("estimated".into());
+        store.append(TableKind::DataPoints, &[batch(&new_rows)], Vec::new(), "test").await.unwrap();
+        let reopened = ParquetStore::open(dir.path()).await.unwrap();
+        let all = reopened.query(&VintageQuery::new(View::AllRevisions)).await.unwrap();
+        assert_eq!(all.num_rows(), old_rows.len() + new_rows.len());
+        let series = all.column_by_name("series_id").unwrap().as_string::<i32>();
+        let status = all.column_by_name("status").unwrap().as_string::<i32>();
+        let comment = all.column_by_name("comment").unwrap().as_string::<i32>();
+        for i in 0..all.num_rows() {
+            if series.value(i).starts_with('S') {
+                assert!(status.is_null(i) && comment.is_null(i), "row {i} of a version-1 file");
+            }
+        }
+        let notes: Vec<(Option<&str>, Option<&str>)> = (0..all.num_rows())
+            .filter(|&i| series.value(i).starts_with('T'))
+            .map(|i| (status.is_valid(i).then(|| status.value(i)), comment.is_valid(i).then(|| comment.value(i))))
+            .collect();
+        assert_eq!(notes, [(Some("P"), None), (None, Some("estimated"))]);
+    }
+
     #[tokio::test]
     async fn a_second_writer_on_the_same_directory_sees_and_respects_the_log() {
         let dir = tempfile::tempdir().unwrap();
