@@ -119,7 +119,7 @@ pub(crate) fn malformed(i: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
         ),
         2 => (
             key,
-            br#"{"version":2,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#.to_vec(),
+            br#"{"version":3,"series_id":"GDPC1","date":"2024-01-01","revision_date":"2024-04-25","value":1}"#.to_vec(),
             "unknown_version",
         ),
         3 => (

@@ -162,7 +162,10 @@ async fn pyarrow_flight_reads_every_view_and_pandas_agrees() {
     // cached, then exact.
     assert_eq!(out["views"]["latest"]["total_records"], -1);
     assert_eq!(out["views"]["latest"]["total_records_after"], 5);
-    assert_eq!(out["schema"].as_array().unwrap().len(), 10);
+    // The seed's data point, the real-time period, then wire version 2's status and comment.
+    let names: Vec<&str> = out["schema"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(names.len(), 12);
+    assert_eq!(names[8..], ["realtime_start", "realtime_end", "status", "comment"]);
     // do_action("audit") serves the lifecycle audit trail, filtered.
     let entries = out["audit"]["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{}", out["audit"]);
@@ -208,7 +211,10 @@ async fn pyarrow_flight_reads_every_view_from_a_v1_store() {
         assert_eq!(view(&format!("as_of {date}")), expected, "as_of {date}");
     }
     assert_eq!(out["views"]["latest"]["total_records_after"], 5);
-    assert_eq!(out["schema"].as_array().unwrap().len(), 10);
+    // The seed's data point, the real-time period, then wire version 2's status and comment.
+    let names: Vec<&str> = out["schema"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(names.len(), 12);
+    assert_eq!(names[8..], ["realtime_start", "realtime_end", "status", "comment"]);
 
     // Time travel by log version: the first commit held only the first vintage's rows.
     use arrow_flight::{FlightClient, Ticket};
