@@ -346,4 +346,35 @@ storage:
         assert_eq!(f, "storage.tiers[1].max_age_days");
         assert!(why.contains("tiers[0]"), "{why}");
     }
+
+    #[test]
+    fn s3_tls_and_encryption_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pem, junk) = (dir.path().join("ca.pem"), dir.path().join("junk.pem"));
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let tier = |extra: &str| format!("storage:\n  tiers:\n    - {{name: a, type: s3, bucket: econ{extra}}}\n");
+        let ok = FileConfig::parse(
+            &tier(&format!(
+                ", ca_file: \"{}\", server_side_encryption: \"aws:kms\", sse_kms_key_id: k1",
+                pem.display()
+            )),
+            Path::new("x"),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let (f, why) = err(&tier(", ca_file: /nonexistent/ca.pem"));
+        assert_eq!(f, "storage.tiers[0].ca_file");
+        assert!(why.contains("/nonexistent/ca.pem"), "{why}");
+        let (f, why) = err(&tier(&format!(", ca_file: \"{}\"", junk.display())));
+        assert_eq!((f.as_str(), why.contains("no PEM certificate")), ("storage.tiers[0].ca_file", true), "{why}");
+        let (f, why) = err(&tier(", server_side_encryption: rot13"));
+        assert_eq!(f, "storage.tiers[0].server_side_encryption");
+        assert!(why.contains("AES256"), "{why}");
+        let (f, _) = err(&tier(", sse_kms_key_id: k1"));
+        assert_eq!(f, "storage.tiers[0].sse_kms_key_id");
+        let (f, _) = err(&tier(", server_side_encryption: AES256, sse_kms_key_id: k1"));
+        assert_eq!(f, "storage.tiers[0].sse_kms_key_id");
+        let (f, _) = err("storage:\n  tiers:\n    - {name: a, type: ssd, path: /a, ca_file: /x.pem}\n");
+        assert_eq!(f, "storage.tiers[0].ca_file");
+    }
 }

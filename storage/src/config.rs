@@ -58,7 +58,21 @@ pub struct TierConfig {
     pub secret_access_key: Option<String>,
     /// Data older than this (days since superseded) moves to the next tier.
     pub max_age_days: Option<u32>,
+    /// s3 tiers: a PEM file of CA certificates to trust for the endpoint's TLS (a private CA),
+    /// besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// s3 tiers: server-side encryption of every object written, `AES256` (SSE-S3), `aws:kms`
+    /// (SSE-KMS) or `aws:kms:dsse`.
+    #[serde(default)]
+    pub server_side_encryption: Option<String>,
+    /// s3 tiers with `aws:kms` encryption: the KMS key id (default: the bucket's AWS-managed key).
+    #[serde(default)]
+    pub sse_kms_key_id: Option<String>,
 }
+
+/// Values of a tier's `server_side_encryption`.
+pub const SERVER_SIDE_ENCRYPTIONS: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
 
 /// The medium behind a tier: the seed's `nvme`/`ssd`/`hdd` are local directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -144,6 +158,12 @@ impl TierConfig {
             if self.bucket.is_some() || self.endpoint.is_some() {
                 return Err(("bucket", "bucket/endpoint only apply to s3 tiers".into()));
             }
+            if self.ca_file.is_some() {
+                return Err(("ca_file", "only applies to s3 tiers".into()));
+            }
+            if self.server_side_encryption.is_some() || self.sse_kms_key_id.is_some() {
+                return Err(("server_side_encryption", "only applies to s3 tiers".into()));
+            }
         } else {
             match &self.bucket {
                 None => return Err(("bucket", "an s3 tier needs a bucket".into())),
@@ -158,6 +178,27 @@ impl TierConfig {
             }
             if self.path.is_some() {
                 return Err(("path", "path only applies to local tiers; use bucket and prefix".into()));
+            }
+            if let Some(ca) = &self.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| ("ca_file", format!("{}: {e}", ca.display())))?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(("ca_file", format!("{}: no PEM certificate in it", ca.display())));
+                }
+            }
+            match self.server_side_encryption.as_deref() {
+                Some(sse) if !SERVER_SIDE_ENCRYPTIONS.contains(&sse) => {
+                    return Err((
+                        "server_side_encryption",
+                        format!("{sse:?}: expected one of {}", SERVER_SIDE_ENCRYPTIONS.join(", ")),
+                    ));
+                }
+                Some(sse) if self.sse_kms_key_id.is_some() && !sse.starts_with("aws:kms") => {
+                    return Err(("sse_kms_key_id", format!("only applies to aws:kms encryption, not {sse}")));
+                }
+                None if self.sse_kms_key_id.is_some() => {
+                    return Err(("sse_kms_key_id", "needs server_side_encryption: aws:kms".into()));
+                }
+                _ => {}
             }
         }
         Ok(())

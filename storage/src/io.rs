@@ -51,6 +51,14 @@ pub enum TierTarget {
         access_key_id: Option<String>,
         #[serde(skip_serializing, default)]
         secret_access_key: Option<String>,
+        /// CA certificates (PEM file) to trust for the endpoint, besides the system's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<PathBuf>,
+        /// Server-side encryption of written objects (`AES256`, `aws:kms`, `aws:kms:dsse`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_side_encryption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sse_kms_key_id: Option<String>,
     },
 }
 
@@ -74,6 +82,9 @@ impl TierSpec {
                 region: t.region.clone(),
                 access_key_id: t.access_key_id.clone(),
                 secret_access_key: t.secret_access_key.clone(),
+                ca_file: t.ca_file.clone(),
+                server_side_encryption: t.server_side_encryption.clone(),
+                sse_kms_key_id: t.sse_kms_key_id.clone(),
             },
             (_, _, Some(dir)) if t.kind.is_local() => TierTarget::Local { dir: absolute(dir)? },
             _ => return Err(invalid(("type", "validated tiers have what their type needs".into()))),
@@ -117,10 +128,41 @@ impl TierRouter {
         let mut s3: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
         let mut tiers = Vec::new();
         for spec in specs {
-            if let TierTarget::S3 { bucket, endpoint, region, access_key_id, secret_access_key, .. } = &spec.target
+            if let TierTarget::S3 {
+                bucket,
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+                ca_file,
+                server_side_encryption,
+                sse_kms_key_id,
+                ..
+            } = &spec.target
                 && !s3.contains_key(bucket)
             {
+                let failed = |reason: String| StorageError::Tier { tier: spec.name.clone(), reason };
                 let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(ca) = ca_file {
+                    let pem = std::fs::read(ca).map_err(|e| failed(format!("ca_file {}: {e}", ca.display())))?;
+                    let certs = object_store::Certificate::from_pem_bundle(&pem)
+                        .map_err(|e| failed(format!("ca_file {}: {e}", ca.display())))?;
+                    let mut options = object_store::ClientOptions::new();
+                    for cert in certs {
+                        options = options.with_root_certificate(cert);
+                    }
+                    b = b.with_client_options(options);
+                }
+                if let Some(sse) = server_side_encryption {
+                    let key =
+                        "aws_server_side_encryption".parse().map_err(|e: object_store::Error| failed(e.to_string()))?;
+                    b = b.with_config(key, sse);
+                    if let Some(kms) = sse_kms_key_id {
+                        let key =
+                            "aws_sse_kms_key_id".parse().map_err(|e: object_store::Error| failed(e.to_string()))?;
+                        b = b.with_config(key, kms);
+                    }
+                }
                 if let (Some(key), Some(secret)) = (access_key_id, secret_access_key) {
                     b = b.with_access_key_id(key).with_secret_access_key(secret);
                 }
@@ -373,6 +415,9 @@ mod tests {
                     region: None,
                     access_key_id: None,
                     secret_access_key: None,
+                    ca_file: None,
+                    server_side_encryption: None,
+                    sse_kms_key_id: None,
                 },
             },
         ])

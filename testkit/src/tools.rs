@@ -112,6 +112,8 @@ pub struct S3Server {
     child: std::process::Child,
     endpoint: String,
     bucket: String,
+    /// The CA that signed the server's certificate, when it serves HTTPS.
+    ca_file: Option<PathBuf>,
 }
 
 /// Static credentials the test server accepts.
@@ -121,20 +123,35 @@ pub const S3_TEST_SECRET: &str = "vintagelake-test-secret";
 impl S3Server {
     /// Starts the server on a free port and creates `bucket`. Blocking.
     pub fn start(bucket: &str) -> io::Result<Self> {
+        Self::start_with(bucket, None)
+    }
+
+    /// The same over HTTPS: `tls` = (certificate, key, the CA that signed the certificate).
+    pub fn start_tls(bucket: &str, cert: &Path, key: &Path, ca: &Path) -> io::Result<Self> {
+        Self::start_with(bucket, Some((cert, key, ca)))
+    }
+
+    fn start_with(bucket: &str, tls: Option<(&Path, &Path, &Path)>) -> io::Result<Self> {
         let python = pyiceberg_python()?;
         let bin = python.with_file_name("moto_server");
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut server = Self { child, endpoint: format!("http://127.0.0.1:{port}"), bucket: bucket.to_owned() };
+        let mut command = Command::new(&bin);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some((cert, key, _)) = tls {
+            command.arg("-c").arg(cert).arg("-k").arg(key);
+        }
+        let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut server = Self {
+            child,
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
+            bucket: bucket.to_owned(),
+            ca_file: tls.map(|(_, _, ca)| ca.to_owned()),
+        };
         let script = r#"
 import sys, time, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[3],
-                  aws_secret_access_key=sys.argv[4], region_name="us-east-1")
+                  aws_secret_access_key=sys.argv[4], region_name="us-east-1", verify=sys.argv[5] or None)
 for _ in range(150):
     try:
         s3.create_bucket(Bucket=sys.argv[2]); break
@@ -143,7 +160,8 @@ for _ in range(150):
 else:
     raise SystemExit(f"S3 server did not start: {last}")
 "#;
-        if let Err(e) = run_python(&python, script, &[&server.endpoint, bucket, S3_TEST_KEY, S3_TEST_SECRET]) {
+        let verify = server.verify();
+        if let Err(e) = run_python(&python, script, &[&server.endpoint, bucket, S3_TEST_KEY, S3_TEST_SECRET, &verify]) {
             let _ = server.child.kill();
             return Err(e);
         }
@@ -161,6 +179,9 @@ else:
                 region: Some("us-east-1".into()),
                 access_key_id: Some(S3_TEST_KEY.into()),
                 secret_access_key: Some(S3_TEST_SECRET.into()),
+                ca_file: self.ca_file.clone(),
+                server_side_encryption: None,
+                sse_kms_key_id: None,
             },
         }
     }
@@ -173,19 +194,41 @@ else:
         &self.bucket
     }
 
+    /// The CA file boto3 verifies the server with (empty: the default).
+    fn verify(&self) -> String {
+        self.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    }
+
     /// Lists the keys in the bucket (through boto3, an independent client).
     pub fn list_keys(&self) -> io::Result<Vec<String>> {
+        Ok(self.objects()?.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// Every object in the bucket with its server-side encryption as the server reports it
+    /// (`None`: stored unencrypted), through boto3.
+    pub fn objects(&self) -> io::Result<Vec<(String, Option<String>)>> {
         let script = r#"
 import sys, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[3],
-                  aws_secret_access_key=sys.argv[4], region_name="us-east-1")
+                  aws_secret_access_key=sys.argv[4], region_name="us-east-1", verify=sys.argv[5] or None)
 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
     for o in page.get("Contents", []):
-        print(o["Key"])
+        head = s3.head_object(Bucket=sys.argv[2], Key=o["Key"])
+        print(o["Key"] + "\t" + head.get("ServerSideEncryption", ""))
 "#;
-        let out =
-            run_python(&pyiceberg_python()?, script, &[&self.endpoint, &self.bucket, S3_TEST_KEY, S3_TEST_SECRET])?;
-        Ok(out.lines().map(str::to_owned).collect())
+        let verify = self.verify();
+        let out = run_python(
+            &pyiceberg_python()?,
+            script,
+            &[&self.endpoint, &self.bucket, S3_TEST_KEY, S3_TEST_SECRET, &verify],
+        )?;
+        Ok(out
+            .lines()
+            .map(|l| {
+                let (key, sse) = l.split_once('\t').unwrap_or((l, ""));
+                (key.to_owned(), (!sse.is_empty()).then(|| sse.to_owned()))
+            })
+            .collect())
     }
 }
 
@@ -193,5 +236,106 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Certificates for TLS tests, made with the `openssl` command in a directory of their own: a CA
+/// (`ca.pem`) and a server certificate for 127.0.0.1 / localhost signed by it (`server.pem`,
+/// `server.key`). [`TestCerts::another_ca`] makes a CA that signed nothing.
+#[derive(Debug)]
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> io::Result<Self> {
+        let certs = Self { dir: tempfile::Builder::new().prefix("vintagelake-tls").tempdir()? };
+        certs.make_ca("ca")?;
+        certs.openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])?;
+        std::fs::write(
+            certs.dir.path().join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )?;
+        certs.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ])?;
+        Ok(certs)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
+    /// A CA certificate that signed nothing here (`<name>.pem`).
+    pub fn another_ca(&self, name: &str) -> io::Result<PathBuf> {
+        self.make_ca(name)?;
+        Ok(self.dir.path().join(format!("{name}.pem")))
+    }
+
+    fn make_ca(&self, name: &str) -> io::Result<()> {
+        let (key, pem, subject) =
+            (format!("{name}.key"), format!("{name}.pem"), format!("/CN=vintagelake test {name}"));
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])
+    }
+
+    fn openssl(&self, args: &[&str]) -> io::Result<()> {
+        let out = Command::new("openssl").args(args).current_dir(self.dir.path()).output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr))))
+        }
     }
 }

@@ -46,6 +46,15 @@ pub struct Postgres {
 impl Postgres {
     /// Starts a new cluster; panics (naming what to install) when PostgreSQL is not there.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// A cluster that accepts TCP connections over TLS only, with `certs`' server certificate.
+    pub fn start_tls(certs: &vintagelake_testkit::tools::TestCerts) -> Postgres {
+        Self::start_with(Some((&certs.server_cert(), &certs.server_key())))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Postgres {
         let bin = bin_dir().expect(
             "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): `apt-get install postgresql`, \
              or run deploy/local/test.sh, which installs it",
@@ -62,11 +71,27 @@ impl Postgres {
             "initdb",
             &["-D", data.to_str().unwrap(), "-U", "vintagelake", "-A", "trust", "-E", "UTF8", "--no-sync"],
         );
-        let opts = format!(
+        let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c max_connections=200",
             pg.port,
             pg.dir.path().display()
         );
+        if let Some((cert_file, key_file)) = tls {
+            // The key where the server (as `postgres`) may read it, private as it insists.
+            let (cert, key) = (pg.dir.path().join("server.pem"), pg.dir.path().join("server.key"));
+            std::fs::copy(cert_file, &cert).unwrap();
+            std::fs::copy(key_file, &key).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if pg.as_root {
+                let ok = Command::new("chown").args(["postgres:postgres"]).arg(&cert).arg(&key).status().unwrap();
+                assert!(ok.success());
+            }
+            // TCP connections must use TLS: no `host` line, only `hostssl`.
+            std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+                .unwrap();
+            opts.push_str(&format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display()));
+        }
         let log = pg.dir.path().join("server.log");
         pg.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
         pg.run(
@@ -128,6 +153,42 @@ impl Drop for Postgres {
             Command::new(&exe).args(args).output()
         };
     }
+}
+
+/// The Postgres catalog over TLS with a CA of the deployment's own: the server is verified
+/// (`sslmode=verify-full`, `sslrootcert`), every catalog operation and commit works over it, a
+/// plain connection is refused by the server, and a server the configured CA did not sign is
+/// refused by us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_catalog_over_tls_verifies_the_server_with_a_custom_ca() {
+    use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
+    use vintagelake_storage::store::IcebergStore;
+    use vintagelake_testkit::fixtures::{check_views, write_fixture};
+
+    let certs = vintagelake_testkit::tools::TestCerts::new().expect("openssl makes the test certificates");
+    let pg = Postgres::start_tls(&certs);
+    let url = |params: &str| format!("postgres://vintagelake@127.0.0.1:{}/catalog?{params}", pg.port);
+    let ca = certs.ca();
+    let dir = tempfile::tempdir().unwrap();
+    let verified = url(&format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path().join("a")).with_catalog_url(&verified)).await.unwrap();
+    let store = IcebergStore::new(wh);
+    write_fixture(&store).await;
+    check_views(&store, "Postgres catalog over TLS").await;
+
+    // The server takes no plain connection.
+    let plain = Warehouse::open(WarehouseConfig::new(dir.path().join("b")).with_catalog_url(url("sslmode=disable")))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(plain.contains("pg_hba.conf") && plain.contains("no encryption"), "{plain}");
+    // A CA that did not sign the server's certificate: we refuse the server.
+    let other = url(&format!("sslmode=verify-full&sslrootcert={}", certs.another_ca("other").unwrap().display()));
+    let refused = Warehouse::open(WarehouseConfig::new(dir.path().join("c")).with_catalog_url(&other))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.to_lowercase().contains("certificate") || refused.contains("UnknownIssuer"), "{refused}");
 }
 
 /// What the proxy did.

@@ -77,3 +77,77 @@ async fn one_scan_reads_a_local_tier_and_an_s3_tier() {
     let as_of = rows(&store.query(&VintageQuery::new(View::AsOf(d("2024-04-01")))).await.unwrap());
     assert_eq!(as_of, vec![row("GDPC1", "2024-01-01", Some(0.9), "2024-03-28", OPEN)]);
 }
+
+/// An S3 tier behind HTTPS with a private CA (`ca_file`) that writes with server-side encryption:
+/// its files are stored encrypted (as the server reports them) and read back; a client without
+/// the CA refuses the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_tier_over_tls_with_a_private_ca_writes_server_side_encrypted_objects() {
+    use std::sync::Arc;
+    use vintagelake_storage::io::TierTarget;
+    use vintagelake_testkit::tools::TestCerts;
+
+    let certs = Arc::new(TestCerts::new().expect("openssl makes the test certificates"));
+    let c = certs.clone();
+    let s3 = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            S3Server::start_tls("econ-secure", &c.server_cert(), &c.server_key(), &c.ca())
+        })
+        .await
+        .unwrap()
+        .expect("S3 server over TLS"),
+    );
+    assert!(s3.endpoint().starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut archive = s3.tier("archive", "vintagelake");
+    if let TierTarget::S3 { server_side_encryption, .. } = &mut archive.target {
+        *server_side_encryption = Some("AES256".into());
+    }
+    let tiers = vec![TierSpec::local("hot", dir.path().join("hot")), archive.clone()];
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path().join("a")).with_tiers(tiers)).await.unwrap();
+    let store = IcebergStore::new(wh.clone());
+    let revision = StoredDataPoint {
+        point: point("GDPC1", "2024-01-01", "2024-03-28", Some(0.9), true),
+        realtime_end: Some(d("2024-04-24")),
+        ingest_seq: 0,
+        status: Some("P".into()),
+        comment: None,
+    };
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let batch = stored_data_points_to_batch(&[revision]).unwrap();
+    let files = write_data_files(
+        &wh,
+        &table,
+        TableKind::DataPoints,
+        &[batch],
+        Some(&TierName::new("archive")),
+        Encoding::Settled,
+    )
+    .await
+    .unwrap();
+    let path = files[0].file_path().to_owned();
+    assert!(path.starts_with("s3://econ-secure/vintagelake/"), "{path}");
+    commit(&wh, TableKind::DataPoints, &CommitRequest::append(files, "test"), &RetryPolicy::default()).await.unwrap();
+    let all = rows(&store.query(&VintageQuery::new(View::AllRevisions)).await.unwrap());
+    assert_eq!(all, vec![row("GDPC1", "2024-01-01", Some(0.9), "2024-03-28", "2024-04-24")]);
+
+    let server = s3.clone();
+    let objects = tokio::task::spawn_blocking(move || server.objects()).await.unwrap().unwrap();
+    assert!(!objects.is_empty());
+    assert!(objects.iter().all(|(_, sse)| sse.as_deref() == Some("AES256")), "every object encrypted: {objects:?}");
+
+    // The same tier without the private CA: the endpoint's certificate is not trusted.
+    let mut untrusted = archive;
+    if let TierTarget::S3 { ca_file, .. } = &mut untrusted.target {
+        *ca_file = None;
+    }
+    let other = Warehouse::open(
+        WarehouseConfig::new(dir.path().join("b"))
+            .with_tiers(vec![TierSpec::local("hot", dir.path().join("hot2")), untrusted]),
+    )
+    .await
+    .unwrap();
+    let refused = other.file_io().new_input(&path).unwrap().read().await.unwrap_err();
+    let text = format!("{refused:?}").to_lowercase();
+    assert!(text.contains("certificate") || text.contains("unknownissuer"), "{text}");
+}
