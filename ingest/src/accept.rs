@@ -23,6 +23,24 @@ pub(crate) enum Accepted {
 }
 
 impl Accepted {
+    /// Memory the decoded rows hold, what `MAX_BUFFERED_BYTES` counts: a bulk message's decoded
+    /// batches are several times its Arrow IPC bytes (the derived ids, timestamps, arrival
+    /// numbers), so counting the message would let the buffer outgrow its bound.
+    pub(crate) fn memory_size(&self) -> u64 {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        match self {
+            Accepted::Rows(batches) => batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>() as u64,
+            Accepted::Point(p) => {
+                (size_of::<StoredDataPoint>() + p.point.series_id.as_str().len() + text(&p.status) + text(&p.comment))
+                    as u64
+            }
+            Accepted::Series(s, _) => {
+                let texts = [&s.description, &s.units, &s.seasonal_adjustment, &s.notes, &s.release];
+                (size_of::<EconomicSeries>() + s.title.len() + texts.iter().map(|t| text(t)).sum::<usize>()) as u64
+            }
+        }
+    }
+
     pub(crate) fn rows(&self) -> u64 {
         match self {
             Accepted::Rows(batches) => batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,

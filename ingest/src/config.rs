@@ -72,7 +72,9 @@ pub struct IngestConfig {
     #[arg(long, env = "COMMIT_MAX_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
     pub commit_max_bytes: u64,
 
-    /// Pause consumption (backpressure) when buffered data exceeds this many bytes.
+    /// Pause consumption (backpressure) when buffered data exceeds this many bytes: the decoded
+    /// rows waiting for a commit plus the working copies of the commit running. Ingest's memory is
+    /// at most this plus [`FIXED_OVERHEAD_MIB`](crate::FIXED_OVERHEAD_MIB).
     #[arg(long, env = "MAX_BUFFERED_BYTES", default_value = "512MiB", value_parser = parse_bytes)]
     pub max_buffered_bytes: u64,
 

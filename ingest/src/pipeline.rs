@@ -519,7 +519,8 @@ impl Ingest {
         let series_topic = topic == self.options.config.series_topic;
         match decode(series_topic, msg.key(), payload, received, offset << ROW_BITS) {
             Ok(accepted) => {
-                self.shared.lock().buffer(key, accepted, payload.len() as u64 + 64, Instant::now());
+                let bytes = accepted.memory_size().max(payload.len() as u64) + 64;
+                self.shared.lock().buffer(key, accepted, bytes, Instant::now());
                 None
             }
             Err(rejection) => Some(Letter::new(topic, msg.partition(), offset, msg.key(), msg.payload(), rejection)),

@@ -272,6 +272,65 @@ async fn kill_9_five_times_during_200k_loses_and_duplicates_nothing() {
     );
 }
 
+/// Peak resident memory of a process so far (the kernel's high-water mark), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+/// A burst many times larger than the buffer (a backlog of bulk messages): ingest's peak RSS
+/// stays within `MAX_BUFFERED_BYTES` plus the documented fixed overhead — backpressure pauses
+/// consuming before memory outgrows the bound — and the table ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_larger_than_the_buffer_stays_within_the_memory_bound() {
+    const N: usize = 2_000_000;
+    const BUFFER_MIB: u64 = 64;
+    let broker = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics_on(&broker, 4).await;
+    let produced = synthetic::revisions(N, 11);
+    let mut by_series: BTreeMap<&str, Vec<vintagelake_schemas::DataPointRevision>> = BTreeMap::new();
+    for r in &produced {
+        by_series.entry(r.series_id.as_str()).or_default().push(r.clone());
+    }
+    let messages: Vec<(Vec<u8>, Vec<u8>)> = by_series
+        .iter()
+        .flat_map(|(s, rows)| {
+            rows.chunks(1000).map(|c| (s.as_bytes().to_vec(), vintagelake_schemas::encode_data_points_ipc(c).unwrap()))
+        })
+        .collect();
+    let producer = vintagelake_kafka::produce::producer(broker.bootstrap_servers()).unwrap();
+    vintagelake_kafka::produce::publish(&producer, &topics.data, messages, |_| {}).await.unwrap();
+
+    let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    env.insert("MAX_BUFFERED_BYTES".into(), format!("{BUFFER_MIB}MiB"));
+    env.insert("COMMIT_MAX_BYTES".into(), format!("{}MiB", BUFFER_MIB / 2));
+    let wh = open(dir.path()).await;
+    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
+    wait_for(Duration::from_secs(600), "every revision committed", || {
+        ingest.assert_alive();
+        let wh = wh.clone();
+        async move { total_records(&wh).await >= N as u64 }
+    })
+    .await;
+    let peak = peak_rss(ingest.child.id());
+    assert!(ingest.terminate(Duration::from_secs(30)).success());
+    let bound = (BUFFER_MIB + vintagelake_ingest::FIXED_OVERHEAD_MIB) << 20;
+    eprintln!("ingest peak RSS {} MiB (bound {} MiB) for {N} revisions", peak >> 20, bound >> 20);
+    assert!(peak <= bound, "peak RSS {} MiB over the bound {} MiB", peak >> 20, bound >> 20);
+    let rows = table_rows(&wh).await;
+    assert_eq!(rows.len(), N, "no loss, no duplicate");
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(produced.iter().map(key_of_revision).collect())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
     const N: usize = 100_000;
