@@ -81,6 +81,51 @@ pub(crate) struct State {
     /// (paused) until a retry delivers them.
     pub(crate) held: HashMap<PartitionKey, Held>,
     pub(crate) report: IngestReport,
+    /// Data files committed, over the last hour.
+    pub(crate) files: FileWindow,
+}
+
+/// Data files written per commit over a sliding hour: the small-file budget's count.
+#[derive(Debug, Default)]
+pub(crate) struct FileWindow {
+    commits: std::collections::VecDeque<(Instant, u64)>,
+    total: u64,
+}
+
+impl FileWindow {
+    const SPAN: Duration = Duration::from_secs(3600);
+
+    pub(crate) fn record(&mut self, now: Instant, files: u64) {
+        self.commits.push_back((now, files));
+        self.total += files;
+        self.expire(now);
+    }
+
+    /// Files committed in the hour before `now`.
+    pub(crate) fn last_hour(&mut self, now: Instant) -> u64 {
+        self.expire(now);
+        self.total
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(t, n)) = self.commits.front() {
+            if now.saturating_duration_since(t) < Self::SPAN {
+                break;
+            }
+            self.commits.pop_front();
+            self.total -= n;
+        }
+    }
+}
+
+/// The least time between caught-up commits: `COMMIT_MIN_SPACING`, or the small-file budget's
+/// rate (an hour / `MAX_FILES_PER_HOUR`) once the last hour has used the budget.
+pub(crate) fn caught_up_spacing(c: &IngestConfig, files_last_hour: u64) -> Duration {
+    match c.max_files_per_hour {
+        0 => c.commit_min_spacing,
+        budget if files_last_hour >= u64::from(budget) => c.commit_min_spacing.max(FileWindow::SPAN / budget),
+        _ => c.commit_min_spacing,
+    }
 }
 
 /// A partition waiting for its dead letters to be acknowledged.
@@ -441,6 +486,23 @@ mod tests {
 
     fn config() -> IngestConfig {
         Defaults::parse_from(["ingest"]).config
+    }
+
+    #[test]
+    fn the_file_budget_counts_a_sliding_hour_and_spaces_caught_up_commits_once_used() {
+        let t0 = Instant::now();
+        let mut w = FileWindow::default();
+        w.record(t0, 2);
+        w.record(t0 + Duration::from_secs(1800), 3);
+        assert_eq!(w.last_hour(t0 + Duration::from_secs(3599)), 5);
+        assert_eq!(w.last_hour(t0 + Duration::from_secs(3600)), 3, "the first commit left the hour");
+        assert_eq!(w.last_hour(t0 + Duration::from_secs(5400)), 0);
+        let mut c = config();
+        c.max_files_per_hour = 3600;
+        assert_eq!(caught_up_spacing(&c, 3599), c.commit_min_spacing);
+        assert_eq!(caught_up_spacing(&c, 3600), Duration::from_secs(1), "the budget's rate");
+        c.max_files_per_hour = 0;
+        assert_eq!(caught_up_spacing(&c, 1_000_000), c.commit_min_spacing, "no budget");
     }
 
     fn point(offset: i64) -> StoredDataPoint {

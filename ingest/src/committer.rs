@@ -96,9 +96,15 @@ impl Committer {
                     metrics::counter!(m::COMMIT_RETRIES, "table" => kind.name()).increment(u64::from(c.attempts - 1));
                     landed.push(kind);
                     total += rows;
+                    metrics::counter!(m::FILES_COMMITTED, "table" => kind.name()).increment(c.added_files as u64);
                     let mut state = self.shared.lock();
                     state.report.commits += 1;
                     state.report.rows_committed += rows;
+                    if kind == TableKind::DataPoints {
+                        let now = Instant::now();
+                        state.files.record(now, c.added_files as u64);
+                        metrics::gauge!(m::FILES_LAST_HOUR).set(state.files.last_hour(now) as f64);
+                    }
                     self.readiness.set("catalog", true, "last commit succeeded");
                 }
                 Err(e @ StorageError::Fenced { .. }) => {

@@ -64,6 +64,12 @@ pub struct IngestConfig {
     #[arg(long, env = "COMMIT_MIN_SPACING", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub commit_min_spacing: Duration,
 
+    /// Budget of data files ingest's caught-up commits may write per hour: once the last hour
+    /// holds this many, caught-up commits are spaced to the budget's rate (an hour divided by it)
+    /// instead of `COMMIT_MIN_SPACING`. Size and interval commits are not limited. 0 = no budget.
+    #[arg(long, env = "MAX_FILES_PER_HOUR", default_value_t = 3600)]
+    pub max_files_per_hour: u32,
+
     /// Commit when this many rows are buffered (BATCH_SIZE sizes record batches, not commits).
     #[arg(long, env = "COMMIT_MAX_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub commit_max_rows: u64,

@@ -15,11 +15,20 @@ pub const BUFFERED_BYTES: &str = "vintagelake_ingest_buffered_bytes";
 pub const CONSUMER_LAG: &str = "vintagelake_ingest_consumer_lag";
 pub const REBALANCES: &str = "vintagelake_ingest_rebalances_total";
 pub const COMMITS_STARTED: &str = "vintagelake_ingest_commits_started_total";
+pub const FILES_COMMITTED: &str = "vintagelake_ingest_files_committed_total";
+pub const FILES_LAST_HOUR: &str = "vintagelake_ingest_data_files_last_hour";
 
 use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the ingest daemon.
 pub const CATALOGUE: &[MetricDoc] = &[
+    doc(FILES_COMMITTED, Kind::Counter, &["table"], "Data files ingest's commits added, by table."),
+    doc(
+        FILES_LAST_HOUR,
+        Kind::Gauge,
+        &[],
+        "data_points files ingest committed over the last hour (the MAX_FILES_PER_HOUR budget's count).",
+    ),
     doc(CONSUMED, Kind::Counter, &["topic"], "Kafka records read (before validation)."),
     doc(COMMITTED, Kind::Counter, &["table"], "Rows committed to the Iceberg tables (exactly once)."),
     doc(

@@ -38,7 +38,7 @@ use vintagelake_storage::error::StorageError;
 use vintagelake_storage::store::IngestTarget;
 
 use crate::accept::decode;
-use crate::buffer::{PartitionKey, Position, Sealed, Shared};
+use crate::buffer::{PartitionKey, Position, Sealed, Shared, State, caught_up_spacing};
 use crate::committer::Committer;
 use crate::config::IngestConfig;
 use crate::dlq::{DeadLetterQueue, Letter};
@@ -239,14 +239,14 @@ impl Ingest {
                 continue;
             }
             let (deadline, full) = {
-                let state = self.shared.lock();
+                let mut state = self.shared.lock();
                 match self.in_flight {
                     // The running commit's end wakes the loop; nothing else is due before it.
                     Some(_) => (None, state.buffered_bytes + state.committing_bytes >= max_buffered),
                     None => {
                         let retry = state.held.values().map(|h| h.retry_at).min();
                         let due = state.oldest.map(|t| t + interval);
-                        let caught_up = state.oldest.and(self.caught_up_at());
+                        let caught_up = state.oldest.and(self.caught_up_at(&mut state));
                         (due.into_iter().chain(retry).chain(caught_up).min(), false)
                     }
                 }
@@ -429,17 +429,18 @@ impl Ingest {
     /// or the consumer caught up.
     fn commit_reason(&self) -> Option<&'static str> {
         let now = Instant::now();
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         state.commit_reason(&self.options.config, now).or_else(|| {
-            (state.oldest.is_some() && self.caught_up_at().is_some_and(|at| at <= now)).then_some("caught_up")
+            (state.oldest.is_some() && self.caught_up_at(&mut state).is_some_and(|at| at <= now)).then_some("caught_up")
         })
     }
 
     /// When what is buffered is committed because the consumer caught up: as soon as every owned
     /// partition was found at its end after the last record, or `COMMIT_WHEN_IDLE` after the
     /// last record (whichever comes first), and no sooner than `COMMIT_MIN_SPACING` after the
-    /// last commit started. `None` when turned off or before any record.
-    fn caught_up_at(&self) -> Option<Instant> {
+    /// last commit started (or the small-file budget's spacing once the last hour used it:
+    /// [`caught_up_spacing`]). `None` when turned off or before any record.
+    fn caught_up_at(&self, state: &mut State) -> Option<Instant> {
         let c = &self.options.config;
         if c.commit_when_idle.is_zero() {
             return None;
@@ -447,7 +448,8 @@ impl Ingest {
         let last = self.last_record?;
         let idle = last + c.commit_when_idle;
         let caught_up = self.at_end.filter(|t| *t >= last).map_or(idle, |t| t.min(idle));
-        Some(self.last_commit_started.map_or(caught_up, |t| caught_up.max(t + c.commit_min_spacing)))
+        let spacing = caught_up_spacing(c, state.files.last_hour(Instant::now()));
+        Some(self.last_commit_started.map_or(caught_up, |t| caught_up.max(t + spacing)))
     }
 
     /// Whether every owned partition reached its end after its last record (by the client's

@@ -331,6 +331,63 @@ async fn a_burst_larger_than_the_buffer_stays_within_the_memory_bound() {
     );
 }
 
+/// A trickle's caught-up commits stop adding files once the hour's budget is used: they are then
+/// spaced to the budget's rate, and the interval commits the rest. The count is on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trickle_writes_no_more_files_than_the_hourly_budget() {
+    const N: usize = 24;
+    let broker = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics_on(&broker, 1).await;
+    let mut env = ingest_env(dir.path(), broker.bootstrap_servers(), &topics);
+    env.insert("MAX_FILES_PER_HOUR".into(), "3".into());
+    env.insert("COMMIT_MIN_SPACING".into(), "50ms".into());
+    env.insert("COMMIT_WHEN_IDLE".into(), "50ms".into());
+    env.insert("COMMIT_INTERVAL".into(), "20s".into());
+    let wh = open(dir.path()).await;
+    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
+    wait_for(Duration::from_secs(120), "ingest owns the partition", || {
+        ingest.assert_alive();
+        let owns = ingest.log_text().contains(&format!("assigned topic={}", topics.data));
+        async move { owns }
+    })
+    .await;
+    let revisions = synthetic::revisions(N, 5);
+    let producer = vintagelake_kafka::produce::producer(broker.bootstrap_servers()).unwrap();
+    for r in &revisions {
+        let one = std::iter::once(vintagelake_kafka::produce::message(r));
+        vintagelake_kafka::produce::publish(&producer, &topics.data, one, |_| {}).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let files = |wh: std::sync::Arc<vintagelake_storage::catalog::Warehouse>| async move {
+        let table = wh.load(TableKind::DataPoints).await.unwrap();
+        vintagelake_storage::files::live_files(&wh, &table, None).await.unwrap().len()
+    };
+    // Three caught-up commits used the budget; the rest of the trickle waits for the interval.
+    let during = files(wh.clone()).await;
+    let committed = total_records(&wh).await;
+    let log = || ingest.log_text().lines().filter(|l| l.contains("commit")).collect::<Vec<_>>().join("\n");
+    assert!(during <= 3, "{during} files during the trickle, budget 3:\n{}", log());
+    assert!(committed < N as u64, "the budget held commits back ({committed} of {N} committed)");
+    wait_for(Duration::from_secs(60), "the interval commits the rest", || {
+        ingest.assert_alive();
+        let wh = wh.clone();
+        async move { total_records(&wh).await >= N as u64 }
+    })
+    .await;
+    let after = files(wh.clone()).await;
+    assert!(after <= during + 1, "one interval commit for the rest: {after} files");
+    let metrics = ingest.get("/metrics").await.expect("metrics").1;
+    let line = format!("vintagelake_ingest_data_files_last_hour {after}");
+    assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    assert!(ingest.terminate(Duration::from_secs(30)).success());
+    let rows = table_rows(&wh).await;
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(revisions.iter().map(key_of_revision).collect())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_one_killed_neither_loses_nor_duplicates() {
     const N: usize = 100_000;
