@@ -126,10 +126,10 @@ consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reference-{ti
                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
 consumer.subscribe([topic])
 tables, records, buffered, oldest = [], [], 0, None
-seen, rows, commits = 0, 0, []
+seen, rows, commits, first_seen, last_commit = 0, 0, [], None, None
 
 def flush():
-    global tables, records, buffered, oldest, rows
+    global tables, records, buffered, oldest, rows, last_commit
     parts = list(tables)
     if records:
         c = list(zip(*records))
@@ -143,6 +143,7 @@ def flush():
     table.append(batch)
     consumer.commit(asynchronous=False)
     commits.append(time.perf_counter() - t0)
+    last_commit = time.perf_counter()
     rows += batch.num_rows
     tables, records, buffered, oldest = [], [], 0, None
 
@@ -151,6 +152,7 @@ while seen < expected:
         if m.error():
             continue
         seen += 1
+        first_seen = first_seen or time.perf_counter()
         v = m.value()
         if v[:1] == b"{":
             r = json.loads(v)
@@ -170,6 +172,7 @@ while seen < expected:
 elapsed = time.perf_counter() - started
 commits.sort()
 print(json.dumps({"seconds": elapsed, "rows": rows, "commits": len(commits),
+                  "sustained_seconds": last_commit - first_seen,
                   "commit_p50": commits[len(commits) // 2], "commit_p99": commits[min(len(commits) - 1, int(len(commits) * 0.99))],
                   "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 "#;
@@ -930,6 +933,8 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
 /// The side-by-side runs, on the same topic and machine, after our own run has stopped.
 struct Comparison {
     ours_backlog: Duration,
+    /// From the first record our ingest consumed (its counter seen above 0) to the last commit.
+    ours_sustained: Option<Duration>,
     ours_backlog_rss: Option<u64>,
     ours_commit: (Option<f64>, Option<f64>),
     revisions: usize,
@@ -964,8 +969,30 @@ async fn compare(
     let store = IcebergStore::new(Warehouse::open(WarehouseConfig::new(&backlog)).await?);
     let all = || total;
     let topic = env["DATAPOINTS_TOPIC"].clone();
+    // When consuming starts (after the group join): the consumed counter's first move.
+    let first_consumed = tokio::spawn(async move {
+        let metric = vintagelake_ingest::metrics::CONSUMED;
+        loop {
+            let body = http_get(http, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
+            let consumed: f64 = body
+                .lines()
+                .filter(|l| l.starts_with(metric))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if consumed > 0.0 {
+                return Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
     wait_committed(&mut ingest, &mut [], &store, &topic, Covered::Messages(&all), started + args.timeout).await?;
     let ours_backlog = started.elapsed();
+    let ours_sustained = if first_consumed.is_finished() {
+        first_consumed.await.ok().map(|t| t.elapsed())
+    } else {
+        first_consumed.abort();
+        None
+    };
     let ours_backlog_rss = ingest.peak_rss();
     let metrics = http_get(http, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
     let metric = vintagelake_ingest::metrics::COMMIT_DURATION;
@@ -1027,7 +1054,15 @@ async fn compare(
             "DuckDB's latest view disagrees with ours: rows per series {duck:?} vs {our_latest:?}"
         )));
     }
-    Ok(Comparison { ours_backlog, ours_backlog_rss, ours_commit, revisions: args.revisions, reference, direct })
+    Ok(Comparison {
+        ours_backlog,
+        ours_sustained,
+        ours_backlog_rss,
+        ours_commit,
+        revisions: args.revisions,
+        reference,
+        direct,
+    })
 }
 
 impl Comparison {
@@ -1050,6 +1085,19 @@ impl Comparison {
             self.revisions as f64 / theirs_s,
             ours_s / theirs_s
         );
+        let theirs_sustained = f(&["sustained_seconds"]);
+        match self.ours_sustained {
+            Some(ours) => println!(
+                "| sustained: first record consumed → last commit, {} revisions | {:.2} s, {:.0} rev/s | {:.2} s, {:.0} rev/s | {:.2} |",
+                self.revisions,
+                ours.as_secs_f64(),
+                self.revisions as f64 / ours.as_secs_f64(),
+                theirs_sustained,
+                self.revisions as f64 / theirs_sustained,
+                ours.as_secs_f64() / theirs_sustained
+            ),
+            None => println!("| sustained: first record consumed → last commit | n/a | {theirs_sustained:.2} s | — |"),
+        }
         println!(
             "| commit latency p50 / p99 ({} reference commits) | {} / {} | {} / {} | {:.2} |",
             f(&["commits"]),
