@@ -92,6 +92,12 @@ fn at_version(current: SchemaRef, version: u32, v1_columns: usize) -> SchemaRef 
 /// `data_points`: the seed's `DataPoint` columns plus the vintage bookkeeping columns, then the
 /// columns later schema versions added (always at the end, with new field ids).
 pub fn data_points_table_schema() -> SchemaRef {
+    // Built once: every read, resolution and write asks for it.
+    static SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(build_data_points_schema);
+    SCHEMA.clone()
+}
+
+fn build_data_points_schema() -> SchemaRef {
     use data_points_ids as id;
     Arc::new(Schema::new(vec![
         field(col::ID, DataType::Utf8, false, id::ID),
@@ -111,6 +117,11 @@ pub fn data_points_table_schema() -> SchemaRef {
 
 /// `series`: the seed's `EconomicSeries` columns plus arrival order (latest per id wins).
 pub fn series_table_schema() -> SchemaRef {
+    static SCHEMA: std::sync::LazyLock<SchemaRef> = std::sync::LazyLock::new(build_series_schema);
+    SCHEMA.clone()
+}
+
+fn build_series_schema() -> SchemaRef {
     use series_ids as id;
     Arc::new(Schema::new(vec![
         field(col::ID, DataType::Utf8, false, id::ID),

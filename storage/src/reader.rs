@@ -735,9 +735,12 @@ fn admitted_row_groups(meta: &ParquetMetaData, query: &VintageQuery) -> Vec<usiz
 /// found), by name in a file written without field ids.
 fn leaf(schema: &parquet::schema::types::SchemaDescriptor, id: i32, name: &str) -> Option<usize> {
     let columns = schema.columns();
-    let info = |c: &parquet::schema::types::ColumnDescPtr| c.self_type().get_basic_info().clone();
-    if columns.iter().any(|c| info(c).has_id()) {
-        columns.iter().position(|c| info(c).has_id() && info(c).id() == id)
+    let id_of = |c: &parquet::schema::types::ColumnDescPtr| {
+        let info = c.self_type().get_basic_info();
+        info.has_id().then(|| info.id())
+    };
+    if columns.iter().any(|c| id_of(c).is_some()) {
+        columns.iter().position(|c| id_of(c) == Some(id))
     } else {
         columns.iter().position(|c| c.path().string() == name)
     }

@@ -49,6 +49,18 @@ pub fn duckdb_iceberg_python() -> io::Result<PathBuf> {
     )
 }
 
+/// Python that opens DuckDB as `con` with its Iceberg and Avro extensions loaded from the
+/// [`duckdb_iceberg_python`] environment (offline, unsigned). Prepend it to a script.
+pub const DUCKDB_ICEBERG_PRELUDE: &str = r#"
+import sys, glob, os, duckdb
+import duckdb_extension_avro, duckdb_extension_iceberg
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute("SET enable_progress_bar = false")
+for pkg in (duckdb_extension_avro, duckdb_extension_iceberg):
+    for f in glob.glob(os.path.join(os.path.dirname(pkg.__file__), "**", "*.duckdb_extension"), recursive=True):
+        con.execute(f"LOAD '{f}'")
+"#;
+
 /// A cached virtual environment with `requirements` installed; returns its interpreter.
 pub fn python_env(name: &str, requirements: &[&str]) -> io::Result<PathBuf> {
     let root = cache_dir();

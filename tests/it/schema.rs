@@ -349,8 +349,12 @@ fn files_on_disk(data: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)>
 fn external_reads(data: &Path, metadata: &str) -> (Vec<String>, Vec<String>) {
     let py = run_python(&vintagelake_testkit::tools::pyiceberg_python().unwrap(), PYICEBERG, &[data.to_str().unwrap()])
         .expect("pyiceberg script");
-    let duck = run_python(&vintagelake_testkit::tools::duckdb_iceberg_python().unwrap(), DUCKDB, &[metadata])
-        .expect("duckdb script");
+    let duck = run_python(
+        &vintagelake_testkit::tools::duckdb_iceberg_python().unwrap(),
+        &format!("{}{DUCKDB}", vintagelake_testkit::tools::DUCKDB_ICEBERG_PRELUDE),
+        &[metadata],
+    )
+    .expect("duckdb script");
     let sorted = |out: &str| {
         let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
         v.sort();
@@ -380,14 +384,8 @@ for r in cat.load_table("econ.data_points").scan().to_arrow().to_pylist():
     print(f'{r["series_id"]}|{r["date"]}|{r["revision_date"]}|{v}|{r["status"] or ""}|{r["comment"] or ""}')
 "#;
 
+/// Run after [`DUCKDB_ICEBERG_PRELUDE`](vintagelake_testkit::tools::DUCKDB_ICEBERG_PRELUDE).
 const DUCKDB: &str = r#"
-import sys, duckdb
-con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-con.execute("SET enable_progress_bar = false")
-import duckdb_extension_avro, duckdb_extension_iceberg, glob, os
-for pkg in (duckdb_extension_avro, duckdb_extension_iceberg):
-    for f in glob.glob(os.path.join(os.path.dirname(pkg.__file__), "**", "*.duckdb_extension"), recursive=True):
-        con.execute(f"LOAD '{f}'")
 for s, d, r, v, st, c in con.execute("SELECT series_id, date, revision_date, value, status, comment FROM iceberg_scan(?)", [sys.argv[1]]).fetchall():
     v = "" if v is None else repr(float(v))
     print(f"{s}|{d}|{r}|{v}|{st or ''}|{c or ''}")

@@ -294,8 +294,12 @@ async fn readers_agree(lake: &Lake) {
         let py =
             run_python(&vintagelake_testkit::tools::pyiceberg_python().unwrap(), PYICEBERG, &[data.to_str().unwrap()])
                 .expect("pyiceberg script");
-        let duck = run_python(&vintagelake_testkit::tools::duckdb_iceberg_python().unwrap(), DUCKDB, &[&metadata])
-            .expect("duckdb script");
+        let duck = run_python(
+            &vintagelake_testkit::tools::duckdb_iceberg_python().unwrap(),
+            &format!("{}{DUCKDB}", vintagelake_testkit::tools::DUCKDB_ICEBERG_PRELUDE),
+            &[&metadata],
+        )
+        .expect("duckdb script");
         (py, duck)
     })
     .await
@@ -318,14 +322,8 @@ for r in t.to_pylist():
     print(f'{r["series_id"]}|{r["date"]}|{r["revision_date"]}|{v}|{e}')
 "#;
 
+/// Run after [`DUCKDB_ICEBERG_PRELUDE`](vintagelake_testkit::tools::DUCKDB_ICEBERG_PRELUDE).
 const DUCKDB: &str = r#"
-import sys, duckdb
-con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-con.execute("SET enable_progress_bar = false")
-import duckdb_extension_avro, duckdb_extension_iceberg, glob, os
-for pkg in (duckdb_extension_avro, duckdb_extension_iceberg):
-    for f in glob.glob(os.path.join(os.path.dirname(pkg.__file__), "**", "*.duckdb_extension"), recursive=True):
-        con.execute(f"LOAD '{f}'")
 rows = con.execute("""SELECT series_id, date, revision_date, value, realtime_end FROM iceberg_scan(?)
                       ORDER BY series_id, date, revision_date""", [sys.argv[1]]).fetchall()
 for s, d, r, v, e in rows:
