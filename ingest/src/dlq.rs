@@ -5,12 +5,19 @@
 //! acknowledged its dead letter; only then may a commit move the partition's position past it.
 //! A letter whose delivery failed is sent again by a later commit: a dead letter is written at
 //! least once, and a rejected message is never in neither the table nor the dead-letter topic.
+//!
+//! The producer is idempotent. A delivery that times out while in flight makes the client bump its
+//! producer epoch, which some brokers refuse for good (every later delivery answered "fenced");
+//! a client-side fatal error is as final. Either way the producer is replaced by a new one built
+//! from the same configuration, and the held letters go out through it.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 /// Header names on dead-lettered records.
 pub mod headers {
@@ -87,7 +94,8 @@ impl Letter {
 
 /// Sends rejected messages to their dead-letter topics.
 pub struct DeadLetterQueue {
-    producer: FutureProducer,
+    config: ClientConfig,
+    producer: Mutex<Arc<FutureProducer>>,
     suffix: String,
 }
 
@@ -105,9 +113,48 @@ pub struct Undelivered {
     pub reason: String,
 }
 
+/// Delivery errors after which the producer's idempotence state is unusable: no later delivery
+/// through it can succeed.
+fn producer_is_spent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+    )
+}
+
 impl DeadLetterQueue {
-    pub fn new(producer: FutureProducer, suffix: impl Into<String>) -> Self {
-        Self { producer, suffix: suffix.into() }
+    /// A queue producing with `config` (a spent producer is replaced by a new one from it).
+    pub fn new(config: ClientConfig, suffix: impl Into<String>) -> Result<Self, KafkaError> {
+        let producer = config.create()?;
+        Ok(Self { config, producer: Mutex::new(Arc::new(producer)), suffix: suffix.into() })
+    }
+
+    fn producer(&self) -> Arc<FutureProducer> {
+        self.producer.lock().expect("dead-letter producer lock").clone()
+    }
+
+    /// Replaces `spent` (unless another caller already did) with a new producer; letters still
+    /// waiting on the old one fail and are sent again.
+    fn replace(&self, spent: &Arc<FutureProducer>, why: &str) {
+        let mut current = self.producer.lock().expect("dead-letter producer lock");
+        if !Arc::ptr_eq(&current, spent) {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(reason = %why, "dead-letter producer can deliver nothing more; replaced by a new one");
+                metrics::counter!(crate::metrics::DLQ_PRODUCER_RESTARTS).increment(1);
+                *current = Arc::new(fresh);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reason = %why, "dead-letter producer is spent and a new one cannot be made; retrying later")
+            }
+        }
     }
 
     pub fn topic_for(&self, source: &str) -> String {
@@ -126,6 +173,7 @@ impl DeadLetterQueue {
         let offset = letter.offset.to_string();
         let at = chrono::Utc::now().to_rfc3339();
         let mut waited = Duration::ZERO;
+        let producer = self.producer();
         loop {
             let r = &letter.rejection;
             let headers = OwnedHeaders::new()
@@ -143,7 +191,7 @@ impl DeadLetterQueue {
             if let Some(p) = &letter.payload {
                 record = record.payload(p);
             }
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => {
                     letter.delivery = Some(delivery);
                     return;
@@ -152,7 +200,7 @@ impl DeadLetterQueue {
                     if waited.is_zero() {
                         tracing::warn!(topic = %dlq, "dead-letter producer queue full; waiting for deliveries");
                     }
-                    self.producer.poll(Duration::ZERO);
+                    producer.poll(Duration::ZERO);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     waited += Duration::from_millis(20);
                 }
@@ -175,12 +223,19 @@ impl DeadLetterQueue {
         for l in letters.iter_mut() {
             self.send(l).await;
         }
+        let producer = self.producer();
+        let mut spent = producer.client().fatal_error().map(|(_, reason)| reason);
         let mut failed: std::collections::HashMap<(String, i32), Undelivered> = Default::default();
         for l in letters {
             let outcome = match l.delivery.take() {
                 Some(d) => match d.await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Ok(Err((e, _))) => {
+                        if e.rdkafka_error_code().is_some_and(producer_is_spent) {
+                            spent.get_or_insert_with(|| e.to_string());
+                        }
+                        Err(e.to_string())
+                    }
                     Err(_) => Err("delivery cancelled".to_owned()),
                 },
                 None => Err("the producer refused the letter".to_owned()),
@@ -206,6 +261,9 @@ impl DeadLetterQueue {
                     e.letters += 1;
                 }
             }
+        }
+        if let Some(why) = spent.or_else(|| producer.client().fatal_error().map(|(_, reason)| reason)) {
+            self.replace(&producer, &why);
         }
         failed
     }

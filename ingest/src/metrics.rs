@@ -5,6 +5,7 @@ pub const COMMITTED: &str = "vintagelake_ingest_records_committed_total";
 pub const DEAD_LETTERED: &str = "vintagelake_ingest_records_dead_lettered_total";
 pub const DEAD_LETTER_FAILURES: &str = "vintagelake_ingest_dead_letter_failures_total";
 pub const DLQ_HELD_PARTITIONS: &str = "vintagelake_ingest_dlq_held_partitions";
+pub const DLQ_PRODUCER_RESTARTS: &str = "vintagelake_ingest_dlq_producer_restarts_total";
 pub const COMMIT_DURATION: &str = "vintagelake_ingest_commit_duration_seconds";
 pub const COMMIT_RETRIES: &str = "vintagelake_ingest_commit_retries_total";
 pub const COMMIT_FAILURES: &str = "vintagelake_ingest_commit_failures_total";
@@ -48,6 +49,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Kind::Gauge,
         &[],
         "Source partitions holding their position because a dead letter is not acknowledged yet.",
+    ),
+    doc(
+        DLQ_PRODUCER_RESTARTS,
+        Kind::Counter,
+        &[],
+        "Dead-letter producers replaced because the broker or the client made them unusable (fenced, fatal).",
     ),
     doc(
         COMMIT_DURATION,

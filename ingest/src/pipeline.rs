@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -167,8 +166,7 @@ impl Ingest {
         for (k, v) in &options.kafka_overrides {
             pcfg.set(k, v);
         }
-        let producer: FutureProducer = pcfg.create().map_err(IngestError::client)?;
-        let dlq = Arc::new(DeadLetterQueue::new(producer, c.dlq_suffix.clone()));
+        let dlq = Arc::new(DeadLetterQueue::new(pcfg, c.dlq_suffix.clone()).map_err(IngestError::client)?);
         readiness.set("dlq", true, "no dead letter waiting");
         Ok(Self {
             options,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rdkafka::Offset;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::error::StorageError;
@@ -26,6 +27,16 @@ pub(crate) struct Context {
 }
 
 impl ClientContext for Context {
+    /// Reaching a partition's end is how the consumer learns it caught up (the stream reports
+    /// it too); librdkafka also raises it as a global error, which is not one: logged at debug.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_)) {
+            tracing::debug!(%reason, "end of partition");
+        } else {
+            tracing::error!(error = %error, %reason, "Kafka client error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {

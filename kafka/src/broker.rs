@@ -170,6 +170,11 @@ impl LocalBroker {
         &self.bootstrap
     }
 
+    /// The broker process's id (to pause it with SIGSTOP in tests); `None` once it exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The broker's own log (stdout and stderr).
     pub fn log_path(&self) -> &Path {
         &self.log

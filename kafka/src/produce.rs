@@ -24,6 +24,9 @@ pub enum ProduceError {
 
 pub type Result<T, E = ProduceError> = std::result::Result<T, E>;
 
+/// A record to publish: key and payload.
+pub type Message = (Vec<u8>, Vec<u8>);
+
 /// Deliveries in flight before the producer waits for acknowledgements.
 const IN_FLIGHT: usize = 50_000;
 

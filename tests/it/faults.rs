@@ -3,7 +3,8 @@
 //! - catalog swaps whose reply is lost after the UPDATE committed — through a TCP proxy in front
 //!   of a real PostgreSQL catalog, and with a fail point after the UPDATE on the SQLite catalog —
 //!   some followed by a catalog outage long enough that the commit's outcome cannot be settled;
-//! - a dead-letter topic the broker refuses to write;
+//! - a dead-letter topic the broker refuses to write, and a broker that stalls while dead letters
+//!   are in flight;
 //! - a rollback of the table while ingest runs.
 //!
 //! Each ends with the table equal to what was produced, checked against a reference computed here.
@@ -218,6 +219,41 @@ async fn read_dead_letters(
     (out, records)
 }
 
+/// A malformed payload and the reason code it must be dead-lettered with.
+type Rejected = (Vec<u8>, &'static str);
+
+/// The messages for `good` with a malformed message after every tenth (numbered from
+/// `first_bad`), and the malformed payloads with their expected reason codes.
+fn with_rejections(
+    good: &[DataPointRevision],
+    first_bad: usize,
+) -> (Vec<vintagelake_kafka::produce::Message>, Vec<Rejected>) {
+    let mut messages = Vec::new();
+    let mut bad = Vec::new();
+    for (i, r) in good.iter().enumerate() {
+        messages.push(vintagelake_kafka::produce::message(r));
+        if i % 10 == 9 {
+            let (k, v, reason) = crate::ingest::malformed(first_bad + bad.len());
+            bad.push((v.clone(), reason));
+            messages.push((k, v));
+        }
+    }
+    (messages, bad)
+}
+
+/// The dead-letter topic holds exactly `bad` (payload and reason each), however often a letter was
+/// written; returns how many records it holds.
+async fn assert_dead_letters(bootstrap: &str, dlq_topic: &str, bad: &[Rejected]) -> usize {
+    let (letters, records) = read_dead_letters(bootstrap, dlq_topic, Duration::from_secs(10)).await;
+    assert_eq!(letters.len(), bad.len(), "every rejected message is in the dead-letter topic");
+    let mut theirs: Vec<(Vec<u8>, String)> = letters.into_values().collect();
+    let mut ours: Vec<(Vec<u8>, String)> = bad.iter().map(|(v, r)| (v.clone(), (*r).to_owned())).collect();
+    theirs.sort();
+    ours.sort();
+    assert!(theirs == ours, "each with its payload and reason");
+    records
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_nothing() {
     let broker = Broker::from_env_or_local().await.expect("a Kafka-protocol broker");
@@ -236,16 +272,7 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
     let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
 
     let good = synthetic::revisions(10_000, 29);
-    let mut messages = Vec::new();
-    let mut bad: Vec<(Vec<u8>, &str)> = Vec::new();
-    for (i, r) in good.iter().enumerate() {
-        messages.push(vintagelake_kafka::produce::message(r));
-        if i % 10 == 9 {
-            let (k, v, reason) = crate::ingest::malformed(bad.len());
-            bad.push((v.clone(), reason));
-            messages.push((k, v));
-        }
-    }
+    let (messages, bad) = with_rejections(&good, 0);
     assert_eq!(bad.len(), 1_000);
     let p = vintagelake_kafka::produce::producer(&bootstrap).unwrap();
     vintagelake_kafka::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
@@ -281,8 +308,8 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
         ingest.assert_alive();
         assert!(
             std::time::Instant::now() < deadline,
-            "not every message accounted for 180 s after the DLQ came back; ingest's log:\n{}",
-            ingest.log_text()
+            "not every message accounted for 180 s after the DLQ came back; the end of ingest's log:\n{}",
+            ingest.log_tail(80)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -299,17 +326,92 @@ async fn a_dead_letter_topic_the_broker_refuses_holds_the_position_and_loses_not
         multiset(good.iter().map(key_of_revision).collect()),
         "the table holds exactly the 10 000 good revisions"
     );
-    let (letters, records) = read_dead_letters(&bootstrap, &dlq_topic, Duration::from_secs(10)).await;
-    assert_eq!(letters.len(), 1_000, "every rejected message is in the dead-letter topic");
-    let mut theirs: Vec<(Vec<u8>, String)> = letters.into_values().collect();
-    let mut ours: Vec<(Vec<u8>, String)> = bad.iter().map(|(v, r)| (v.clone(), (*r).to_owned())).collect();
-    theirs.sort();
-    ours.sort();
-    assert!(theirs == ours, "each with its payload and reason");
+    let records = assert_dead_letters(&bootstrap, &dlq_topic, &bad).await;
     eprintln!(
         "dlq outage: {held_sum} of 11000 offsets committed while the topic was missing ({committed_while_down} rows), \
          {failures} failed deliveries; after it was created: 10000 rows, 1000 rejections in {records} dead-letter \
          records"
+    );
+}
+
+/// The broker stalls (SIGSTOP) for longer than `DLQ_DELIVERY_TIMEOUT`, again and again, while
+/// ingest consumes a stream with rejections: dead letters time out in flight, the idempotent
+/// producer bumps its epoch, and a broker may refuse that for good (tansu answers every later
+/// delivery "fenced"). Ingest replaces such a producer; once the broker answers, every letter lands
+/// and every good revision is in the table exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_stalling_while_dead_letters_are_in_flight_loses_nothing() {
+    let broker = vintagelake_kafka::broker::LocalBroker::start().await.expect("a local broker to stall");
+    let pid = broker.pid().expect("the broker runs").to_string();
+    let signal = |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::new();
+    let dlq_topic = format!("{}.dlq", topics.data);
+    create_topics(&bootstrap, &[&topics.data, &topics.series], 4).await.unwrap();
+    create_topics(&bootstrap, &[&dlq_topic], 1).await.unwrap();
+    let mut env = ingest_env(dir.path(), &bootstrap, &topics);
+    env.insert("DLQ_DELIVERY_TIMEOUT".into(), "1s".into());
+    env.insert("COMMIT_INTERVAL".into(), "300ms".into());
+    // A backlog first, so that ingest is consuming and dead-lettering whenever the broker stops.
+    let good = synthetic::revisions(50_000, 31);
+    let (messages, bad) = with_rejections(&good, 0);
+    let p = vintagelake_kafka::produce::producer(&bootstrap).unwrap();
+    vintagelake_kafka::produce::publish(&p, &topics.data, messages, |_| {}).await.unwrap();
+    let ends = end_offsets(&bootstrap, &topics.data).await;
+    assert_eq!(ends.values().sum::<i64>(), 55_000);
+
+    let mut ingest = Daemon::spawn(&["ingest"], dir.path(), &env);
+    // The first dead letters landing means ingest is working through the backlog; the broker stops
+    // then, and the letters ingest sends meanwhile wait in the socket and time out there (in
+    // flight).
+    let watcher: rdkafka::consumer::BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while rdkafka::consumer::Consumer::fetch_watermarks(&watcher, &dlq_topic, 0, Duration::from_secs(5))
+        .map_or(0, |(_, high)| high)
+        == 0
+    {
+        ingest.assert_alive();
+        assert!(std::time::Instant::now() < deadline, "no dead letter within 120 s:\n{}", ingest.log_text());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal("-CONT");
+
+    let wh = open(dir.path()).await;
+    let store = IcebergStore::new(wh.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !at_ends(&store, &ends, &topics.data).await {
+        ingest.assert_alive();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every message accounted for 180 s after the stalls; the end of ingest's log:\n{}",
+            ingest.log_tail(80)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = ingest.get("/metrics").await.unwrap();
+    let failures = metric_sum(&metrics, "vintagelake_ingest_dead_letter_failures_total", &dlq_topic);
+    let restarts = metric_sum(&metrics, "vintagelake_ingest_dlq_producer_restarts_total", "");
+    assert!(
+        failures >= 1.0,
+        "the stalls made some deliveries fail (else this tested nothing):\n{}",
+        ingest.log_tail(60)
+    );
+    assert!(ingest.terminate(Duration::from_secs(30)).success(), "{}", ingest.log_text());
+
+    let rows = table_rows(&wh).await;
+    assert_eq!(
+        multiset(rows.iter().map(key_of_row).collect()),
+        multiset(good.iter().map(key_of_revision).collect()),
+        "the table holds exactly the good revisions"
+    );
+    let records = assert_dead_letters(&bootstrap, &dlq_topic, &bad).await;
+    eprintln!(
+        "broker stalls: {failures} failed deliveries, {restarts} dead-letter producer(s) replaced; \
+         50000 rows, 5000 rejections in {records} dead-letter records"
     );
 }
 

@@ -85,6 +85,13 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `lines` lines of the daemon's log (what led up to a failure).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// GET an HTTP endpoint of the daemon: (status, body).
     pub fn get(&self, path: &str) -> impl Future<Output = Option<(u16, String)>> + use<> {
         http_get(self.http_port, path.to_owned())
