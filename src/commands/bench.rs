@@ -12,7 +12,10 @@
 //! - single-series Flight reads (latest view) under 1, 8 and 32 concurrent clients; cold reads
 //!   (the first read of a series after a commit that wrote it); one-series reads of a separate
 //!   table of many small uncompacted commits; one full-table stream of every revision (time to
-//!   the first batch, rows/s) and the query service's peak RSS after it.
+//!   the first batch, rows/s) and the query service's peak RSS after it;
+//! - a replica killed during load: two ingest replicas under a steady load, one killed with
+//!   SIGKILL; the longest time any partition of the survivor goes without a commit, and when the
+//!   dead replica's partitions commit again.
 //!
 //! Settings of the daemons come from the environment as usual (`COMMIT_MAX_ROWS`,
 //! `COMMIT_INTERVAL`, …), so a run can be repeated with other settings.
@@ -28,7 +31,7 @@ use arrow_flight::{FlightClient, Ticket};
 use futures::TryStreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vintagelake_kafka::broker::{Broker, create_topics};
-use vintagelake_kafka::produce::{message, producer, publish, publish_tracked};
+use vintagelake_kafka::produce::{Message, message, producer, publish, publish_tracked};
 use vintagelake_kafka::synthetic;
 use vintagelake_query::ticket::TicketV1;
 use vintagelake_runtime::health::http_get;
@@ -93,6 +96,15 @@ pub struct E2eArgs {
     /// How long the trickle lasts, in seconds.
     #[arg(long, default_value_t = 10)]
     pub trickle_seconds: u64,
+    /// A replica killed during load: two ingest replicas share a topic under a steady load of
+    /// --replica-kill-rate revisions/s for this many seconds; one is killed (SIGKILL) a third of
+    /// the way in (0 skips it). Reports the longest time any partition of the survivor went
+    /// without a commit, and when the dead replica's partitions resumed.
+    #[arg(long, default_value_t = 30)]
+    pub replica_kill_seconds: u64,
+    /// Revisions per second (one JSON message each) of the replica-kill load.
+    #[arg(long, default_value_t = 5_000)]
+    pub replica_kill_rate: u64,
     /// Give up when the load is not committed within this time.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -223,7 +235,7 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(name: &'static str, dir: &Path, env: &BTreeMap<String, String>, http: u16) -> Result<Self, Error> {
-        let log = dir.join(format!("{name}.log"));
+        let log = dir.join(format!("{name}-{http}.log"));
         let file =
             std::fs::File::create(&log).map_err(|source| Error::Read { what: log.display().to_string(), source })?;
         let err = file.try_clone().map_err(|source| Error::Read { what: log.display().to_string(), source })?;
@@ -294,6 +306,189 @@ impl Drop for Daemon {
     }
 }
 
+/// What killing one of two ingest replicas costs the partitions the other one owns.
+struct ReplicaKill {
+    rate: u64,
+    seconds: u64,
+    survivor: Vec<i32>,
+    dead: Vec<i32>,
+    /// Longest time a survivor partition went without a commit, from the kill to the load's end.
+    gap_after: Duration,
+    /// The same over the steady load before the kill (the baseline).
+    gap_before: Duration,
+    /// Kill → the first commit of every partition the dead replica owned.
+    takeover: Option<Duration>,
+}
+
+impl ReplicaKill {
+    fn print(&self) {
+        println!(
+            "| a replica killed during a load of {} revisions/s ({} s): longest time a partition of the survivor went \
+             without a commit | **{}** (partitions {:?}; before the kill {}); the dead replica's partitions {:?} \
+             committed again after {} |",
+            self.rate,
+            self.seconds,
+            ms(self.gap_after),
+            self.survivor,
+            ms(self.gap_before),
+            self.dead,
+            self.takeover.map_or_else(|| "n/a".to_owned(), ms)
+        );
+    }
+}
+
+/// The partitions of `topic` a replica owns according to its log (assigned minus revoked).
+fn owned_partitions(log: &Path, topic: &str) -> Vec<i32> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let needle = format!("topic={topic} ");
+    let mut owned = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| l.contains(&needle)) {
+        let Some(p) = line.split("partition=").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()) else {
+            continue;
+        };
+        if line.contains(" assigned") {
+            owned.insert(p);
+        } else if line.contains(" revoked") {
+            owned.remove(&p);
+        }
+    }
+    owned.into_iter().collect()
+}
+
+/// The longest interval between consecutive commit times in `times` (sorted) that ends within
+/// `(from, to]`, the interval reaching `to` included.
+fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut prev = times.iter().rev().find(|t| **t <= from).copied().unwrap_or(from);
+    for t in times.iter().filter(|t| **t > from && **t <= to) {
+        longest = longest.max(t.saturating_duration_since(prev));
+        prev = *t;
+    }
+    longest.max(to.saturating_duration_since(prev))
+}
+
+/// Two ingest replicas in one consumer group on a topic of its own, a steady load, one replica
+/// killed with SIGKILL a third of the way in. The table's recorded positions are polled every
+/// 25 ms: a position that moved is a commit of that partition.
+async fn replica_kill(
+    args: &E2eArgs,
+    env: &BTreeMap<String, String>,
+    dir: &Path,
+    bootstrap: &str,
+    run: &str,
+) -> Result<ReplicaKill, Error> {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let topic = format!("bench.{run}.kill");
+    create_topics(bootstrap, &[&topic], args.partitions).await.map_err(Error::Broker)?;
+    let mut env = env.clone();
+    env.insert("DATAPOINTS_TOPIC".into(), topic.clone());
+    env.insert("CONSUMER_GROUP".into(), format!("bench.{run}.kill"));
+    // Which replica owns which partition is read from their logs' "assigned"/"revoked" lines.
+    env.insert("RUST_LOG".into(), "warn,vintagelake_ingest::rebalance=info".into());
+    env.insert("LOG_FORMAT".into(), "text".into());
+    eprintln!(
+        "two ingest replicas, {} revisions/s for {} s, one killed…",
+        args.replica_kill_rate, args.replica_kill_seconds
+    );
+    let mut a = Daemon::spawn("ingest", dir, &env, free_port()?)?;
+    a.wait_ready(Duration::from_secs(120)).await?;
+    let mut b = Daemon::spawn("ingest", dir, &env, free_port()?)?;
+    b.wait_ready(Duration::from_secs(120)).await?;
+    let store = IcebergStore::new(Warehouse::open(WarehouseConfig::new(dir)).await?);
+    // The group has settled once each replica owns partitions and together they own them all.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        a.check_alive()?;
+        b.check_alive()?;
+        let (pa, pb) = (owned_partitions(&a.log, &topic), owned_partitions(&b.log, &topic));
+        if !pa.is_empty() && !pb.is_empty() && pa.len() + pb.len() == args.partitions as usize {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Failed(format!("the two replicas never shared the partitions: {pa:?} / {pb:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let sent = Arc::new(AtomicI64::new(0));
+    let length = Duration::from_secs(args.replica_kill_seconds);
+    let load = {
+        let (producer, topic, sent, rate) = (producer(bootstrap)?, topic.clone(), sent.clone(), args.replica_kill_rate);
+        tokio::spawn(async move { trickle(&producer, &topic, rate, length, &sent).await })
+    };
+    let started = Instant::now();
+    let kill_at = started + length / 3;
+    let mut commits: BTreeMap<i32, Vec<Instant>> = BTreeMap::new();
+    let mut last = positions(&store, &topic).await?;
+    let mut killed: Option<(Instant, Vec<i32>, Vec<i32>)> = None;
+    while started.elapsed() < length {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = Instant::now();
+        let at = positions(&store, &topic).await?;
+        for (p, o) in &at {
+            if last.get(p) != Some(o) {
+                commits.entry(*p).or_default().push(now);
+            }
+        }
+        last = at;
+        if killed.is_none() && now >= kill_at {
+            let (dead, survivor) = (owned_partitions(&a.log, &topic), owned_partitions(&b.log, &topic));
+            a.child.kill().map_err(|source| Error::Read { what: "killing an ingest replica".into(), source })?;
+            let _ = a.child.wait();
+            killed = Some((Instant::now(), survivor, dead));
+        } else {
+            b.check_alive()?;
+        }
+    }
+    let load_end = Instant::now();
+    load.await.map_err(|e| Error::Failed(format!("replica-kill load: {e}")))??;
+    // The survivor takes the dead replica's partitions over after the group's session timeout
+    // and commits everything.
+    let everything = || sent.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        b.check_alive()?;
+        let now = Instant::now();
+        let at = positions(&store, &topic).await?;
+        for (p, o) in &at {
+            if last.get(p) != Some(o) {
+                commits.entry(*p).or_default().push(now);
+            }
+        }
+        last = at;
+        if last.values().sum::<i64>() >= everything() {
+            break;
+        }
+        if now > deadline {
+            return Err(Error::Failed(format!(
+                "the survivor did not commit the replica-kill load within 120 s (positions {last:?}); its log: {}",
+                b.log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (kill, survivor, dead) = killed.ok_or_else(|| Error::Failed("the replica was never killed".into()))?;
+    let none = Vec::new();
+    let times = |p: &i32| commits.get(p).unwrap_or(&none);
+    let steady_from = started + Duration::from_secs(2).min(length / 6);
+    let gap_before = survivor.iter().map(|p| longest_gap(times(p), steady_from, kill)).max().unwrap_or_default();
+    let gap_after = survivor.iter().map(|p| longest_gap(times(p), kill, load_end)).max().unwrap_or_default();
+    let takeover = dead
+        .iter()
+        .map(|p| times(p).iter().find(|t| **t > kill).map(|t| t.duration_since(kill)))
+        .collect::<Option<Vec<_>>>()
+        .and_then(|v| v.into_iter().max());
+    Ok(ReplicaKill {
+        rate: args.replica_kill_rate,
+        seconds: args.replica_kill_seconds,
+        survivor,
+        dead,
+        gap_after,
+        gap_before,
+        takeover,
+    })
+}
+
 fn free_port() -> Result<u16, Error> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Bind {
         what: "a free port",
@@ -302,9 +497,6 @@ fn free_port() -> Result<u16, Error> {
     })?;
     Ok(l.local_addr().map_err(|source| Error::Read { what: "local address".into(), source })?.port())
 }
-
-/// A Kafka message: key and payload.
-type Message = (Vec<u8>, Vec<u8>);
 
 /// Messages of the load: keyed by series, so one series' revisions keep their order.
 fn messages(revisions: &[DataPointRevision], format: &str, per_message: usize) -> Result<Vec<Message>, Error> {
@@ -843,6 +1035,11 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     drop(query);
     drop(ingest);
     let small = if args.small_commits > 0 { Some(small_commit_reads(&args, &env, &dir).await?) } else { None };
+    let killed = if args.replica_kill_seconds > 0 && args.partitions > 1 {
+        Some(replica_kill(&args, &env, &dir, &bootstrap, &run).await?)
+    } else {
+        None
+    };
     let total = warmup + produced as i64 + probes_sent.load(Ordering::SeqCst);
     let comparison =
         if args.no_compare { None } else { Some(compare(&args, &env, &dir, total, &sample, &our_latest).await?) };
@@ -913,6 +1110,9 @@ async fn e2e(args: E2eArgs) -> Result<ExitCode, Error> {
     }
     if let Some(small) = &small {
         small.print();
+    }
+    if let Some(k) = &killed {
+        k.print();
     }
     println!(
         "| full table, every revision ({table} rows), streamed | {:.2} s, {:.0} rows/s; first batch after {} |",
@@ -1157,6 +1357,32 @@ mod tests {
         // Past the last finite bound the answer is that bound (a lower limit).
         assert_eq!(histogram_quantile(text, "x", "data_points", 0.99), Some(0.2));
         assert_eq!(histogram_quantile("", "x", "data_points", 0.5), None);
+    }
+
+    #[test]
+    fn the_longest_gap_counts_from_the_last_commit_before_the_window_to_its_end() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let commits = [at(100), at(400), at(1_000), at(1_300)];
+        assert_eq!(longest_gap(&commits, at(500), at(1_400)), Duration::from_millis(600), "400 → 1000");
+        assert_eq!(longest_gap(&commits, at(1_100), at(3_000)), Duration::from_millis(1_700), "1300 → the end");
+        assert_eq!(longest_gap(&[], at(0), at(900)), Duration::from_millis(900), "no commit at all");
+    }
+
+    #[test]
+    fn owned_partitions_follow_the_replica_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ingest.log");
+        std::fs::write(
+            &log,
+            "INFO vintagelake_ingest::rebalance: assigned topic=t partition=0 committed=None\n\
+             INFO vintagelake_ingest::rebalance: assigned topic=t partition=1 committed=Some(4)\n\
+             INFO vintagelake_ingest::rebalance: assigned topic=other partition=2 committed=None\n\
+             INFO vintagelake_ingest::rebalance: assigned topic=t partition=10 committed=None\n\
+             INFO vintagelake_ingest::rebalance: revoked topic=t partition=1\n",
+        )
+        .unwrap();
+        assert_eq!(owned_partitions(&log, "t"), vec![0, 10]);
     }
 
     #[test]

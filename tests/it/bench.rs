@@ -22,6 +22,7 @@ async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
             .args(["bench", "e2e", "--revisions", "20000", "--rows-per-message", "500"])
             .args(["--clients", "1,4", "--requests-per-client", "10", "--min-probes", "3"])
             .args(["--trickle-rate", "200", "--trickle-seconds", "2"])
+            .args(["--replica-kill-seconds", "6", "--replica-kill-rate", "300"])
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
             .env("COMMIT_INTERVAL", "200ms")
             .env("RUST_LOG", "warn")
@@ -55,6 +56,10 @@ async fn bench_e2e_reports_throughput_latency_freshness_memory_and_reads() {
         assert!(number_after(&reads, "p50") > 0.0, "{reads}");
         assert!(number_after(&reads, "p99") >= number_after(&reads, "p50"), "{reads}");
     }
+    // Both replicas owned partitions; the survivor's went on, the dead one's were taken over.
+    let kill = line("| a replica killed during a load of 300 revisions/s (6 s)");
+    assert!(number_after(&kill, "without a commit | **") > 0.0, "{kill}");
+    assert!(number_after(&kill, "committed again after") > 0.0, "{kill}");
     // Every revision of the load is readable at the end (corrections replace what they correct).
     let full = line("| full table, every revision");
     let rows = number_after(&full, "(");
