@@ -155,9 +155,11 @@ async fn compact_inner(
         metrics::gauge!(m::SMALL_FILES, "partition" => label.clone()).set(smalls.len() as f64);
         report.small_files.insert(label, smalls.len());
         match month {
-            // The current partition is read whole: closing a period needs every open revision of
-            // a key. A lone current file written by compaction has nothing left to close or merge.
-            None if group.len() >= 2 || !from_compaction(group[0]) => current.extend(group.iter().copied()),
+            // The current partition is read whole when something arrived: closing a period needs
+            // every open revision of a key. Files compaction wrote hold one open revision per key
+            // and are target-sized (split by series range), so with no arrival there is nothing
+            // to close or merge and the run reads nothing.
+            None if group.iter().any(|f| !from_compaction(f)) => current.extend(group.iter().copied()),
             None => {}
             // Closed rows change only when a backfill reaches them (below); merging their small
             // files is otherwise enough.

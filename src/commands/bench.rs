@@ -314,6 +314,8 @@ struct ReplicaKill {
     dead: Vec<i32>,
     /// Longest time a survivor partition went without a commit, from the kill to the load's end.
     gap_after: Duration,
+    /// When that gap ended, counted from the kill.
+    gap_ended: Duration,
     /// The same over the steady load before the kill (the baseline).
     gap_before: Duration,
     /// Kill → the first commit of every partition the dead replica owned.
@@ -324,11 +326,12 @@ impl ReplicaKill {
     fn print(&self) {
         println!(
             "| a replica killed during a load of {} revisions/s ({} s): longest time a partition of the survivor went \
-             without a commit | **{}** (partitions {:?}; before the kill {}); the dead replica's partitions {:?} \
-             committed again after {} |",
+             without a commit | **{}** (ending {} after the kill; partitions {:?}; before the kill {}); the dead \
+             replica's partitions {:?} committed again after {} |",
             self.rate,
             self.seconds,
             ms(self.gap_after),
+            ms(self.gap_ended),
             self.survivor,
             ms(self.gap_before),
             self.dead,
@@ -356,15 +359,18 @@ fn owned_partitions(log: &Path, topic: &str) -> Vec<i32> {
 }
 
 /// The longest interval between consecutive commit times in `times` (sorted) that ends within
-/// `(from, to]`, the interval reaching `to` included.
-fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
-    let mut longest = Duration::ZERO;
+/// `(from, to]`, the interval reaching `to` included: (its length, where it ends).
+fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> (Duration, Instant) {
+    let mut longest = (Duration::ZERO, from);
     let mut prev = times.iter().rev().find(|t| **t <= from).copied().unwrap_or(from);
-    for t in times.iter().filter(|t| **t > from && **t <= to) {
-        longest = longest.max(t.saturating_duration_since(prev));
+    for t in times.iter().filter(|t| **t > from && **t <= to).chain(std::iter::once(&to)) {
+        let gap = t.saturating_duration_since(prev);
+        if gap > longest.0 {
+            longest = (gap, *t);
+        }
         prev = *t;
     }
-    longest.max(to.saturating_duration_since(prev))
+    longest
 }
 
 /// Two ingest replicas in one consumer group on a topic of its own, a steady load, one replica
@@ -471,8 +477,10 @@ async fn replica_kill(
     let none = Vec::new();
     let times = |p: &i32| commits.get(p).unwrap_or(&none);
     let steady_from = started + Duration::from_secs(2).min(length / 6);
-    let gap_before = survivor.iter().map(|p| longest_gap(times(p), steady_from, kill)).max().unwrap_or_default();
-    let gap_after = survivor.iter().map(|p| longest_gap(times(p), kill, load_end)).max().unwrap_or_default();
+    let gap_before = survivor.iter().map(|p| longest_gap(times(p), steady_from, kill).0).max().unwrap_or_default();
+    let (gap_after, gap_end) =
+        survivor.iter().map(|p| longest_gap(times(p), kill, load_end)).max().unwrap_or((Duration::ZERO, kill));
+    let gap_ended = gap_end.saturating_duration_since(kill);
     let takeover = dead
         .iter()
         .map(|p| times(p).iter().find(|t| **t > kill).map(|t| t.duration_since(kill)))
@@ -484,6 +492,7 @@ async fn replica_kill(
         survivor,
         dead,
         gap_after,
+        gap_ended,
         gap_before,
         takeover,
     })
@@ -1364,9 +1373,13 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let commits = [at(100), at(400), at(1_000), at(1_300)];
-        assert_eq!(longest_gap(&commits, at(500), at(1_400)), Duration::from_millis(600), "400 → 1000");
-        assert_eq!(longest_gap(&commits, at(1_100), at(3_000)), Duration::from_millis(1_700), "1300 → the end");
-        assert_eq!(longest_gap(&[], at(0), at(900)), Duration::from_millis(900), "no commit at all");
+        assert_eq!(longest_gap(&commits, at(500), at(1_400)), (Duration::from_millis(600), at(1_000)), "400 → 1000");
+        assert_eq!(
+            longest_gap(&commits, at(1_100), at(3_000)),
+            (Duration::from_millis(1_700), at(3_000)),
+            "1300 → end"
+        );
+        assert_eq!(longest_gap(&[], at(0), at(900)), (Duration::from_millis(900), at(900)), "no commit at all");
     }
 
     #[test]

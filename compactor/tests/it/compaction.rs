@@ -115,6 +115,44 @@ print(len(t.scan().to_arrow()), len(t.scan(row_filter="realtime_end is null").to
     assert_eq!(out.trim(), format!("{} {} replace", report.rows.rows_out, 40 * 50));
 }
 
+/// Once the current rows outgrow one target file, compaction writes several; a run with nothing new
+/// since reads and rewrites none of them (it used to rewrite the whole partition every run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_nothing_new_reads_nothing_even_when_the_current_rows_span_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(WarehouseConfig::new(dir.path()).with_target_file_size(64 * 1024)).await.unwrap();
+    let store = IcebergStore::new(wh.clone());
+    let rows = stream(1_000, 140, 2); // 140 000 current rows: more than one row group of 128 Ki
+    for chunk in rows.chunks(rows.len() / 8 + 1) {
+        store.append_points(chunk, vec![], "ingest").await.unwrap();
+    }
+    let before = answers(&store).await;
+    let first = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
+    assert!(first.snapshot_id.is_some());
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let current: Vec<_> =
+        live_files(&wh, &table, None).await.unwrap().into_iter().filter(|f| f.realtime_end_month.is_none()).collect();
+    assert!(current.len() >= 2, "the current rows span several target-sized files: {}", current.len());
+    let snapshot = table.metadata().current_snapshot_id();
+
+    let again = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
+    assert_eq!((again.files_in, again.bytes_in, again.snapshot_id), (0, 0, None), "{again:?}");
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    assert_eq!(table.metadata().current_snapshot_id(), snapshot, "nothing committed");
+    assert_eq!(answers(&store).await, before);
+
+    // Something new arrives: the next run folds it in and every answer matches a fresh reference.
+    let mut more = revision_stream("C", 0..20, 60, 3);
+    for r in &mut more {
+        r.ingest_seq += rows.len() as i64; // arrivals after everything before
+    }
+    store.append_points(&more, vec![], "ingest").await.unwrap();
+    let expected = answers(&store).await;
+    let third = compact_once(&store, &CompactOptions::default(), &CancellationToken::new()).await.unwrap();
+    assert!(third.snapshot_id.is_some() && third.files_in > current.len(), "{third:?}");
+    assert_eq!(answers(&store).await, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compaction_while_a_writer_commits_continuously_loses_nothing() {
     let _alone = ALONE.lock().await;
