@@ -64,6 +64,10 @@ pub enum StorageError {
     NoSnapshotAtTime(i64),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The error of a group commit, as each caller but the first receives it
+    /// ([`crate::group`]): the same message and kind, and whether it may have committed.
+    #[error("{message} (a group commit of {writers} appends)")]
+    GroupCommit { message: String, kind: ErrorKind, may_have_committed: bool, writers: usize },
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -112,13 +116,35 @@ impl StorageError {
             | StorageError::UnknownLocation { .. }
             | StorageError::EmptyCommit { .. }
             | StorageError::Io(_) => ErrorKind::Internal,
+            StorageError::GroupCommit { kind, .. } => *kind,
+        }
+    }
+
+    /// This error as another caller of the same group commit receives it.
+    pub fn shared(&self, writers: usize) -> StorageError {
+        match self {
+            StorageError::GroupCommit { message, kind, may_have_committed, .. } => StorageError::GroupCommit {
+                message: message.clone(),
+                kind: *kind,
+                may_have_committed: *may_have_committed,
+                writers,
+            },
+            e => StorageError::GroupCommit {
+                message: e.to_string(),
+                kind: e.kind(),
+                may_have_committed: e.may_have_committed(),
+                writers,
+            },
         }
     }
 
     /// True when the change this error reports may have been committed after all: nothing it
     /// wrote may be deleted (the orphan scan decides once the catalog answers again).
     pub fn may_have_committed(&self) -> bool {
-        matches!(self, StorageError::CommitOutcomeUnknown { .. })
+        matches!(
+            self,
+            StorageError::CommitOutcomeUnknown { .. } | StorageError::GroupCommit { may_have_committed: true, .. }
+        )
     }
 
     pub(crate) fn catalog(

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod evolve;
 pub mod files;
+pub mod group;
 pub mod io;
 pub mod metrics;
 pub mod reader;

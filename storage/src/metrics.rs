@@ -8,6 +8,8 @@ pub const COMMIT_CONFLICTS: &str = "vintagelake_commit_conflicts_total";
 pub const COMMITS_AMBIGUOUS: &str = "vintagelake_commits_ambiguous_total";
 pub const SNAPSHOTS_EXPIRED: &str = "vintagelake_snapshots_expired_total";
 pub const ORPHANS_REMOVED: &str = "vintagelake_orphans_removed_total";
+pub const GROUP_COMMITS: &str = "vintagelake_api_group_commits_total";
+pub const GROUP_COMMIT_APPENDS: &str = "vintagelake_api_group_commit_appends_total";
 
 /// The storage core's metrics (every daemon that commits exports them).
 pub const CATALOGUE: &[MetricDoc] = &[
@@ -32,6 +34,18 @@ pub const CATALOGUE: &[MetricDoc] = &[
     ),
     doc(SNAPSHOTS_EXPIRED, Kind::Counter, &["table"], "Snapshots removed by expiry."),
     doc(ORPHANS_REMOVED, Kind::Counter, &["table"], "Unreferenced files deleted after the grace period."),
+    doc(
+        GROUP_COMMITS,
+        Kind::Counter,
+        &["table"],
+        "Commits of API appends (the storage interface, not ingest); concurrent appends share one.",
+    ),
+    doc(
+        GROUP_COMMIT_APPENDS,
+        Kind::Counter,
+        &["table"],
+        "API appends committed; divided by vintagelake_api_group_commits_total, the appends per commit.",
+    ),
 ];
 
 /// Starts the storage core's commit counters at zero for every table and the origins our daemons

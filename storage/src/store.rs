@@ -142,18 +142,32 @@ fn revisions(batch: &RecordBatch) -> Result<Vec<DataPoint>> {
     Ok(vintagelake_schemas::arrow::batch_to_data_points(batch)?)
 }
 
-/// Iceberg tables (V2): the production backend.
-#[derive(Debug)]
+/// Iceberg tables (V2): the production backend. Clones share the warehouse, the arrival clock
+/// and the API writers' group commit.
+#[derive(Debug, Clone)]
 pub struct IcebergStore {
     wh: Arc<Warehouse>,
     retry: RetryPolicy,
     concurrency: usize,
-    seq: Sequencer,
+    seq: Arc<Sequencer>,
+    group: Arc<crate::group::GroupCommit>,
 }
 
 impl IcebergStore {
     pub fn new(wh: Arc<Warehouse>) -> Self {
-        Self { wh, retry: RetryPolicy::default(), concurrency: 8, seq: Sequencer::default() }
+        Self { wh, retry: RetryPolicy::default(), concurrency: 8, seq: Arc::default(), group: Arc::default() }
+    }
+
+    /// Appends API rows to `kind` in a group commit with other API writers' appends
+    /// ([`crate::group`]).
+    async fn append_grouped(&self, kind: TableKind, batch: RecordBatch) -> Result<Committed> {
+        let store = self.clone();
+        self.group
+            .append(kind, vec![batch], move |rows| {
+                let store = store.clone();
+                Box::pin(async move { store.append(kind, &rows, Vec::new(), "api").await })
+            })
+            .await
     }
 
     /// Parallel file reads and writes one operation may use.
@@ -423,12 +437,11 @@ impl IcebergStore {
 #[async_trait]
 impl FinancialDataStorage for IcebergStore {
     async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()> {
-        let batch = stored_series_to_batch(rows)?;
-        self.append(TableKind::Series, &[batch], Vec::new(), "api").await.map(|_| ())
+        self.append_grouped(TableKind::Series, stored_series_to_batch(rows)?).await.map(|_| ())
     }
 
     async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()> {
-        self.append_points(rows, Vec::new(), "api").await.map(|_| ())
+        self.append_grouped(TableKind::DataPoints, stored_data_points_to_batch(rows)?).await.map(|_| ())
     }
 
     async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {

@@ -143,8 +143,11 @@ async function browserPage() {
   let seq = 0;
   const load = async () => {
     const mine = ++seq;
+    // The results are labelled with the query they answer, not with what the box holds when
+    // they arrive (typing while an earlier answer is on its way must not relabel it).
+    const query = input.value.trim();
     try {
-      const a = await api("/api/v1/series?q=" + encodeURIComponent(input.value.trim()));
+      const a = await api("/api/v1/series?q=" + encodeURIComponent(query));
       if (mine !== seq) return;
       count.textContent = a.total > a.series.length ? `${a.total} series (first ${a.series.length} shown)` : `${a.total} series`;
       const head = el("tr", {}, ["id", "title", "frequency", "units", "seasonal adjustment", "source"].map((h) => el("th", { text: h })));
@@ -155,7 +158,7 @@ async function browserPage() {
           el("td", { text: s.seasonal_adjustment }), el("td", { text: s.source_id })),
       );
       list.replaceChildren(el("div", { class: "scroll" }, el("table", { id: "series-list" }, el("thead", {}, head), el("tbody", {}, body))));
-      list.dataset.query = input.value.trim();
+      list.dataset.query = query;
     } catch (x) {
       showError(list, x);
     }
