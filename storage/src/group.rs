@@ -81,6 +81,10 @@ impl GroupCommit {
                     }));
                 }
                 guard = lane.leader.clone().lock_owned() => {
+                    // Writers started together (one task joining several appends, or tasks woken
+                    // at once) get one turn to queue before the group is taken: the first of
+                    // them would otherwise always commit alone.
+                    tokio::task::yield_now().await;
                     let group = std::mem::take(&mut *lane.queue.lock().expect("group commit queue"));
                     if group.is_empty() {
                         continue; // ours was in the group that just committed: its outcome is waiting
