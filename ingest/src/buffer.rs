@@ -459,11 +459,14 @@ impl State {
             .held
             .iter()
             .map(|((t, p), h)| {
+                // A wall-clock time: the summary is read long after it was written (`/ready`).
+                let since = chrono::Utc::now() - chrono::Duration::from_std(h.since.elapsed()).unwrap_or_default();
                 format!(
-                    "{t}[{p}] holds {} letter(s) for {} since {:.0?}: {}",
+                    "{t}[{p}] holds {} letter(s) for {} since {} ({} attempt(s)): {}",
                     h.undelivered.letters,
                     h.undelivered.dlq_topic,
-                    h.since.elapsed(),
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    h.attempts,
                     h.undelivered.reason
                 )
             })
