@@ -62,6 +62,11 @@ pub fn sort_batch(kind: TableKind, batch: &RecordBatch) -> Result<RecordBatch> {
             lexsort_to_indices(&columns, None)?
         }
     };
+    // Rows that arrive in order (one series' bulk message, an API write of one series) keep
+    // their arrays: no copy.
+    if indices.values().iter().enumerate().all(|(i, &at)| at as usize == i) {
+        return Ok(batch.clone());
+    }
     Ok(take_record_batch(batch, &indices)?)
 }
 
@@ -351,6 +356,34 @@ mod tests {
         // Other shapes are left to lexsort.
         let floats: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![1.0]));
         assert!(key_indices(&[floats]).is_none());
+    }
+
+    /// Rows already in key order keep their arrays (no copy); others are sorted.
+    #[test]
+    fn sorting_rows_in_order_copies_nothing() {
+        use vintagelake_schemas::table::{StoredDataPoint, stored_data_points_to_batch};
+        let point = |series: &str, date: &str, seq: i64| {
+            let json = format!(
+                r#"{{"version":1,"series_id":"{series}","date":"{date}","revision_date":"2024-04-25","value":1}}"#
+            );
+            let revision = vintagelake_schemas::decode_data_point_json(json.as_bytes()).unwrap();
+            StoredDataPoint::arrived(revision, vintagelake_schemas::Timestamp::now(), seq)
+        };
+        let sorted = stored_data_points_to_batch(&[
+            point("A", "2024-01-01", 1),
+            point("A", "2024-02-01", 2),
+            point("B", "2024-01-01", 3),
+        ])
+        .unwrap();
+        let out = sort_batch(TableKind::DataPoints, &sorted).unwrap();
+        for (a, b) in sorted.columns().iter().zip(out.columns()) {
+            assert!(std::sync::Arc::ptr_eq(a, b), "an ordered batch keeps its arrays");
+        }
+        let unsorted =
+            stored_data_points_to_batch(&[point("B", "2024-01-01", 3), point("A", "2024-01-01", 1)]).unwrap();
+        let out = sort_batch(TableKind::DataPoints, &unsorted).unwrap();
+        let series = out.column_by_name(col::SERIES_ID).unwrap().as_string::<i32>();
+        assert_eq!((series.value(0), series.value(1)), ("A", "B"));
     }
 
     #[test]
