@@ -373,6 +373,25 @@ fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> (Duration, Inst
     longest
 }
 
+/// Reads the table's positions of `topic`: each partition whose position moved since `last`
+/// committed (at `now`).
+async fn record_commits(
+    store: &IcebergStore,
+    topic: &str,
+    now: Instant,
+    last: &mut BTreeMap<i32, i64>,
+    commits: &mut BTreeMap<i32, Vec<Instant>>,
+) -> Result<(), Error> {
+    let at = positions(store, topic).await?;
+    for (p, o) in &at {
+        if last.get(p) != Some(o) {
+            commits.entry(*p).or_default().push(now);
+        }
+    }
+    *last = at;
+    Ok(())
+}
+
 /// Two ingest replicas in one consumer group on a topic of its own, a steady load, one replica
 /// killed with SIGKILL a third of the way in. The table's recorded positions are polled every
 /// 25 ms: a position that moved is a commit of that partition.
@@ -430,13 +449,7 @@ async fn replica_kill(
     while started.elapsed() < length {
         tokio::time::sleep(Duration::from_millis(25)).await;
         let now = Instant::now();
-        let at = positions(&store, &topic).await?;
-        for (p, o) in &at {
-            if last.get(p) != Some(o) {
-                commits.entry(*p).or_default().push(now);
-            }
-        }
-        last = at;
+        record_commits(&store, &topic, now, &mut last, &mut commits).await?;
         if killed.is_none() && now >= kill_at {
             let (dead, survivor) = (owned_partitions(&a.log, &topic), owned_partitions(&b.log, &topic));
             a.child.kill().map_err(|source| Error::Read { what: "killing an ingest replica".into(), source })?;
@@ -455,13 +468,7 @@ async fn replica_kill(
     loop {
         b.check_alive()?;
         let now = Instant::now();
-        let at = positions(&store, &topic).await?;
-        for (p, o) in &at {
-            if last.get(p) != Some(o) {
-                commits.entry(*p).or_default().push(now);
-            }
-        }
-        last = at;
+        record_commits(&store, &topic, now, &mut last, &mut commits).await?;
         if last.values().sum::<i64>() >= everything() {
             break;
         }

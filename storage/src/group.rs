@@ -114,6 +114,22 @@ impl GroupCommit {
     }
 }
 
+impl GroupCommit {
+    /// Appends an API write's rows to `kind` of `store` in a group commit: the group's rows are
+    /// committed through the store's own append (origin `api`, no Kafka positions).
+    pub async fn append_to<S>(&self, store: &S, kind: TableKind, batch: RecordBatch) -> Result<Committed>
+    where
+        S: crate::store::IngestTarget + Clone + 'static,
+    {
+        let store = store.clone();
+        self.append(kind, vec![batch], move |rows| {
+            let store = store.clone();
+            Box::pin(async move { store.append(kind, &rows, Vec::new(), "api").await })
+        })
+        .await
+    }
+}
+
 /// Hands a group's outcome to each of its callers.
 fn deliver(result: Result<Committed>, waiting: Vec<oneshot::Sender<Result<Committed>>>) {
     let writers = waiting.len();

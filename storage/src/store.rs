@@ -158,18 +158,6 @@ impl IcebergStore {
         Self { wh, retry: RetryPolicy::default(), concurrency: 8, seq: Arc::default(), group: Arc::default() }
     }
 
-    /// Appends API rows to `kind` in a group commit with other API writers' appends
-    /// ([`crate::group`]).
-    async fn append_grouped(&self, kind: TableKind, batch: RecordBatch) -> Result<Committed> {
-        let store = self.clone();
-        self.group
-            .append(kind, vec![batch], move |rows| {
-                let store = store.clone();
-                Box::pin(async move { store.append(kind, &rows, Vec::new(), "api").await })
-            })
-            .await
-    }
-
     /// Parallel file reads and writes one operation may use.
     pub fn concurrency(&self) -> usize {
         self.concurrency
@@ -437,11 +425,11 @@ impl IcebergStore {
 #[async_trait]
 impl FinancialDataStorage for IcebergStore {
     async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()> {
-        self.append_grouped(TableKind::Series, stored_series_to_batch(rows)?).await.map(|_| ())
+        self.group.append_to(self, TableKind::Series, stored_series_to_batch(rows)?).await.map(|_| ())
     }
 
     async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()> {
-        self.append_grouped(TableKind::DataPoints, stored_data_points_to_batch(rows)?).await.map(|_| ())
+        self.group.append_to(self, TableKind::DataPoints, stored_data_points_to_batch(rows)?).await.map(|_| ())
     }
 
     async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {

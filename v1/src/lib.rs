@@ -205,18 +205,6 @@ impl ParquetStore {
         Ok(Self { inner, seq: Arc::new(Sequencer::default()), concurrency: 8, group: Arc::default() })
     }
 
-    /// Appends API rows to `kind` in a group commit with other API writers' appends
-    /// ([`vintagelake_storage::group`]): one log version for all of them.
-    async fn append_grouped(&self, kind: TableKind, batch: RecordBatch) -> Result<Committed> {
-        let store = self.clone();
-        self.group
-            .append(kind, vec![batch], move |rows| {
-                let store = store.clone();
-                Box::pin(async move { store.append(kind, &rows, Vec::new(), "api").await })
-            })
-            .await
-    }
-
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -773,11 +761,11 @@ fn may_match(file: &FileEntry, query: &VintageQuery) -> bool {
 #[async_trait]
 impl FinancialDataStorage for ParquetStore {
     async fn append_series_rows(&self, rows: &[(EconomicSeries, i64)]) -> Result<()> {
-        self.append_grouped(TableKind::Series, stored_series_to_batch(rows)?).await.map(|_| ())
+        self.group.append_to(self, TableKind::Series, stored_series_to_batch(rows)?).await.map(|_| ())
     }
 
     async fn append_revision_rows(&self, rows: &[StoredDataPoint]) -> Result<()> {
-        self.append_grouped(TableKind::DataPoints, stored_data_points_to_batch(rows)?).await.map(|_| ())
+        self.group.append_to(self, TableKind::DataPoints, stored_data_points_to_batch(rows)?).await.map(|_| ())
     }
 
     async fn series_rows(&self, only: Option<&SeriesId>) -> Result<Vec<(EconomicSeries, i64)>> {
