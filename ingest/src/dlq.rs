@@ -224,7 +224,7 @@ impl DeadLetterQueue {
             self.send(l).await;
         }
         let producer = self.producer();
-        let mut spent = producer.client().fatal_error().map(|(_, reason)| reason);
+        let mut spent = None;
         let mut failed: std::collections::HashMap<(String, i32), Undelivered> = Default::default();
         for l in letters {
             let outcome = match l.delivery.take() {
