@@ -62,6 +62,16 @@ pub struct QueryConfig {
     /// up to all of it, small closed files up to half; reads of them touch no file. 0 disables it.
     #[arg(long, env = "HOT_CACHE_MB", default_value_t = 512)]
     pub hot_cache_mb: u64,
+
+    /// Memory one SQL statement's operators (sorts, aggregates, joins) may hold, in MiB; a
+    /// statement that needs more fails ("resources exhausted") and the service goes on.
+    #[arg(long, env = "SQL_MEMORY_LIMIT_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sql_memory_limit_mb: u64,
+
+    /// How long one SQL statement may run (planning and streaming its answer); beyond it the
+    /// statement fails with DEADLINE_EXCEEDED.
+    #[arg(long, env = "SQL_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sql_timeout: std::time::Duration,
 }
 
 /// Accepted bearer tokens and `(user, password)` pairs.

@@ -18,6 +18,8 @@ pub enum QueryError {
     UnknownAction(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Sql(#[from] vintagelake_sql::SqlError),
     #[error("encoding results: {0}")]
     Encode(#[from] arrow::error::ArrowError),
 }
@@ -28,12 +30,16 @@ impl QueryError {
         use tonic::Status;
         let msg = self.to_string();
         match self {
+            QueryError::Sql(vintagelake_sql::SqlError::Invalid(_)) => Status::invalid_argument(msg),
+            QueryError::Sql(vintagelake_sql::SqlError::ResourcesExhausted(_)) => Status::resource_exhausted(msg),
+            QueryError::Sql(vintagelake_sql::SqlError::Timeout(_)) => Status::deadline_exceeded(msg),
+            QueryError::Sql(vintagelake_sql::SqlError::Internal(_)) => Status::internal(msg),
             QueryError::BadTicket(_) | QueryError::UnknownAction(_) => Status::invalid_argument(msg),
             QueryError::Unauthenticated(_) => Status::unauthenticated(msg),
             QueryError::PermissionDenied(_) => Status::permission_denied(msg),
             QueryError::Unimplemented(_) => Status::unimplemented(msg),
             QueryError::Encode(_) | QueryError::Internal(_) => Status::internal(msg),
-            QueryError::Storage(e) => match e.kind() {
+            QueryError::Sql(vintagelake_sql::SqlError::Storage(e)) | QueryError::Storage(e) => match e.kind() {
                 ErrorKind::NotFound => Status::not_found(msg),
                 ErrorKind::InvalidInput => Status::invalid_argument(msg),
                 ErrorKind::Unavailable => Status::unavailable(msg),

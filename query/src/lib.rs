@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod flightsql;
 pub mod grants;
 pub mod metrics;
 pub mod service;

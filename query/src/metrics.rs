@@ -7,6 +7,7 @@ pub const BYTES_STREAMED: &str = "vintagelake_query_bytes_streamed_total";
 pub const CACHE_HITS: &str = "vintagelake_query_cache_hits_total";
 pub const CACHE_MISSES: &str = "vintagelake_query_cache_misses_total";
 pub const AUTH_FAILURES: &str = "vintagelake_query_auth_failures_total";
+pub const SQL_PREPARED: &str = "vintagelake_query_sql_prepared_statements_total";
 pub const ACCESS_AUDIT_DROPPED: &str = "vintagelake_query_access_audit_dropped_total";
 
 use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
@@ -25,6 +26,7 @@ pub const CATALOGUE: &[MetricDoc] = &[
     doc(CACHE_HITS, Kind::Counter, &[], "Queries answered from the snapshot-keyed result cache."),
     doc(CACHE_MISSES, Kind::Counter, &[], "Queries that had to scan the table."),
     doc(AUTH_FAILURES, Kind::Counter, &["rpc"], "RPCs refused for a missing or wrong token or password."),
+    doc(SQL_PREPARED, Kind::Counter, &[], "Flight SQL prepared statements created."),
     doc(
         ACCESS_AUDIT_DROPPED,
         Kind::Counter,

@@ -59,6 +59,8 @@ pub struct VintageFlightService {
     grants: Grants,
     /// Where every data access is recorded.
     access_audit: AccessAudit,
+    /// Flight SQL over the same source (`None`: SQL commands are refused as unknown).
+    sql: Option<Arc<crate::flightsql::SqlFlight>>,
 }
 
 /// What the service holds in memory for answers, each a setting of its configuration.
@@ -114,7 +116,31 @@ impl VintageFlightService {
             limits,
             grants: Grants::default(),
             access_audit: AccessAudit::off(),
+            sql: None,
         }
+    }
+
+    /// Serves Flight SQL on the same port, over the same source, with `limits` per statement.
+    pub fn with_sql(mut self, limits: vintagelake_sql::SqlLimits) -> Self {
+        let engine = vintagelake_sql::SqlEngine::new(self.source.clone(), limits);
+        self.sql = Some(Arc::new(crate::flightsql::SqlFlight::new(engine)));
+        self
+    }
+
+    /// The Flight SQL side when `bytes` (a ticket, a command) is a Flight SQL message.
+    fn sql_for(&self, bytes: &[u8]) -> Option<&crate::flightsql::SqlFlight> {
+        self.sql.as_deref().filter(|_| crate::flightsql::is_command(bytes))
+    }
+
+    /// Authorizes `request` and attaches the caller for the Flight SQL side.
+    fn sql_caller<T>(&self, rpc: &'static str, mut request: Request<T>) -> Result<Request<T>, Status> {
+        let (principal, access) = self.authorize(rpc, &request)?;
+        request.extensions_mut().insert(crate::flightsql::Caller {
+            principal,
+            access,
+            audit: self.access_audit.clone(),
+        });
+        Ok(request)
     }
 
     /// Records every data access in the audit trail of `log` (a writer thread, batched).
@@ -384,7 +410,46 @@ fn ticket_of(descriptor: &FlightDescriptor) -> Result<Vec<u8>> {
     }
 }
 
-fn observe<T>(rpc: &'static str, view: &str, started: Instant, result: &Result<T, Status>) {
+/// An answer as Flight data: every batch counted in the metrics and the access `record` (sent in
+/// batches of at most `batch_size` rows, the schema first even for an empty answer); the record
+/// ends with the stream (ok, an error, or cancelled when the client goes away).
+pub(crate) fn audited_flight_data(
+    schema: arrow::datatypes::SchemaRef,
+    batches: BoxStream<'static, Result<RecordBatch, Status>>,
+    record: Arc<crate::access::Access>,
+    view: &str,
+    batch_size: usize,
+) -> Stream<FlightData> {
+    let view = view.to_owned();
+    let (sent, failed, finished) = (record.clone(), record.clone(), record);
+    let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = batches
+        .map_ok(move |batch| {
+            metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
+            metrics::counter!(m::BYTES_STREAMED, "view" => view.clone()).increment(batch.get_array_memory_size() as u64);
+            sent.sent(batch.num_rows(), batch.get_array_memory_size());
+            stream::iter(chunk(&batch, batch_size).into_iter().map(Ok))
+        })
+        .map_err(move |status| {
+            failed.failed(status.message());
+            arrow_flight::error::FlightError::Tonic(Box::new(status))
+        })
+        .try_flatten()
+        .chain(stream::poll_fn(move |_| {
+            finished.finished();
+            std::task::Poll::Ready(None)
+        }))
+        .boxed();
+    let encoded = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(|e| match e {
+            arrow_flight::error::FlightError::Tonic(status) => *status,
+            other => Status::internal(format!("encoding: {other}")),
+        });
+    Box::pin(encoded)
+}
+
+pub(crate) fn observe<T>(rpc: &'static str, view: &str, started: Instant, result: &Result<T, Status>) {
     let status = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!(m::REQUESTS, "rpc" => rpc, "view" => view.to_owned(), "status" => status).increment(1);
     metrics::histogram!(m::REQUEST_DURATION, "rpc" => rpc, "view" => view.to_owned())
@@ -455,6 +520,12 @@ impl FlightService for VintageFlightService {
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        if let Some(sql) = self.sql_for(&request.get_ref().cmd) {
+            let started = Instant::now();
+            let result = FlightService::get_flight_info(sql, self.sql_caller("get_flight_info", request)?).await;
+            observe("get_flight_info", "sql", started, &result);
+            return result;
+        }
         let started = Instant::now();
         let (_, access) = self.authorize("get_flight_info", &request)?;
         let result = async {
@@ -468,6 +539,10 @@ impl FlightService for VintageFlightService {
     }
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        if let Some(sql) = self.sql_for(&request.get_ref().cmd) {
+            let info = FlightService::get_flight_info(sql, self.sql_caller("poll_flight_info", request)?).await?;
+            return Ok(Response::new(PollInfo::new().with_info(info.into_inner())));
+        }
         let (_, access) = self.authorize("poll_flight_info", &request)?;
         let info = self
             .flight_info(ticket_of(request.get_ref()).map_err(QueryError::into_status)?, &access)
@@ -477,6 +552,10 @@ impl FlightService for VintageFlightService {
     }
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        if let Some(sql) = self.sql_for(&request.get_ref().cmd) {
+            let info = FlightService::get_flight_info(sql, self.sql_caller("get_schema", request)?).await?;
+            return Ok(Response::new(SchemaResult { schema: info.into_inner().schema }));
+        }
         self.authorize("get_schema", &request)?;
         let ticket = ticket_of(request.get_ref()).map_err(QueryError::into_status)?;
         let parsed = parse_request(&ticket).map_err(|e| QueryError::BadTicket(e).into_status())?;
@@ -488,6 +567,17 @@ impl FlightService for VintageFlightService {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        if let Some(sql) = self.sql_for(&request.get_ref().ticket) {
+            let request = self.sql_caller("do_get", request).inspect_err(|status| {
+                self.access_audit.refused(
+                    "unauthenticated",
+                    "sql",
+                    &format!("denied: {}", status.message()),
+                    serde_json::Value::Null,
+                )
+            })?;
+            return FlightService::do_get(sql, request).await;
+        }
         let started = Instant::now();
         let ticket = request.get_ref().ticket.to_vec();
         // The ticket as recorded: its JSON when it is JSON, else its text.
@@ -520,10 +610,7 @@ impl FlightService for VintageFlightService {
         })?;
         // Recorded when the answer ends (or fails, or the client goes away).
         let record = self.access_audit.begin(&principal, "do_get", what);
-        let (sent, failed, finished) = (record.clone(), record.clone(), record);
-        let batch_size = self.limits.batch_size;
-        // Every batch is streamed as it is resolved (the schema first, even for an empty answer).
-        let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = result
+        let batches = result
             .and_then(move |batch| std::future::ready(access.filter(batch).map_err(QueryError::from)))
             .and_then(move |batch| {
                 std::future::ready(if batch.schema() == fitted {
@@ -532,31 +619,17 @@ impl FlightService for VintageFlightService {
                     vintagelake_storage::evolve::conform_to(&fitted, &batch).map_err(QueryError::Internal)
                 })
             })
-            .map_ok(move |batch| {
-                metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
-                metrics::counter!(m::BYTES_STREAMED, "view" => view.clone())
-                    .increment(batch.get_array_memory_size() as u64);
-                sent.sent(batch.num_rows(), batch.get_array_memory_size());
-                stream::iter(chunk(&batch, batch_size).into_iter().map(Ok))
-            })
-            .map_err(move |e| {
-                failed.failed(&e.to_string());
-                arrow_flight::error::FlightError::Tonic(Box::new(e.into_status()))
-            })
-            .try_flatten()
-            .chain(stream::poll_fn(move |_| {
-                finished.finished();
-                std::task::Poll::Ready(None)
-            }))
+            .map_err(QueryError::into_status)
             .boxed();
-        let encoded = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(|e| Status::internal(format!("encoding: {e}")));
-        Ok(Response::new(Box::pin(encoded)))
+        Ok(Response::new(audited_flight_data(schema, batches, record, &view, self.limits.batch_size)))
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        // A put carries its command in the first message: with SQL on, Flight SQL reads it (the
+        // parameters of a prepared statement) and refuses any other put.
+        if let Some(sql) = self.sql.as_deref() {
+            return FlightService::do_put(sql, self.sql_caller("do_put", request)?).await;
+        }
         self.authorize("do_put", &request)?;
         Err(QueryError::Unimplemented("do_put (data enters through Kafka)").into_status())
     }
@@ -570,6 +643,15 @@ impl FlightService for VintageFlightService {
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        if let Some(sql) = self.sql.as_deref()
+            && crate::flightsql::ACTIONS.contains(&request.get_ref().r#type.as_str())
+        {
+            let started = Instant::now();
+            let kind = request.get_ref().r#type.clone();
+            let result = FlightService::do_action(sql, self.sql_caller("do_action", request)?).await;
+            observe("do_action", &kind, started, &result);
+            return result;
+        }
         let started = Instant::now();
         let (principal, access) = self.authorize("do_action", &request)?;
         let action = request.into_inner();
@@ -594,8 +676,16 @@ impl FlightService for VintageFlightService {
 
     async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
         self.authorize("list_actions", &request)?;
-        let actions =
-            ACTIONS.iter().map(|(t, d)| Ok(ActionType { r#type: (*t).to_owned(), description: (*d).to_owned() }));
-        Ok(Response::new(Box::pin(stream::iter(actions.collect::<Vec<_>>()))))
+        let mut actions: Vec<Result<ActionType, Status>> = ACTIONS
+            .iter()
+            .map(|(t, d)| Ok(ActionType { r#type: (*t).to_owned(), description: (*d).to_owned() }))
+            .collect();
+        if self.sql.is_some() {
+            actions.extend(
+                ["CreatePreparedStatement", "ClosePreparedStatement"]
+                    .map(|t| Ok(ActionType { r#type: t.to_owned(), description: format!("Flight SQL {t}") })),
+            );
+        }
+        Ok(Response::new(Box::pin(stream::iter(actions))))
     }
 }

@@ -74,11 +74,18 @@ pub struct GetArgs {
     #[arg(long)]
     pub snapshot_id: Option<i64>,
     /// Output format.
-    #[arg(long, default_value = "table", value_parser = ["table", "csv", "parquet"])]
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json", "parquet"])]
     pub format: String,
     /// Write to this file instead of standard output (required for parquet).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: FlightConnection,
+}
+
+/// Where the Flight service is and how to reach it (`get` and `sql`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct FlightConnection {
     /// Flight endpoint (`https://` for TLS). Default: the Flight service of a `serve` running on
     /// DATA_DIR, else http://127.0.0.1:8080.
     #[arg(long, env = "FLIGHT_URL")]
@@ -200,31 +207,40 @@ impl GetArgs {
     }
 }
 
-/// The Flight endpoint in effect: the given one, else that of a `serve` running on the data
-/// directory, else the default port on this machine.
-fn flight_url(args: &GetArgs) -> String {
-    args.flight_url
-        .clone()
-        .or_else(|| super::endpoints::Endpoints::running(&args.data_dir).map(|e| e.flight_url))
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+impl FlightConnection {
+    /// The Flight endpoint in effect: the given one, else that of a `serve` running on the data
+    /// directory, else the default port on this machine.
+    pub fn url(&self) -> String {
+        self.flight_url
+            .clone()
+            .or_else(|| super::endpoints::Endpoints::running(&self.data_dir).map(|e| e.flight_url))
+            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+    }
+
+    /// A connected channel (TLS with the configured CA for `https://`).
+    pub async fn channel(&self) -> Result<Channel, Error> {
+        let url = self.url();
+        let flight_err = |e: String| Error::Failed(format!("Flight {url}: {e}"));
+        let mut endpoint = Channel::from_shared(url.clone()).map_err(|e| flight_err(e.to_string()))?;
+        if url.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new().with_enabled_roots();
+            if let Some(ca) = &self.tls_ca {
+                let pem =
+                    std::fs::read(ca).map_err(|source| Error::Read { what: ca.display().to_string(), source })?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| flight_err(e.to_string()))?;
+        }
+        endpoint.connect().await.map_err(|e| flight_err(error_chain(&e)))
+    }
 }
 
 /// Fetches the batches of a ticket.
 pub async fn fetch(args: &GetArgs, ticket: Vec<u8>) -> Result<Vec<RecordBatch>, Error> {
-    let url = flight_url(args);
+    let url = args.connect.url();
     let flight_err = |e: String| Error::Failed(format!("Flight {url}: {e}"));
-    let mut endpoint = Channel::from_shared(url.clone()).map_err(|e| flight_err(e.to_string()))?;
-    if url.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new().with_enabled_roots();
-        if let Some(ca) = &args.tls_ca {
-            let pem = std::fs::read(ca).map_err(|source| Error::Read { what: ca.display().to_string(), source })?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        endpoint = endpoint.tls_config(tls).map_err(|e| flight_err(e.to_string()))?;
-    }
-    let channel = endpoint.connect().await.map_err(|e| flight_err(error_chain(&e)))?;
-    let mut client = FlightClient::new(channel);
-    if let Some(t) = &args.token {
+    let mut client = FlightClient::new(args.connect.channel().await?);
+    if let Some(t) = &args.connect.token {
         client.add_header("authorization", &format!("Bearer {t}")).map_err(|e| flight_err(e.to_string()))?;
     }
     let stream = client.do_get(Ticket::new(ticket)).await.map_err(|e| flight_err(e.to_string()))?;
@@ -257,8 +273,8 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes an answer as `csv`, `parquet` or a text `table` (what `get` prints; the console's
-/// downloads are the same bytes).
+/// Writes an answer as `csv`, `json` (an array of objects), `parquet` or a text `table` (what
+/// `get` prints; the console's downloads are the same bytes).
 pub fn write_answer<W: std::io::Write + Send>(
     format: &str,
     schema: arrow::datatypes::SchemaRef,
@@ -271,6 +287,13 @@ pub fn write_answer<W: std::io::Write + Send>(
             for b in batches {
                 w.write(b).map_err(|e| e.to_string())?;
             }
+        }
+        "json" => {
+            let mut w = arrow::json::ArrayWriter::new(out);
+            for b in batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+            w.finish().map_err(|e| e.to_string())?;
         }
         "parquet" => {
             let mut w = parquet::arrow::ArrowWriter::try_new(out, schema, None).map_err(|e| e.to_string())?;
@@ -335,7 +358,7 @@ pub fn wide_matrix(batches: &[RecordBatch], numeric: bool) -> Result<RecordBatch
 }
 
 /// An error and its causes on one line (transport errors hide the useful part in the chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -9,6 +9,7 @@ mod ingest;
 pub(crate) mod produce;
 mod query;
 mod serve;
+mod sql;
 mod tier;
 
 use std::process::ExitCode;
@@ -119,6 +120,9 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Fetch series over Arrow Flight and print them as a table, CSV or Parquet.
     Get(get::GetArgs),
+    /// SQL over the vintages through the Flight SQL endpoint: one statement, or an interactive
+    /// session reading statements from standard input.
+    Sql(sql::SqlArgs),
     /// Administration: validate messages, inspect snapshots, files, tiers and the audit trail.
     Admin {
         #[command(subcommand)]
@@ -199,6 +203,7 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode, Error
         Command::Query { common, query: config } => query::run(common.resolve(sub)?, config).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Get(args) => get::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
         Command::Admin { command } => admin::run(command, sub).await,
         Command::Bench { command } => bench::run(command).await,
     }
@@ -452,6 +457,12 @@ impl FlightSetup {
             limits,
         )
         .with_grants(self.grants.clone())
+        .with_sql(vintagelake_sql::SqlLimits {
+            memory_bytes: (self.query_config.sql_memory_limit_mb as usize).saturating_mul(1 << 20),
+            timeout: self.query_config.sql_timeout,
+            chunk_rows: self.chunk_rows,
+            batch_size: common.batch_size as usize,
+        })
         .with_access_audit(vintagelake_runtime::audit::AuditLog::in_dir(&common.data_dir));
         if self.auth.enabled() {
             tokio::spawn(reload_tokens(self.auth.clone(), self.query_config.clone(), stop.clone()));

@@ -225,8 +225,11 @@ async fn show_demo(
             start: Some(last[0].to_string()),
             end: None,
             format: "table".into(),
-            flight_url: Some(flight_url.to_owned()),
-            token: token.clone(),
+            connect: super::get::FlightConnection {
+                flight_url: Some(flight_url.to_owned()),
+                token: token.clone(),
+                ..Default::default()
+            },
             ..Default::default()
         };
         async move {

@@ -9,9 +9,16 @@ use std::process::{Command, Stdio};
 /// The pinned pyiceberg: the SQL catalog (SQLite), the pyarrow reader, and pyiceberg-core (its
 /// partition transforms, which appends to a partitioned table need).
 pub const PYICEBERG_REQUIREMENT: &str = "pyiceberg[sql-sqlite,pyarrow,pyiceberg-core]==0.12.0";
-/// Extra packages for checks and comparisons (S3 server for the archive tier, pandas).
-pub const PY_EXTRA_REQUIREMENTS: &[&str] =
-    &["moto[server]==5.2.5", "pandas==3.1.1", "duckdb==2.0.1", "confluent-kafka==2.16.1"];
+/// Extra packages for checks and comparisons (S3 server for the archive tier, pandas, the ADBC
+/// Flight SQL driver).
+pub const PY_EXTRA_REQUIREMENTS: &[&str] = &[
+    "moto[server]==5.2.5",
+    "pandas==3.1.1",
+    "duckdb==2.0.1",
+    "confluent-kafka==2.16.1",
+    "adbc-driver-manager==1.13.0",
+    "adbc-driver-flightsql==1.13.0",
+];
 
 pub use vintagelake_runtime::cache::{cache_dir, system_python};
 

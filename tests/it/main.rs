@@ -16,6 +16,7 @@ mod query;
 mod schema;
 mod serve;
 mod shapes;
+mod sql;
 mod stress;
 mod support;
 mod tier;

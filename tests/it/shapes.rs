@@ -55,19 +55,19 @@ const GDP_VINTAGES: &[(&str, &str, f64)] = &[
 
 /// One publication of a random stream, in publish order.
 #[derive(Debug, Clone)]
-struct Arrival {
-    series: String,
-    date: i32,
-    revision: i32,
-    value: Option<f64>,
-    flag: bool,
+pub(crate) struct Arrival {
+    pub series: String,
+    pub date: i32,
+    pub revision: i32,
+    pub value: Option<f64>,
+    pub flag: bool,
 }
 
 /// The reference model: per observation, per revision date, the value the last arrival gave it
 /// (a correction replaces it, a re-publication repeats it) and whether any arrival was flagged.
-type Model = BTreeMap<(String, i32), BTreeMap<i32, (Option<f64>, bool)>>;
+pub(crate) type Model = BTreeMap<(String, i32), BTreeMap<i32, (Option<f64>, bool)>>;
 
-fn model(arrivals: &[Arrival]) -> Model {
+pub(crate) fn model(arrivals: &[Arrival]) -> Model {
     let mut m = Model::new();
     for a in arrivals {
         let slot = m.entry((a.series.clone(), a.date)).or_default().entry(a.revision).or_insert((a.value, false));
@@ -79,10 +79,10 @@ fn model(arrivals: &[Arrival]) -> Model {
 
 const OPEN: i32 = OPEN_END.days_since_epoch();
 
-fn day(d: i32) -> String {
+pub(crate) fn day(d: i32) -> String {
     Date::from_days_since_epoch(d).to_string()
 }
-fn num(v: Option<f64>) -> String {
+pub(crate) fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "∅".into(), |v| format!("{v:.9}"))
 }
 fn opt_day(d: Option<i32>) -> String {
@@ -103,13 +103,13 @@ fn periods(revisions: &BTreeMap<i32, (Option<f64>, bool)>) -> Vec<(i32, Option<f
 }
 
 /// The value known on day `t`: the newest revision published by then.
-fn known_at(revisions: &BTreeMap<i32, (Option<f64>, bool)>, t: i32) -> Option<(i32, Option<f64>)> {
+pub(crate) fn known_at(revisions: &BTreeMap<i32, (Option<f64>, bool)>, t: i32) -> Option<(i32, Option<f64>)> {
     revisions.range(..=t).next_back().map(|(r, (v, _))| (*r, *v))
 }
 
 /// The first release by the rule (the earliest flagged revision, else the earliest) and the
 /// releases from it on.
-fn releases(revisions: &BTreeMap<i32, (Option<f64>, bool)>) -> Vec<(i32, Option<f64>)> {
+pub(crate) fn releases(revisions: &BTreeMap<i32, (Option<f64>, bool)>) -> Vec<(i32, Option<f64>)> {
     let first = revisions.iter().find(|(_, (_, f))| *f).map_or_else(|| *revisions.keys().next().unwrap(), |(r, _)| *r);
     revisions.range(first..).map(|(r, (v, _))| (*r, *v)).collect()
 }
@@ -307,7 +307,7 @@ fn cells(batches: &[RecordBatch], shape: &Shape) -> Vec<Vec<String>> {
 /// value, flag omitted) or a missing value; revision dates in any order (backfills); series 3 of
 /// each case never flags, the others flag some revisions (a late first release when an earlier
 /// one went unflagged).
-fn random_arrivals(rng: &mut rand::rngs::StdRng, cases: usize) -> Vec<Arrival> {
+pub(crate) fn random_arrivals(rng: &mut rand::rngs::StdRng, cases: usize) -> Vec<Arrival> {
     let mut all = Vec::new();
     for case in 0..cases {
         let mut arrivals: Vec<Arrival> = Vec::new();
@@ -334,7 +334,7 @@ fn random_arrivals(rng: &mut rand::rngs::StdRng, cases: usize) -> Vec<Arrival> {
     all
 }
 
-fn stored(arrivals: &[Arrival], first_seq: i64) -> Vec<StoredDataPoint> {
+pub(crate) fn stored(arrivals: &[Arrival], first_seq: i64) -> Vec<StoredDataPoint> {
     arrivals
         .iter()
         .enumerate()
@@ -367,16 +367,23 @@ fn gdp_arrivals() -> Vec<Arrival> {
         .collect()
 }
 
-struct Lake {
-    _dir: tempfile::TempDir,
+pub(crate) struct Lake {
+    pub _dir: tempfile::TempDir,
     config: PathBuf,
-    store: IcebergStore,
-    query: Daemon,
-    port: u16,
+    pub store: IcebergStore,
+    pub query: Daemon,
+    pub port: u16,
 }
 
 impl Lake {
     async fn start() -> Lake {
+        Lake::start_with(&[], None, "").await
+    }
+
+    /// A lake whose query service has `extra` settings and `extra_yaml` appended to its config file,
+    /// its tables made with data files of `target_file_size` bytes (compaction splits closed
+    /// files by series range at it).
+    pub(crate) async fn start_with(extra: &[(&str, &str)], target_file_size: Option<u64>, extra_yaml: &str) -> Lake {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let tiers = ["hot", "warm"];
@@ -390,13 +397,17 @@ impl Lake {
         std::fs::write(
             &config,
             format!(
-                "storage:\n  data_dir: \"{}\"\n  tiers:\n{yaml}  retention:\n    hot_data_days: 30\n    warm_data_days: 36500\n    cold_data_days: 36600\n    archive_data_days: 36700\n    delete_after_days: 0\n",
+                "storage:\n  data_dir: \"{}\"\n  tiers:\n{yaml}  retention:\n    hot_data_days: 30\n    warm_data_days: 36500\n    cold_data_days: 36600\n    archive_data_days: 36700\n    delete_after_days: 0\n{extra_yaml}",
                 data.display()
             ),
         )
         .unwrap();
         let specs = tiers.iter().map(|t| TierSpec::local(*t, data.join("tiers").join(t))).collect();
-        let wh = Warehouse::open(WarehouseConfig::new(&data).with_tiers(specs)).await.unwrap();
+        let mut config_wh = WarehouseConfig::new(&data).with_tiers(specs);
+        if let Some(bytes) = target_file_size {
+            config_wh = config_wh.with_target_file_size(bytes);
+        }
+        let wh = Warehouse::open(config_wh).await.unwrap();
         let store = IcebergStore::new(wh);
         let port = free_port();
         let env = BTreeMap::from([
@@ -406,6 +417,8 @@ impl Lake {
             // Small stream groups: wide answers come in many parts, each shaped on its own.
             ("STREAM_CHUNK_ROWS".to_owned(), "300".to_owned()),
         ]);
+        let mut env = env;
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut query = Daemon::spawn(&["query", "--config", config.to_str().unwrap()], dir.path(), &env);
         wait_for(Duration::from_secs(60), "query service ready", || {
             query.assert_alive();
@@ -416,7 +429,7 @@ impl Lake {
         Lake { _dir: dir, config, store, query, port }
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_vintagelake"))
             .args(args)
             .args(["--config", self.config.to_str().unwrap(), "--http-port", "0"])

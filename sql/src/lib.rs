@@ -1,0 +1,277 @@
+//! SQL over the vintages, with DataFusion.
+//!
+//! The tables are the vintage views as the Flight service answers them, read through the same
+//! [`ViewSource`] (the warm read path, the hot cache, the V1 backend alike):
+//!
+//! | SQL object | what it is |
+//! |---|---|
+//! | `latest`, `first_release`, `all_revisions` | the views (`all_revisions` with `realtime_start` / `realtime_end`) |
+//! | `data_points` | every stored revision, in the `DataPoint` columns |
+//! | `series` | the latest metadata of every series |
+//! | `as_of('2020-05-01' [, snapshot])` | the view as published on a date |
+//! | `at_snapshot('latest', snapshot [, as_of_date])` | any view at a table snapshot (an id, or a time) |
+//!
+//! `series_id = …`, `series_id IN (…)` and comparisons of `date` with constants are pushed into
+//! the view's query, so the scan plans only the files that may hold those series and dates
+//! (`EXPLAIN` shows it: `VintageScan … files=1/8`). Every statement reads one table snapshot,
+//! pinned when it is planned. Each statement runs with its own memory pool
+//! ([`SqlLimits::memory_bytes`]) and deadline ([`SqlLimits::timeout`]).
+
+mod error;
+mod functions;
+mod pushdown;
+mod tables;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::ParamValues;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use futures::stream::{BoxStream, StreamExt};
+use vintagelake_storage::ViewSource;
+use vintagelake_storage::scan::SnapshotSelector;
+
+pub use error::SqlError;
+pub use tables::{SERIES_TABLE, TABLES};
+
+/// The catalog and schema every table is in (what Flight SQL's metadata commands list).
+pub const CATALOG: &str = "vintagelake";
+pub const SCHEMA: &str = "public";
+
+/// Which series a principal may read: rows of other series are absent from every table
+/// (never an error that would tell they exist).
+pub trait SeriesFilter: Send + Sync + std::fmt::Debug {
+    /// Whether every series is visible (no filtering needed).
+    fn everything(&self) -> bool;
+    /// Whether rows of `series` are visible.
+    fn reads(&self, series: &str) -> bool;
+}
+
+/// Everything is visible.
+#[derive(Debug, Clone, Copy)]
+pub struct AllSeries;
+
+impl SeriesFilter for AllSeries {
+    fn everything(&self) -> bool {
+        true
+    }
+    fn reads(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// What one statement may use.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    /// Memory a statement's operators (sorts, aggregates, joins) may hold (`SQL_MEMORY_LIMIT`);
+    /// beyond it the statement fails with "resources exhausted".
+    pub memory_bytes: usize,
+    /// How long a statement may run, planning and streaming together (`SQL_TIMEOUT`).
+    pub timeout: Duration,
+    /// Stored rows a view scan reads and resolves at a time.
+    pub chunk_rows: usize,
+    /// Rows per output batch.
+    pub batch_size: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self { memory_bytes: 512 << 20, timeout: Duration::from_secs(300), chunk_rows: 1 << 20, batch_size: 65_536 }
+    }
+}
+
+/// The SQL engine over one view source.
+#[derive(Debug, Clone)]
+pub struct SqlEngine {
+    source: Arc<dyn ViewSource>,
+    limits: SqlLimits,
+}
+
+/// A planned statement: its answer's schema, the parameters it takes and the snapshot it reads.
+#[derive(Debug)]
+pub struct Planned {
+    pub frame: DataFrame,
+    /// The table version every view of the statement reads (`None`: the table is empty).
+    pub snapshot: Option<i64>,
+    started: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl Planned {
+    /// The answer's schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.frame.schema().as_arrow().clone())
+    }
+
+    /// The parameters' schema (`$1`, `$2`, …, or `?` in order), types as inferred from the
+    /// statement (`Null` where the statement leaves one open).
+    pub fn parameter_schema(&self) -> Result<SchemaRef, SqlError> {
+        let types = self.frame.logical_plan().get_parameter_types().map_err(SqlError::from_datafusion)?;
+        let mut named: Vec<(usize, arrow::datatypes::DataType)> = types
+            .into_iter()
+            .filter_map(|(name, ty)| {
+                let n: usize = name.trim_start_matches('$').parse().ok()?;
+                Some((n, ty.unwrap_or(arrow::datatypes::DataType::Null)))
+            })
+            .collect();
+        named.sort_by_key(|(n, _)| *n);
+        Ok(Arc::new(arrow::datatypes::Schema::new(
+            named
+                .into_iter()
+                .map(|(n, ty)| arrow::datatypes::Field::new(format!("${n}"), ty, true))
+                .collect::<Vec<_>>(),
+        )))
+    }
+
+    /// Runs the statement with `params` bound (positionally), as a stream of batches that ends
+    /// with a timeout error once the statement's deadline passes.
+    pub async fn execute(self, params: Vec<ScalarValue>) -> Result<SqlStream, SqlError> {
+        let deadline = self.started + self.timeout;
+        let timeout = self.timeout;
+        let frame = if params.is_empty() {
+            self.frame
+        } else {
+            self.frame.with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))?
+        };
+        let stream = tokio::time::timeout_at(deadline, frame.execute_stream())
+            .await
+            .map_err(|_| SqlError::Timeout(timeout))??;
+        Ok(with_deadline(stream.map(|b| b.map_err(SqlError::from_datafusion)).boxed(), deadline, timeout))
+    }
+}
+
+/// An answer as it is computed.
+pub type SqlStream = BoxStream<'static, Result<RecordBatch, SqlError>>;
+
+/// `stream`, ending with [`SqlError::Timeout`] when `deadline` passes before it does.
+fn with_deadline(stream: SqlStream, deadline: tokio::time::Instant, timeout: Duration) -> SqlStream {
+    futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(SqlError::Timeout(timeout)), None)),
+        }
+    })
+    .boxed()
+}
+
+impl SqlEngine {
+    pub fn new(source: Arc<dyn ViewSource>, limits: SqlLimits) -> Self {
+        Self { source, limits }
+    }
+
+    pub fn limits(&self) -> SqlLimits {
+        self.limits
+    }
+
+    pub fn source(&self) -> &Arc<dyn ViewSource> {
+        &self.source
+    }
+
+    /// A session for one statement: the tables at `snapshot` (`Current`: the newest, pinned now),
+    /// rows limited to what `visible` admits, the statement's own memory pool.
+    pub async fn session(
+        &self,
+        snapshot: SnapshotSelector,
+        visible: Arc<dyn SeriesFilter>,
+    ) -> Result<(SessionContext, Option<i64>), SqlError> {
+        let version = self.source.version(snapshot).await.map_err(SqlError::Storage)?;
+        let pinned = version.map_or(SnapshotSelector::Current, SnapshotSelector::Id);
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_batch_size(self.limits.batch_size.max(1))
+            .with_target_partitions(2);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes.max(1 << 20), 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let series = self.source.series_catalogue().await.map_err(SqlError::Storage)?;
+        tables::register(&ctx, &self.source, pinned, &visible, self.limits.chunk_rows, &series)?;
+        functions::register(&ctx, &self.source, pinned, &visible, self.limits.chunk_rows);
+        Ok((ctx, version))
+    }
+
+    /// Plans `sql` (one statement) against the tables at `snapshot`, as `visible` sees them.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        snapshot: SnapshotSelector,
+        visible: Arc<dyn SeriesFilter>,
+    ) -> Result<Planned, SqlError> {
+        let started = tokio::time::Instant::now();
+        let timeout = self.limits.timeout;
+        let planning = async {
+            let (ctx, version) = self.session(snapshot, visible).await?;
+            let sql = numbered_placeholders(sql)?;
+            let options = datafusion::execution::context::SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let frame = ctx.sql_with_options(&sql, options).await?;
+            Ok::<_, SqlError>((frame, version))
+        };
+        let (frame, snapshot) =
+            tokio::time::timeout(timeout, planning).await.map_err(|_| SqlError::Timeout(timeout))??;
+        Ok(Planned { frame, snapshot, started, timeout })
+    }
+
+    /// Plans and runs `sql` with `params`: the answer's schema and its batches.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        visible: Arc<dyn SeriesFilter>,
+    ) -> Result<(SchemaRef, SqlStream), SqlError> {
+        let planned = self.plan(sql, SnapshotSelector::Current, visible).await?;
+        let schema = planned.schema();
+        Ok((schema, planned.execute(params).await?))
+    }
+}
+
+/// `?` placeholders (as JDBC and ODBC write them) become `$1`, `$2`, … in order; `$n` stays.
+fn numbered_placeholders(sql: &str) -> Result<String, SqlError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.contains('?') {
+        return Ok(sql.to_owned());
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| SqlError::Invalid(format!("SQL error: {e}")))?;
+    let mut next = 0;
+    let mut out = String::with_capacity(sql.len() + 8);
+    for token in tokens {
+        match token {
+            Token::Placeholder(p) if p == "?" => {
+                next += 1;
+                out.push_str(&format!("${next}"));
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_marks_become_numbered_placeholders_outside_strings() {
+        let sql = "SELECT * FROM latest WHERE series_id = ? AND title = 'what?' AND date > ?";
+        assert_eq!(
+            numbered_placeholders(sql).unwrap(),
+            "SELECT * FROM latest WHERE series_id = $1 AND title = 'what?' AND date > $2"
+        );
+        assert_eq!(numbered_placeholders("SELECT $1").unwrap(), "SELECT $1");
+    }
+}
