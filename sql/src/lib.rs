@@ -216,7 +216,7 @@ impl SqlEngine {
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
-            let frame = ctx.sql_with_options(&sql, options).await?;
+            let frame = ctx.sql_with_options(&sql, options).await.map_err(|e| at_end_if_unplaced(&sql, e.into()))?;
             Ok::<_, SqlError>((frame, version))
         };
         let (frame, snapshot) =
@@ -234,6 +234,20 @@ impl SqlEngine {
         let planned = self.plan(sql, SnapshotSelector::Current, visible).await?;
         let schema = planned.schema();
         Ok((schema, planned.execute(params).await?))
+    }
+}
+
+/// A parse error at the end of the statement carries no position from the parser; it gets the
+/// statement's end (as `Line: L, Column: C`, the parser's own form), so every SQL error has one.
+fn at_end_if_unplaced(sql: &str, e: SqlError) -> SqlError {
+    match e {
+        SqlError::Invalid(m) if m.contains("found: EOF") && !m.contains("Line:") => {
+            let text = sql.trim_end();
+            let line = text.lines().count().max(1);
+            let column = text.lines().last().map_or(0, |l| l.chars().count()) + 1;
+            SqlError::Invalid(format!("{m} at Line: {line}, Column: {column} (the end of the statement)"))
+        }
+        other => other,
     }
 }
 
@@ -263,6 +277,17 @@ fn numbered_placeholders(sql: &str) -> Result<String, SqlError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_at_the_end_gets_the_end_as_its_position() {
+        let e = super::at_end_if_unplaced(
+            "SELECT date\nFROM latest WHERE  ",
+            super::SqlError::Invalid("SQL error: ParserError(\"Expected: an expression, found: EOF\")".into()),
+        );
+        assert!(e.to_string().ends_with("found: EOF\") at Line: 2, Column: 18 (the end of the statement)"), "{e}");
+        let placed = super::SqlError::Invalid("Expected: x, found: y at Line: 1, Column: 3".into());
+        assert_eq!(super::at_end_if_unplaced("SELECT", placed).to_string(), "Expected: x, found: y at Line: 1, Column: 3");
+    }
+
     use super::*;
 
     #[test]

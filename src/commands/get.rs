@@ -294,6 +294,7 @@ pub fn write_answer<W: std::io::Write + Send>(
                 w.write(b).map_err(|e| e.to_string())?;
             }
             w.finish().map_err(|e| e.to_string())?;
+            w.into_inner().write_all(b"\n").map_err(|e| e.to_string())?;
         }
         "parquet" => {
             let mut w = parquet::arrow::ArrowWriter::try_new(out, schema, None).map_err(|e| e.to_string())?;
