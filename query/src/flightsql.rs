@@ -117,7 +117,10 @@ pub struct SqlFlight {
 
 impl std::fmt::Debug for SqlFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlFlight").field("engine", &self.engine).field("prepared", &self.prepared).finish_non_exhaustive()
+        f.debug_struct("SqlFlight")
+            .field("engine", &self.engine)
+            .field("prepared", &self.prepared)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,7 +158,11 @@ fn one_batch<E: std::fmt::Display>(
 }
 
 /// A metadata command's `FlightInfo`: the schema, and a ticket that is the command itself.
-fn info_for(command: impl ProstMessageExt, schema: &Schema, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+fn info_for(
+    command: impl ProstMessageExt,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
     let ticket = Ticket { ticket: command.as_any().encode_to_vec().into() };
     FlightInfo::new()
         .try_with_schema(schema)
@@ -174,7 +181,10 @@ impl SqlFlight {
         info.append(SqlInfo::FlightSqlServerSubstrait, false);
         info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
         info.append(SqlInfo::FlightSqlServerCancel, false);
-        info.append(SqlInfo::FlightSqlServerStatementTimeout, engine.limits().timeout.as_millis().min(i32::MAX as u128) as i32);
+        info.append(
+            SqlInfo::FlightSqlServerStatementTimeout,
+            engine.limits().timeout.as_millis().min(i32::MAX as u128) as i32,
+        );
         info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
         info.append(SqlInfo::SqlDdlCatalog, false);
         info.append(SqlInfo::SqlDdlSchema, false);
@@ -193,7 +203,8 @@ impl SqlFlight {
         params: Vec<ScalarValue>,
     ) -> Result<Response<Stream<arrow_flight::FlightData>>, Status> {
         let started = Instant::now();
-        let what = serde_json::json!({ "sql": sql, "params": params.iter().map(ToString::to_string).collect::<Vec<_>>() });
+        let what =
+            serde_json::json!({ "sql": sql, "params": params.iter().map(ToString::to_string).collect::<Vec<_>>() });
         let access: Arc<dyn vintagelake_sql::SeriesFilter> = Arc::new(caller.access.clone());
         let running = async {
             let planned = self.engine.plan(&sql, snapshot, access).await?;
@@ -208,7 +219,13 @@ impl SqlFlight {
         })?;
         let record = caller.audit.begin(&caller.principal, "sql", what);
         let batches = batches.map_err(|e| QueryError::Sql(e).into_status());
-        let encoded = crate::service::audited_flight_data(schema, batches.boxed(), record, "sql", self.engine.limits().batch_size);
+        let encoded = crate::service::audited_flight_data(
+            schema,
+            batches.boxed(),
+            record,
+            "sql",
+            self.engine.limits().batch_size,
+        );
         Ok(Response::new(encoded))
     }
 
@@ -247,11 +264,8 @@ impl FlightSqlService for SqlFlight {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
-        let planned = self
-            .engine
-            .plan(&query.query, SnapshotSelector::Current, Arc::new(caller.access))
-            .await
-            .map_err(status)?;
+        let planned =
+            self.engine.plan(&query.query, SnapshotSelector::Current, Arc::new(caller.access)).await.map_err(status)?;
         let handle = serde_json::to_vec(&StatementTicket { sql: query.query, snapshot: planned.snapshot })
             .expect("a statement ticket serialises");
         let ticket = TicketStatementQuery { statement_handle: handle.into() };
@@ -277,11 +291,8 @@ impl FlightSqlService for SqlFlight {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = caller(&request)?;
-        let planned = self
-            .engine
-            .plan(&query.query, SnapshotSelector::Current, Arc::new(caller.access))
-            .await
-            .map_err(status)?;
+        let planned =
+            self.engine.plan(&query.query, SnapshotSelector::Current, Arc::new(caller.access)).await.map_err(status)?;
         let parameters = planned.parameter_schema().map_err(status)?;
         let mut handle = [0u8; 16];
         rand::Rng::fill(&mut rand::rng(), &mut handle[..]);
@@ -291,7 +302,11 @@ impl FlightSqlService for SqlFlight {
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema: schema_bytes(&planned.schema())?,
-            parameter_schema: if parameters.fields().is_empty() { Default::default() } else { schema_bytes(&parameters)? },
+            parameter_schema: if parameters.fields().is_empty() {
+                Default::default()
+            } else {
+                schema_bytes(&parameters)?
+            },
         })
     }
 
@@ -343,9 +358,7 @@ impl FlightSqlService for SqlFlight {
         } else {
             let frame = planned
                 .frame
-                .with_param_values(datafusion::common::ParamValues::List(
-                    params.into_iter().map(Into::into).collect(),
-                ))
+                .with_param_values(datafusion::common::ParamValues::List(params.into_iter().map(Into::into).collect()))
                 .map_err(|e| status(SqlError::from_datafusion(e)))?;
             Arc::new(frame.schema().as_arrow().clone())
         };
@@ -379,7 +392,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(info_for(query, &schema, request.into_inner())?))
     }
 
@@ -427,14 +440,10 @@ impl FlightSqlService for SqlFlight {
         request: Request<Ticket>,
     ) -> Result<Response<Stream<arrow_flight::FlightData>>, Status> {
         let caller = caller(&request)?;
-        let (ctx, _) =
-            self.engine.session(SnapshotSelector::Current, Arc::new(caller.access)).await.map_err(status)?;
+        let (ctx, _) = self.engine.session(SnapshotSelector::Current, Arc::new(caller.access)).await.map_err(status)?;
         let mut builder = query.into_builder();
         for (name, _) in vintagelake_sql::TABLES {
-            let table = ctx
-                .table_provider(*name)
-                .await
-                .map_err(|e| status(SqlError::from_datafusion(e)))?;
+            let table = ctx.table_provider(*name).await.map_err(|e| status(SqlError::from_datafusion(e)))?;
             let kind = match table.table_type() {
                 datafusion::logical_expr::TableType::View => "VIEW",
                 _ => "TABLE",
@@ -451,7 +460,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(info_for(query, &schema, request.into_inner())?))
     }
 

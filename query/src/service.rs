@@ -425,7 +425,8 @@ pub(crate) fn audited_flight_data(
     let batches: BoxStream<'static, arrow_flight::error::Result<RecordBatch>> = batches
         .map_ok(move |batch| {
             metrics::counter!(m::ROWS_STREAMED, "view" => view.clone()).increment(batch.num_rows() as u64);
-            metrics::counter!(m::BYTES_STREAMED, "view" => view.clone()).increment(batch.get_array_memory_size() as u64);
+            metrics::counter!(m::BYTES_STREAMED, "view" => view.clone())
+                .increment(batch.get_array_memory_size() as u64);
             sent.sent(batch.num_rows(), batch.get_array_memory_size());
             stream::iter(chunk(&batch, batch_size).into_iter().map(Ok))
         })
@@ -439,13 +440,10 @@ pub(crate) fn audited_flight_data(
             std::task::Poll::Ready(None)
         }))
         .boxed();
-    let encoded = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        .build(batches)
-        .map_err(|e| match e {
-            arrow_flight::error::FlightError::Tonic(status) => *status,
-            other => Status::internal(format!("encoding: {other}")),
-        });
+    let encoded = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(|e| match e {
+        arrow_flight::error::FlightError::Tonic(status) => *status,
+        other => Status::internal(format!("encoding: {other}")),
+    });
     Box::pin(encoded)
 }
 

@@ -68,7 +68,7 @@ impl SeriesFilter for AllSeries {
 /// What one statement may use.
 #[derive(Debug, Clone, Copy)]
 pub struct SqlLimits {
-    /// Memory a statement's operators (sorts, aggregates, joins) may hold (`SQL_MEMORY_LIMIT`);
+    /// Memory a statement's operators (sorts, aggregates, joins) may hold (`SQL_MEMORY_LIMIT_MB`);
     /// beyond it the statement fails with "resources exhausted".
     pub memory_bytes: usize,
     /// How long a statement may run, planning and streaming together (`SQL_TIMEOUT`).
@@ -258,9 +258,8 @@ fn numbered_placeholders(sql: &str) -> Result<String, SqlError> {
     if !sql.contains('?') {
         return Ok(sql.to_owned());
     }
-    let tokens = Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize()
-        .map_err(|e| SqlError::Invalid(format!("SQL error: {e}")))?;
+    let tokens =
+        Tokenizer::new(&GenericDialect {}, sql).tokenize().map_err(|e| SqlError::Invalid(format!("SQL error: {e}")))?;
     let mut next = 0;
     let mut out = String::with_capacity(sql.len() + 8);
     for token in tokens {
@@ -279,13 +278,13 @@ fn numbered_placeholders(sql: &str) -> Result<String, SqlError> {
 mod tests {
     #[test]
     fn an_error_at_the_end_gets_the_end_as_its_position() {
-        let e = super::at_end_if_unplaced(
+        let e = at_end_if_unplaced(
             "SELECT date\nFROM latest WHERE  ",
-            super::SqlError::Invalid("SQL error: ParserError(\"Expected: an expression, found: EOF\")".into()),
+            SqlError::Invalid("SQL error: ParserError(\"Expected: an expression, found: EOF\")".into()),
         );
         assert!(e.to_string().ends_with("found: EOF\") at Line: 2, Column: 18 (the end of the statement)"), "{e}");
-        let placed = super::SqlError::Invalid("Expected: x, found: y at Line: 1, Column: 3".into());
-        assert_eq!(super::at_end_if_unplaced("SELECT", placed).to_string(), "Expected: x, found: y at Line: 1, Column: 3");
+        let placed = SqlError::Invalid("Expected: x, found: y at Line: 1, Column: 3".into());
+        assert_eq!(at_end_if_unplaced("SELECT", placed).to_string(), "Expected: x, found: y at Line: 1, Column: 3");
     }
 
     use super::*;

@@ -78,9 +78,10 @@ fn strip_casts(expr: &Expr) -> &Expr {
 
 fn string_literal(expr: &Expr) -> Option<String> {
     match strip_casts(expr) {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
-            Some(s.clone())
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => Some(s.clone()),
         _ => None,
     }
 }
@@ -88,9 +89,10 @@ fn string_literal(expr: &Expr) -> Option<String> {
 fn date_literal(expr: &Expr) -> Option<i32> {
     match expr {
         Expr::Literal(ScalarValue::Date32(Some(d)), _) => Some(*d),
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
-            Date::parse_iso(s).map(|d| d.days_since_epoch())
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => Date::parse_iso(s).map(|d| d.days_since_epoch()),
         Expr::Cast(c) => date_literal(&c.expr),
         _ => None,
     }

@@ -57,7 +57,8 @@ pub(crate) fn register(
     ctx.register_table("all_revisions", view(View::AllRevisions, "all_revisions"))?;
     ctx.register_table("data_points", view(View::AllRevisions, "data_points"))?;
     let visible_series: Vec<EconomicSeries> = series.iter().filter(|s| visible.reads(s.id.as_str())).cloned().collect();
-    let batch = series_batch(&visible_series).map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
+    let batch =
+        series_batch(&visible_series).map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
     ctx.register_table(SERIES_TABLE, Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?;
     Ok(())
 }
@@ -73,7 +74,11 @@ fn series_batch(series: &[EconomicSeries]) -> std::result::Result<RecordBatch, a
     columns.push(Arc::new(series.iter().map(|s| s.release.as_deref()).collect::<StringArray>()));
     fields.push(Field::new("last_updated", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true));
     columns.push(Arc::new(
-        series.iter().map(|s| s.last_updated.map(|t| t.nanos())).collect::<TimestampNanosecondArray>().with_timezone("UTC"),
+        series
+            .iter()
+            .map(|s| s.last_updated.map(|t| t.nanos()))
+            .collect::<TimestampNanosecondArray>()
+            .with_timezone("UTC"),
     ));
     let seed_types_kept: Vec<Field> = fields;
     RecordBatch::try_new(Arc::new(Schema::new(seed_types_kept)), columns)
@@ -109,7 +114,8 @@ impl ViewTable {
         // data_points: the revision columns, without the real-time period the views derive.
         let exposed: Vec<usize> = (0..base.fields().len())
             .filter(|i| {
-                name != "data_points" || ![col::REALTIME_START, col::REALTIME_END].contains(&base.field(*i).name().as_str())
+                name != "data_points"
+                    || ![col::REALTIME_START, col::REALTIME_END].contains(&base.field(*i).name().as_str())
             })
             .collect();
         let schema = Arc::new(base.project(&exposed).expect("indices of the base schema"));
@@ -159,7 +165,7 @@ impl TableProvider for ViewTable {
         let schema = Arc::new(self.base.project(&columns)?);
         let query = query_of(self.view, self.snapshot, &pushed);
         let explain = match &query {
-            Some(q) => Some(self.source.explain(q).await.map_err(|e| SqlError::Storage(e))?),
+            Some(q) => Some(self.source.explain(q).await.map_err(SqlError::Storage)?),
             None => None,
         };
         Ok(Arc::new(VintageScanExec {
@@ -188,10 +194,9 @@ fn query_of(view: View, snapshot: SnapshotSelector, pushed: &Pushed) -> Option<V
     if pushed.nothing() {
         return None;
     }
-    let mut query = VintageQuery::new(view).at_snapshot(snapshot).between(
-        pushed.start.map(Date::from_days_since_epoch),
-        pushed.end.map(Date::from_days_since_epoch),
-    );
+    let mut query = VintageQuery::new(view)
+        .at_snapshot(snapshot)
+        .between(pushed.start.map(Date::from_days_since_epoch), pushed.end.map(Date::from_days_since_epoch));
     if let Some(series) = &pushed.series {
         // A name no series can have matches no row.
         let ids: Vec<SeriesId> = series.iter().filter_map(|s| s.parse().ok()).collect();

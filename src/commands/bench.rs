@@ -42,10 +42,14 @@ use vintagelake_storage::store::IcebergStore;
 
 use super::Error;
 
+mod sql;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Produce → ingest → Flight under load: throughput, commit latency, freshness, RSS, reads.
     E2e(E2eArgs),
+    /// SQL through Flight SQL (ADBC) vs a Flight ticket vs DuckDB in-process over the same files.
+    Sql(sql::SqlBenchArgs),
 }
 
 /// Options of `vintagelake bench e2e`.
@@ -113,6 +117,7 @@ pub struct E2eArgs {
 pub async fn run(command: BenchCommand) -> Result<ExitCode, Error> {
     match command {
         BenchCommand::E2e(args) => e2e(args).await,
+        BenchCommand::Sql(args) => sql::sql(args).await,
     }
 }
 
@@ -615,7 +620,6 @@ impl SmallCommits {
 }
 
 async fn small_commit_reads(args: &E2eArgs, env: &BTreeMap<String, String>, dir: &Path) -> Result<SmallCommits, Error> {
-    use vintagelake_schemas::table::StoredDataPoint;
     let commits = args.small_commits;
     eprintln!("writing an uncompacted table of {commits} small commits…");
     let small = dir.join("small-commits");
@@ -632,15 +636,7 @@ async fn small_commit_reads(args: &E2eArgs, env: &BTreeMap<String, String>, dir:
         ids
     };
     let started = Instant::now();
-    for (i, chunk) in revisions.chunks(per_commit).enumerate() {
-        let now = vintagelake_schemas::Timestamp::now();
-        let rows: Vec<StoredDataPoint> = chunk
-            .iter()
-            .enumerate()
-            .map(|(k, r)| StoredDataPoint::arrived(r.clone(), now, (i * per_commit + k) as i64))
-            .collect();
-        store.append_points(&rows, vec![], "bench").await?;
-    }
+    append_in_commits(&store, &revisions, per_commit).await?;
     let write = started.elapsed();
     let table = wh.load(TableKind::DataPoints).await?;
     let files = table
@@ -670,6 +666,25 @@ async fn small_commit_reads(args: &E2eArgs, env: &BTreeMap<String, String>, dir:
     }
     times.sort();
     Ok(SmallCommits { commits, files, write, first, times })
+}
+
+/// Appends `revisions` in order, `per_commit` of them per commit (each row numbered as it arrived).
+async fn append_in_commits(
+    store: &IcebergStore,
+    revisions: &[DataPointRevision],
+    per_commit: usize,
+) -> Result<(), Error> {
+    use vintagelake_schemas::table::StoredDataPoint;
+    for (i, chunk) in revisions.chunks(per_commit.max(1)).enumerate() {
+        let now = vintagelake_schemas::Timestamp::now();
+        let rows: Vec<StoredDataPoint> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, r)| StoredDataPoint::arrived(r.clone(), now, (i * per_commit + k) as i64))
+            .collect();
+        store.append_points(&rows, vec![], "bench").await?;
+    }
+    Ok(())
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {

@@ -225,8 +225,7 @@ impl FlightConnection {
         if url.starts_with("https://") {
             let mut tls = ClientTlsConfig::new().with_enabled_roots();
             if let Some(ca) = &self.tls_ca {
-                let pem =
-                    std::fs::read(ca).map_err(|source| Error::Read { what: ca.display().to_string(), source })?;
+                let pem = std::fs::read(ca).map_err(|source| Error::Read { what: ca.display().to_string(), source })?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| flight_err(e.to_string()))?;

@@ -142,7 +142,8 @@ fn print(args: &SqlArgs, (schema, batches): &Answer) -> Result<(), Error> {
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    write_answer(&args.format, schema.clone(), batches, &mut out).map_err(|e| Error::Failed(format!("writing output: {e}")))?;
+    write_answer(&args.format, schema.clone(), batches, &mut out)
+        .map_err(|e| Error::Failed(format!("writing output: {e}")))?;
     out.flush().map_err(|e| Error::Failed(format!("writing output: {e}")))?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     eprintln!("{rows} rows");

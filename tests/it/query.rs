@@ -221,8 +221,7 @@ async fn pyarrow_flight_reads_every_view_from_a_v1_store() {
     use futures::TryStreamExt;
     use vintagelake_query::ticket::TicketV1;
     use vintagelake_storage::scan::View;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
     let mut client = FlightClient::new(channel);
     let all = TicketV1::for_series(&"GDPC1".parse().unwrap(), View::AllRevisions);
     let mut fetch = async |t: TicketV1| -> Vec<Row> {
@@ -320,8 +319,7 @@ async fn tokens_reload_from_their_file_and_handshake_tokens_expire() {
         &[("FLIGHT_TOKENS_FILE", file.to_str().unwrap()), ("FLIGHT_USERS", "ana:pw"), ("FLIGHT_TOKEN_TTL", "2s")],
     );
     wait_ready(&mut q).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
     let ticket = vintagelake_query::ticket::TicketV1::for_series(
         &"GDPC1".parse().unwrap(),
         vintagelake_storage::scan::View::Latest,
@@ -397,8 +395,7 @@ async fn grants_decide_which_series_and_actions_each_token_reaches() {
         ],
     );
     wait_ready(&mut q).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
     let client = |token: &str| {
         let mut c = FlightClient::new(channel.clone());
         c.add_header("authorization", &format!("Bearer {token}")).unwrap();
@@ -579,8 +576,7 @@ async fn a_thousand_concurrent_reads_during_rewrites_stay_consistent() {
     let wh = fixture(dir.path()).await;
     let (mut q, port) = query_daemon(dir.path(), &[("CACHE_SIZE_MB", "0")]);
     wait_ready(&mut q).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
 
     // A writer merges and re-splits the table's files over and over while the readers run.
     let store = Arc::new(IcebergStore::new(wh.clone()));
@@ -656,8 +652,7 @@ async fn one_series_of_a_5_million_row_table_reads_few_files() {
 
     let (mut q, port) = query_daemon(dir.path(), &[]);
     wait_ready(&mut q).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
     let mut client = FlightClient::new(channel);
     let ticket = TicketV1::for_series(&"S00517".parse().unwrap(), View::Latest).to_bytes();
     let explain: Vec<bytes::Bytes> =
@@ -715,8 +710,7 @@ async fn a_ten_million_row_answer_streams_within_the_memory_bound() {
         ],
     );
     wait_ready(&mut q).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
     let mut client = FlightClient::new(channel);
     let all = TicketV1 { series: Vec::new(), ..TicketV1::for_series(&"M00000".parse().unwrap(), View::AllRevisions) };
     // Streamed and counted, never held: every row, by series then date.

@@ -305,8 +305,7 @@ async fn ready(query: &mut Daemon) {
 
 /// Every view of every series over Flight, against the reference.
 async fn check_views(query: &Daemon, port: u16, m: &Model, mid: Date, when: &str) -> usize {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = flight_channel(port).await;
     let mut client = FlightClient::new(channel);
     let one: SeriesId = "A0".parse().unwrap();
     let mut rows = 0;
@@ -656,11 +655,7 @@ async fn a_column_another_engine_adds_or_renames_changes_nothing_we_store_or_ans
     let rows = check_views(&query, port, &m, mid, "after another engine changed the schema").await;
     // Its column is passed through: its rows answer their values, ours null.
     let flags = |port: u16| async move {
-        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = flight_channel(port).await;
         let ticket = TicketV1 { series: Vec::new(), ..TicketV1::for_series(&"P0".parse().unwrap(), View::Latest) };
         let batches: Vec<RecordBatch> = FlightClient::new(channel)
             .do_get(Ticket::new(ticket.to_bytes()))

@@ -455,11 +455,7 @@ impl Lake {
 
     async fn ask(&self, series: &[&str], shape: &Shape) -> Vec<RecordBatch> {
         let ids: Vec<SeriesId> = series.iter().map(|s| s.parse().unwrap()).collect();
-        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = crate::support::flight_channel(self.port).await;
         let mut client = FlightClient::new(channel);
         let ticket = TicketV1::for_shape(&ids, shape).to_bytes();
         let log = || self.query.log_text();

@@ -80,9 +80,7 @@ fn latest(m: &Model) -> Vec<Vec<String>> {
 }
 
 fn as_of(m: &Model, t: i32) -> Vec<Vec<String>> {
-    m.iter()
-        .filter_map(|((s, d), revs)| known_at(revs, t).map(|(_, v)| vec![s.clone(), day(*d), num(v)]))
-        .collect()
+    m.iter().filter_map(|((s, d), revs)| known_at(revs, t).map(|(_, v)| vec![s.clone(), day(*d), num(v)])).collect()
 }
 
 fn first_release(m: &Model) -> Vec<Vec<String>> {
@@ -228,8 +226,7 @@ async fn flight_latest(port: u16, series: &str) -> Vec<Vec<String>> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Float64Type};
     use futures::TryStreamExt;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = crate::support::flight_channel(port).await;
     let mut client = arrow_flight::FlightClient::new(channel);
     client.add_header("authorization", "Bearer t-ops").unwrap();
     let ticket = vintagelake_query::ticket::TicketV1::for_series(
@@ -241,7 +238,10 @@ async fn flight_latest(port: u16, series: &str) -> Vec<Vec<String>> {
         client.do_get(arrow_flight::Ticket::new(ticket)).await.unwrap().try_collect().await.unwrap();
     let mut out = Vec::new();
     for b in &batches {
-        let (ids, dates) = (b.column_by_name("series_id").unwrap().as_string::<i32>(), b.column_by_name("date").unwrap().as_primitive::<Date32Type>());
+        let (ids, dates) = (
+            b.column_by_name("series_id").unwrap().as_string::<i32>(),
+            b.column_by_name("date").unwrap().as_primitive::<Date32Type>(),
+        );
         let values = b.column_by_name("value").unwrap().as_primitive::<Float64Type>();
         for i in 0..b.num_rows() {
             out.push(vec![
@@ -280,8 +280,7 @@ async fn walk_flight_sql(port: u16, token: Option<&str>) -> BTreeMap<&'static st
     };
     use futures::TryStreamExt;
     use prost::Message;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = crate::support::flight_channel(port).await;
     let mut c = FlightSqlServiceClient::new(channel);
     if let Some(t) = token {
         c.set_token(t.to_owned());
@@ -289,11 +288,7 @@ async fn walk_flight_sql(port: u16, token: Option<&str>) -> BTreeMap<&'static st
     let mut out = BTreeMap::new();
     // A ticket made by the service (with a valid token) for the DoGet of a statement.
     let statement_ticket = {
-        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = crate::support::flight_channel(port).await;
         let mut ok = FlightSqlServiceClient::new(channel);
         ok.set_token("t-ops".into());
         let info = ok.execute("SELECT series_id FROM latest".into(), None).await.unwrap();
@@ -338,9 +333,10 @@ async fn walk_flight_sql(port: u16, token: Option<&str>) -> BTreeMap<&'static st
         ("DoGet(CommandGetTables)", tables.as_any().encode_to_vec()),
         ("DoGet(CommandGetTableTypes)", CommandGetTableTypes {}.as_any().encode_to_vec()),
         ("DoGet(CommandGetPrimaryKeys)", keys.as_any().encode_to_vec()),
-        ("DoGet(CommandStatementQuery)", CommandStatementQuery { query: "SELECT 1".into(), transaction_id: None }
-            .as_any()
-            .encode_to_vec()),
+        (
+            "DoGet(CommandStatementQuery)",
+            CommandStatementQuery { query: "SELECT 1".into(), transaction_id: None }.as_any().encode_to_vec(),
+        ),
     ];
     for (name, ticket) in commands {
         let r = match c.do_get(arrow_flight::Ticket::new(ticket)).await {
@@ -384,8 +380,14 @@ async fn walk_flight_sql(port: u16, token: Option<&str>) -> BTreeMap<&'static st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_flight_sql_rpc_needs_a_valid_token_and_grants_hide_other_series() {
-    let grants = "security:\n  grants:\n    analyst: { series: [\"C007*\"] }\n    ops: { series: [\"*\"], admin: true }\n";
-    let mut lake = Lake::start_with(&[("FLIGHT_TOKENS", "ops:t-ops,analyst:t-analyst")], None, grants).await;
+    let grants =
+        "security:\n  grants:\n    analyst: { series: [\"C007*\"] }\n    ops: { series: [\"*\"], admin: true }\n";
+    let mut lake = Lake::start_with(
+        &[("FLIGHT_TOKENS", "ops:t-ops,analyst:t-analyst"), ("FLIGHT_USERS", "ana:pw"), ("FLIGHT_TOKEN_TTL", "2s")],
+        None,
+        grants,
+    )
+    .await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let arrivals = random_arrivals(&mut rng, 10);
     lake.store.append_points(&stored(&arrivals, 0), vec![], "ingest").await.unwrap();
@@ -402,20 +404,33 @@ async fn every_flight_sql_rpc_needs_a_valid_token_and_grants_hide_other_series()
             if rpc.contains("XdbcTypeInfo") || *rpc == "DoGet(CommandStatementQuery)" { "Unimplemented" } else { "ok" };
         assert_eq!(result, expected, "valid token, {rpc}");
     }
-    for (label, token) in [("no token", None), ("a wrong token", Some("t-wrong"))] {
+    // A handshake token (user and password, as ADBC's username/password options log in) that
+    // has outlived FLIGHT_TOKEN_TTL.
+    let expired = {
+        let channel = crate::support::flight_channel(lake.port).await;
+        let mut c = FlightSqlServiceClient::new(channel);
+        let issued = String::from_utf8(c.handshake("ana", "pw").await.unwrap().to_vec()).unwrap();
+        assert!(!issued.is_empty(), "the handshake issues a token");
+        assert_eq!(outcome(c.get_catalogs().await), "ok", "the handshake token works while it is fresh");
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        issued
+    };
+    for (label, token) in
+        [("no token", None), ("a wrong token", Some("t-wrong")), ("an expired token", Some(expired.as_str()))]
+    {
         let refused = walk_flight_sql(lake.port, token).await;
-        assert_eq!(refused.keys().collect::<Vec<_>>().len(), valid.len() - 4, "{label}: the prepared steps stop at create");
+        assert_eq!(
+            refused.keys().collect::<Vec<_>>().len(),
+            valid.len() - 4,
+            "{label}: the prepared steps stop at create"
+        );
         for (rpc, result) in &refused {
             assert_eq!(result, "Unauthenticated", "{label}, {rpc}");
         }
     }
 
     // Grants: the analyst's SQL sees its series only, in every table; others are absent.
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", lake.port))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = crate::support::flight_channel(lake.port).await;
     let sql = |token: &'static str, statement: &'static str| {
         let channel = channel.clone();
         async move {
@@ -450,7 +465,8 @@ async fn every_flight_sql_rpc_needs_a_valid_token_and_grants_hide_other_series()
         "another series is absent, not an error"
     );
     // Every statement is in the access audit: who, the SQL, the rows, the outcome.
-    let audit = std::fs::read_to_string(lake._dir.path().join("data").join(vintagelake_runtime::audit::AuditLog::FILE)).unwrap_or_default();
+    let audit = std::fs::read_to_string(lake._dir.path().join("data").join(vintagelake_runtime::audit::AuditLog::FILE))
+        .unwrap_or_default();
     let sql_entries: Vec<serde_json::Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -476,7 +492,9 @@ async fn a_statement_over_its_limits_fails_and_the_service_goes_on() {
             .unwrap()
     };
     // A sort of every revision's text needs far more than 4 MiB.
-    let big = run("SELECT series_id || CAST(date AS VARCHAR) || CAST(value AS VARCHAR) AS k FROM all_revisions ORDER BY k DESC");
+    let big = run(
+        "SELECT series_id || CAST(date AS VARCHAR) || CAST(value AS VARCHAR) AS k FROM all_revisions ORDER BY k DESC",
+    );
     let err = String::from_utf8_lossy(&big.stderr);
     assert!(!big.status.success(), "over the memory limit fails");
     assert!(err.to_lowercase().contains("resources exhausted"), "{err}");
@@ -487,7 +505,9 @@ async fn a_statement_over_its_limits_fails_and_the_service_goes_on() {
     assert!(err.contains("longer than its limit of 3s"), "{err}");
     lake.query.assert_alive();
     // The service answers the next statement, through `vintagelake sql` in every format.
-    let ok = run("SELECT series_id, COUNT(*) AS n FROM latest WHERE series_id IN ('S00001', 'S00002') GROUP BY series_id ORDER BY series_id");
+    let ok = run(
+        "SELECT series_id, COUNT(*) AS n FROM latest WHERE series_id IN ('S00001', 'S00002') GROUP BY series_id ORDER BY series_id",
+    );
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "series_id,n\nS00001,400\nS00002,400\n");
     // An interactive session: statements from standard input, an error does not end it.

@@ -57,11 +57,7 @@ async fn ingest_compaction_tiering_and_32_readers_at_once() {
         })
     };
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{flight_port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = flight_channel(flight_port).await;
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
     let mut readers = tokio::task::JoinSet::new();

@@ -98,6 +98,11 @@ impl Daemon {
     }
 }
 
+/// A connected gRPC channel to a Flight service on this machine.
+pub async fn flight_channel(port: u16) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap()
+}
+
 /// GET `http://127.0.0.1:port/path`: (status, body).
 pub async fn http_get(port: u16, path: String) -> Option<(u16, String)> {
     vintagelake_runtime::health::http_get(port, &path).await

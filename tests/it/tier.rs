@@ -288,11 +288,7 @@ async fn flight_reads_during_commits_compaction_and_tier_moves_answer_as_the_ref
         let (expected, stage, done, passes) = (expected.clone(), stage.clone(), done.clone(), passes.clone());
         let tickets: Vec<Vec<u8>> = queries.iter().map(ticket).collect();
         tokio::spawn(async move {
-            let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
+            let channel = crate::support::flight_channel(port).await;
             let mut client = FlightClient::new(channel);
             let mut reads = 0usize;
             while !done.load(Ordering::SeqCst) {
@@ -368,8 +364,7 @@ async fn flight_reads_during_commits_compaction_and_tier_moves_answer_as_the_ref
     assert!(moved > 0, "tiering moved files while the reads ran");
     assert!(reads >= queries.len() * 12, "{reads} reads while the lifecycle ran");
     // Afterwards, through the same service: exactly the reference's final answers.
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel = crate::support::flight_channel(port).await;
     let mut client = FlightClient::new(channel);
     let last = expected.lock().unwrap().last().unwrap().clone();
     for (i, q) in queries.iter().enumerate() {
