@@ -61,7 +61,7 @@ fi
 cat "$provision_log"
 
 step "cargo test --workspace"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "disk-full test (needs to mount a tmpfs)"
 probe="$(mktemp -d)"

@@ -6,7 +6,7 @@
 //! | SQL object | what it is |
 //! |---|---|
 //! | `latest`, `first_release`, `all_revisions` | the views (`all_revisions` with `realtime_start` / `realtime_end`) |
-//! | `data_points` | every stored revision, in the `DataPoint` columns |
+//! | `data_points` | every revision (duplicates folded, as the views fold them), in the `DataPoint` columns |
 //! | `series` | the latest metadata of every series |
 //! | `as_of('2020-05-01' [, snapshot])` | the view as published on a date |
 //! | `at_snapshot('latest', snapshot [, as_of_date])` | any view at a table snapshot (an id, or a time) |

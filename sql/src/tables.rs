@@ -33,7 +33,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("latest", "the most recent revision of every observation"),
     ("first_release", "the first published value of every observation"),
     ("all_revisions", "every revision, with the real-time period it was current"),
-    ("data_points", "every stored revision, in the DataPoint columns"),
+    ("data_points", "every revision (duplicates folded), in the DataPoint columns"),
     (SERIES_TABLE, "the latest metadata of every series"),
 ];
 
