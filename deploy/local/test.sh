@@ -61,7 +61,61 @@ fi
 cat "$provision_log"
 
 step "cargo test --workspace"
-cargo test --workspace --locked --no-fail-fast
+# Every test binary of the workspace, built once. The root package's integration suite is the
+# longest by far (about 10 minutes of brokers, kills and daemons); the other binaries run beside
+# it, one test at a time, so the whole suite takes about as long as that one suite. Each binary
+# runs in its package's directory, as `cargo test` runs it; every binary runs even after one
+# failed, and the step fails if any did.
+listing="$(mktemp)"
+cargo test --workspace --locked --no-run --message-format=json >"$listing"
+binaries="$(python3 - "$listing" "$PWD" <<'PY'
+import json, os, sys
+listing, root = sys.argv[1], os.path.realpath(sys.argv[2])
+main, others = [], []
+for line in open(listing):
+    if not line.startswith("{"):
+        continue
+    m = json.loads(line)
+    if m.get("reason") != "compiler-artifact" or not m.get("profile", {}).get("test") or not m.get("executable"):
+        continue
+    directory = os.path.dirname(os.path.realpath(m["manifest_path"]))
+    entry = f"{directory}\t{m['executable']}"
+    (main if directory == root and m["target"]["name"] == "it" else others).append(entry)
+for e in main:
+    print(f"main\t{e}")
+for e in others:
+    print(f"side\t{e}")
+PY
+)"
+rm -f "$listing"
+if ! grep -q '^main' <<<"$binaries"; then
+  echo "error: the root package's integration suite is not among the test binaries built" >&2
+  exit 1
+fi
+run_binaries() { # $1: main|side; runs those binaries in turn, returns 1 if any failed
+  local kind="$1" status=0 k dir exe
+  while IFS=$'\t' read -r k dir exe; do
+    [[ "$k" == "$kind" ]] || continue
+    printf '\n     Running %s (in %s)\n' "${exe##*/}" "$dir"
+    (cd "$dir" && "$exe") || status=1
+  done <<<"$binaries"
+  return "$status"
+}
+side_log="$(mktemp)"
+RUST_TEST_THREADS=1 run_binaries side >"$side_log" 2>&1 &
+side_pid=$!
+main_status=0
+run_binaries main || main_status=1
+side_status=0
+wait "$side_pid" || side_status=1
+printf '\n==> the other test binaries (run beside the root suite)\n'
+cat "$side_log"
+rm -f "$side_log"
+cargo test --workspace --locked --doc
+if ((main_status || side_status)); then
+  echo "error: some tests failed (see above)" >&2
+  exit 1
+fi
 
 step "disk-full test (needs to mount a tmpfs)"
 probe="$(mktemp -d)"
