@@ -1,0 +1,1 @@
+SELECT series_id, COUNT(*), AVG(value) FROM all_revisions GROUP BY series_id HAVING COUNT(*) > 1

@@ -1,0 +1,1 @@
+SELECT date, value FROM as_of('2024-06-01') WHERE series_id = 'GDPC1' ORDER BY date

@@ -1,0 +1,1 @@
+EXPLAIN SELECT * FROM data_points WHERE series_id = ? AND date < DATE '2024-03-01'

@@ -1,0 +1,1 @@
+SELECT * FROM at_snapshot('first_release', 1) WHERE date BETWEEN '2024-01-01' AND '2024-03-01' OR series_id = $1
