@@ -18,10 +18,13 @@ pub async fn run(common: CommonConfig, config: QueryConfig) -> Result<ExitCode, 
             .await?
             .with_concurrency(common.max_concurrent_operations as usize);
         let Observed { readiness, signal, components, console } = start_http(&common, &catalogue).await?;
+        readiness.set("flight", false, "starting");
         let served = flight.serve_source(&common, std::sync::Arc::new(store), &console, stop.clone()).await?;
         (readiness, signal, components, served)
     } else {
         let DaemonBase { store, readiness, signal, components, console } = start_daemon(&common, &catalogue).await?;
+        // Not ready until Flight listens (readiness counts only the checks registered so far).
+        readiness.set("flight", false, "starting");
         let served = flight.serve(&common, store, &console, stop.clone()).await?;
         (readiness, signal, components, served)
     };

@@ -58,6 +58,8 @@ pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Er
     // Ordered start: storage and HTTP, broker, Flight, then ingest.
     let DaemonBase { store, readiness, signal, mut components, console } =
         start_daemon(&common, crate::observe::CATALOGUES).await?;
+    // Not ready until Flight listens (readiness counts only the checks registered so far).
+    readiness.set("flight", false, "starting");
     let broker = match &common.kafka_bootstrap_servers {
         Some(b) => Broker::external(b).await.map_err(Error::Broker)?,
         None => {
