@@ -257,19 +257,30 @@ pub async fn run(args: GetArgs) -> Result<ExitCode, Error> {
         schema = wide.schema();
         batches = vec![wide];
     }
-    let mut out: Box<dyn std::io::Write + Send> = match &args.out {
+    print_answer(&args.format, args.out.as_deref(), schema, &batches)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes an answer in `format` to `out` (standard output when `None`; parquet needs a file),
+/// then the row count to standard error: what `get` and `sql` print.
+pub fn print_answer(
+    format: &str,
+    out: Option<&std::path::Path>,
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), Error> {
+    let mut writer: Box<dyn std::io::Write + Send> = match out {
         Some(p) => {
             Box::new(std::fs::File::create(p).map_err(|source| Error::Read { what: p.display().to_string(), source })?)
         }
-        None if args.format == "parquet" => return Err(Error::Usage("--format parquet needs --out FILE".into())),
+        None if format == "parquet" => return Err(Error::Usage("--format parquet needs --out FILE".into())),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    write_answer(&args.format, schema, &batches, &mut out)
-        .map_err(|e| Error::Failed(format!("writing output: {e}")))?;
-    out.flush().map_err(|e| Error::Failed(format!("writing output: {e}")))?;
+    write_answer(format, schema, batches, &mut writer).map_err(|e| Error::Failed(format!("writing output: {e}")))?;
+    writer.flush().map_err(|e| Error::Failed(format!("writing output: {e}")))?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     eprintln!("{rows} rows");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Writes an answer as `csv`, `json` (an array of objects), `parquet` or a text `table` (what

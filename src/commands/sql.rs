@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use tonic::transport::Channel;
 
 use super::Error;
-use super::get::{FlightConnection, write_answer};
+use super::get::{FlightConnection, print_answer};
 
 /// Options of `vintagelake sql`.
 #[derive(Debug, clap::Args)]
@@ -136,18 +136,7 @@ fn sql_error(e: &FlightError) -> String {
 }
 
 fn print(args: &SqlArgs, (schema, batches): &Answer) -> Result<(), Error> {
-    let mut out: Box<dyn Write + Send> = match &args.out {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).map_err(|source| Error::Read { what: p.display().to_string(), source })?)
-        }
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    write_answer(&args.format, schema.clone(), batches, &mut out)
-        .map_err(|e| Error::Failed(format!("writing output: {e}")))?;
-    out.flush().map_err(|e| Error::Failed(format!("writing output: {e}")))?;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    eprintln!("{rows} rows");
-    Ok(())
+    print_answer(&args.format, args.out.as_deref(), schema.clone(), batches)
 }
 
 #[cfg(test)]
