@@ -59,6 +59,10 @@ pub struct CompactionReport {
     pub orphan_files: Vec<String>,
     /// Small files per partition before the run.
     pub small_files: BTreeMap<String, usize>,
+    /// Files rewritten under the current master key, per table (key rotation; empty when every
+    /// file already is, or without encryption).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reencrypted: BTreeMap<String, crate::rekey::Rekeyed>,
     pub seconds: f64,
 }
 
@@ -102,6 +106,16 @@ pub async fn compact_once(
                             options.keep_snapshots
                         ))
                         .files(ids),
+                );
+            }
+            for (table, done) in &report.reencrypted {
+                audit.record(
+                    &AuditEntry::new(ACTOR, "re-encrypt")
+                        .table(table)
+                        .rule(format!("files not under the current master key {:?}", done.key_id))
+                        .counts(done.rows, done.bytes)
+                        .files(done.paths.clone())
+                        .detail(serde_json::to_value(done).unwrap_or_default()),
                 );
             }
             if !report.orphan_files.is_empty() {
@@ -302,6 +316,17 @@ async fn compact_inner(
             .map(|f| f.size_bytes)
             .sum();
         vintagelake_runtime::failpoint::hit("compact-after-commit");
+    }
+
+    // Key rotation: files not under the current master key are rewritten under it (both tables).
+    for kind in TableKind::all() {
+        if let Some(done) = crate::rekey::reencrypt(store, kind, cancel).await?
+            && done.files > 0
+        {
+            metrics::counter!(m::FILES_REENCRYPTED).increment(done.files as u64);
+            tracing::info!(table = %wh.ident(kind), files = done.files, key = %done.key_id, "re-encrypted under the current key");
+            report.reencrypted.insert(wh.ident(kind).to_string(), done);
+        }
     }
 
     // Maintenance: each step is its own atomic commit or an idempotent cleanup; stop between them.

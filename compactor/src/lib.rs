@@ -5,6 +5,7 @@ pub mod compact;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
+pub mod rekey;
 
 pub use compact::{CompactOptions, CompactionReport, compact_once};
 pub use config::CompactorConfig;

@@ -14,6 +14,8 @@ pub const ACCOUNTING_FAILURES: &str = "vintagelake_compaction_accounting_failure
 pub const SNAPSHOTS_EXPIRED: &str = "vintagelake_compaction_snapshots_expired_total";
 pub const ORPHANS_REMOVED: &str = "vintagelake_compaction_orphans_removed_total";
 pub const SMALL_FILES: &str = "vintagelake_compaction_small_files";
+pub const FILES_REENCRYPTED: &str = "vintagelake_compaction_files_reencrypted_total";
+pub const FILES_UNDER_OLD_KEYS: &str = "vintagelake_files_under_old_keys";
 
 use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
@@ -48,4 +50,16 @@ pub const CATALOGUE: &[MetricDoc] = &[
     doc(SNAPSHOTS_EXPIRED, Kind::Counter, &[], "Snapshots expired by compaction runs."),
     doc(ORPHANS_REMOVED, Kind::Counter, &[], "Orphan files removed by compaction runs."),
     doc(SMALL_FILES, Kind::Gauge, &["partition"], "Small files per partition at the last run's planning."),
+    doc(
+        FILES_REENCRYPTED,
+        Kind::Counter,
+        &[],
+        "Data files rewritten under the current master key (key rotation, or encryption switched on).",
+    ),
+    doc(
+        FILES_UNDER_OLD_KEYS,
+        Kind::Gauge,
+        &["table"],
+        "Live data files not under the current master key, as the last run left them (0: an old key is no longer needed by the current snapshot).",
+    ),
 ];

@@ -238,6 +238,9 @@ pub async fn open_store(
     if let Some(url) = &common.catalog_url {
         config = config.with_catalog_url(url);
     }
+    if let Some(encryption) = common.encryption().map_err(Error::Usage)? {
+        config = config.with_encryption(encryption);
+    }
     let wh = Warehouse::open(config).await?;
     Ok(std::sync::Arc::new(
         vintagelake_storage::store::IcebergStore::new(wh).with_concurrency(common.max_concurrent_operations as usize),
@@ -255,6 +258,11 @@ pub async fn open_ingest_target(
 ) -> Result<std::sync::Arc<dyn vintagelake_storage::store::IngestTarget>, Error> {
     use crate::config::StorageType;
     match common.storage_type {
+        StorageType::Parquet if common.encryption().map_err(Error::Usage)?.is_some() => Err(Error::Usage(
+            "ENCRYPTION_KEYS_FILE: encryption at rest covers the Iceberg tables; STORAGE_TYPE=parquet (V1) \
+             would write plaintext files (migrate to iceberg, or unset the keys)"
+                .into(),
+        )),
         StorageType::Parquet => Ok(std::sync::Arc::new(
             vintagelake_v1::ParquetStore::open(v1_root(common))
                 .await?

@@ -72,6 +72,21 @@ pub struct CommonConfig {
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,
 
+    /// Master keys for encryption at rest of the data files: a file of `key-id:base64-key`
+    /// lines, 16 or 32 bytes each (docs/security.md). Unset: files are written in plaintext.
+    #[arg(long, env = "ENCRYPTION_KEYS_FILE")]
+    pub encryption_keys_file: Option<PathBuf>,
+
+    /// Master keys given inline, `key-id:base64-key,…` (instead of a file; the environment
+    /// keeps them out of process listings).
+    #[arg(long, env = "ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<String>,
+
+    /// The master key new files are written under (default: the last key listed). The others
+    /// still decrypt the files written under them until the compactor has rewritten those.
+    #[arg(long, env = "ENCRYPTION_KEY_ID")]
+    pub encryption_key_id: Option<String>,
+
     /// Storage tiers, hottest first (config file only).
     #[arg(skip)]
     pub tiers: Vec<TierConfig>,
@@ -126,6 +141,26 @@ impl CommonConfig {
         self.catalog_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalog.sqlite").display()))
+    }
+
+    /// Encryption at rest from the key settings (`None` when no keys are given); the error names
+    /// the setting at fault.
+    pub fn encryption(&self) -> Result<Option<vintagelake_storage::crypto::Encryption>, String> {
+        use vintagelake_storage::crypto::{Encryption, LocalKeys};
+        let keys = match (&self.encryption_keys_file, &self.encryption_keys) {
+            (Some(_), Some(_)) => {
+                return Err("ENCRYPTION_KEYS_FILE and ENCRYPTION_KEYS are both set: give the keys one way".into());
+            }
+            (Some(path), None) => LocalKeys::from_file(path, self.encryption_key_id.as_deref())
+                .map_err(|e| format!("ENCRYPTION_KEYS_FILE: {e}"))?,
+            (None, Some(text)) => LocalKeys::parse(text, self.encryption_key_id.as_deref())
+                .map_err(|e| format!("ENCRYPTION_KEYS: {e}"))?,
+            (None, None) if self.encryption_key_id.is_some() => {
+                return Err("ENCRYPTION_KEY_ID: set, but no keys are given (ENCRYPTION_KEYS_FILE)".into());
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Encryption::new(std::sync::Arc::new(keys))))
     }
 
     /// What every daemon takes from these settings.

@@ -71,6 +71,9 @@ pub struct WarehouseConfig {
     /// build's, [`SCHEMA_VERSION`]). Older versions exist to create the tables an older release
     /// made (upgrade tests); a table is never taken back to an older version.
     pub schema_version: u32,
+    /// Encryption at rest of the data files written (`None`: plaintext). Reading needs it for any
+    /// encrypted file, whatever this setting was when the file was written.
+    pub encryption: Option<crate::crypto::Encryption>,
 }
 
 impl WarehouseConfig {
@@ -83,7 +86,13 @@ impl WarehouseConfig {
             tiers: Vec::new(),
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
             schema_version: SCHEMA_VERSION,
+            encryption: None,
         }
+    }
+
+    pub fn with_encryption(mut self, encryption: crate::crypto::Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
     }
 
     pub fn with_schema_version(mut self, version: u32) -> Self {
@@ -129,6 +138,7 @@ pub struct Warehouse {
     audit: vintagelake_runtime::audit::AuditLog,
     /// Per table: the newest schema id loaded and the rows schema it gives.
     rows_schemas: std::sync::Mutex<HashMap<TableKind, (i32, arrow::datatypes::SchemaRef)>>,
+    encryption: Option<crate::crypto::Encryption>,
 }
 
 impl Warehouse {
@@ -191,6 +201,7 @@ impl Warehouse {
             target_file_size: config.target_file_size,
             audit: vintagelake_runtime::audit::AuditLog::in_dir(&data_dir),
             rows_schemas: Default::default(),
+            encryption: config.encryption.clone(),
         };
         wh.ensure_tables(config.schema_version).await?;
         Ok(Arc::new(wh))
@@ -448,6 +459,17 @@ impl Warehouse {
 
     pub fn target_file_size(&self) -> u64 {
         self.target_file_size
+    }
+
+    /// Encryption at rest of new data files (`None`: written in plaintext).
+    pub fn encryption(&self) -> Option<&crate::crypto::Encryption> {
+        self.encryption.as_ref()
+    }
+
+    /// What a Parquet reader of this warehouse's files needs (`None`: no keys configured, so only
+    /// plaintext files read).
+    pub fn decryption(&self) -> Option<crate::crypto::DecryptionKeys> {
+        self.encryption.as_ref().map(crate::crypto::Encryption::decryption)
     }
 
     /// Where data files of `kind` go in a tier: `<tier base>/<namespace>/<table>/data`.

@@ -64,6 +64,8 @@ pub enum StorageError {
     NoSnapshotAtTime(i64),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("encryption: {0}")]
+    Encryption(#[from] crate::crypto::KeyError),
     /// The error of a group commit, as each caller but the first receives it
     /// ([`crate::group`]): the same message and kind, and whether it may have committed.
     #[error("{message} (a group commit of {writers} appends)")]
@@ -115,7 +117,8 @@ impl StorageError {
             | StorageError::Tier { .. }
             | StorageError::UnknownLocation { .. }
             | StorageError::EmptyCommit { .. }
-            | StorageError::Io(_) => ErrorKind::Internal,
+            | StorageError::Io(_)
+            | StorageError::Encryption(_) => ErrorKind::Internal,
             StorageError::GroupCommit { kind, .. } => *kind,
         }
     }

@@ -184,29 +184,61 @@ pub async fn manifest_live_files(
 /// columns the file predates null: see [`crate::evolve::conform_to`]). An unreadable file is an
 /// error naming it.
 pub async fn read_data_file(wh: &Warehouse, path: &str) -> Result<Vec<arrow::array::RecordBatch>> {
-    let bytes: Bytes = wh
-        .file_io()
+    let schema = wh.rows_schema(crate::catalog::TableKind::DataPoints);
+    read_file_as(wh.file_io(), path, schema, wh.decryption()).await
+}
+
+/// Reads one data file of any table completely (encrypted ones with `keys`), conformed to
+/// `schema` ([`crate::evolve::conform_to`]). An unreadable file is an error naming it.
+pub async fn read_file_as(
+    file_io: &iceberg::io::FileIO,
+    path: &str,
+    schema: arrow::datatypes::SchemaRef,
+    keys: Option<crate::crypto::DecryptionKeys>,
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    let bytes: Bytes = file_io
         .new_input(path)?
         .read()
         .await
         .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source: Box::new(source) })?;
+    // An encrypted file read without keys is not damaged: say what it needs.
+    let encrypted_footer = bytes.ends_with(b"PARE");
+    let no_keys = keys.is_none();
     let corrupt = |e: String| StorageError::ReadFile {
         path: path.to_owned(),
-        source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("corrupt Parquet file: {e}"))),
+        source: Box::new(iceberg::Error::new(
+            iceberg::ErrorKind::DataInvalid,
+            if encrypted_footer && no_keys {
+                "the file is encrypted (Parquet modular encryption) and no encryption keys are configured \
+                 (ENCRYPTION_KEYS_FILE)"
+                    .to_owned()
+            } else {
+                format!("corrupt Parquet file: {e}")
+            },
+        )),
     };
     // Decoding is CPU work: keep it off the async worker threads.
-    let schema = wh.rows_schema(crate::catalog::TableKind::DataPoints);
     let decoded = tokio::task::spawn_blocking(move || {
-        decode_parquet(bytes)?.iter().map(|b| crate::evolve::conform_to(&schema, b)).collect::<Result<Vec<_>, String>>()
+        decode_parquet(bytes, keys)?
+            .iter()
+            .map(|b| crate::evolve::conform_to(&schema, b))
+            .collect::<Result<Vec<_>, String>>()
     })
     .await
     .map_err(|e| StorageError::InvalidData(format!("decoding {path}: {e}")))?;
     decoded.map_err(corrupt)
 }
 
-/// Decodes a whole Parquet file; the error says what is wrong with it.
-pub fn decode_parquet(bytes: Bytes) -> Result<Vec<arrow::array::RecordBatch>, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+/// Decodes a whole Parquet file, encrypted ones with `keys`; the error says what is wrong with it.
+pub fn decode_parquet(
+    bytes: Bytes,
+    keys: Option<crate::crypto::DecryptionKeys>,
+) -> Result<Vec<arrow::array::RecordBatch>, String> {
+    let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+    if let Some(keys) = keys {
+        options = options.with_file_decryption_properties(keys);
+    }
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
         .map_err(|e| e.to_string())?
         .build()
         .map_err(|e| e.to_string())?;
@@ -229,6 +261,20 @@ pub async fn read_data_files(
 /// The same data file at another location: every statistic, partition value and size kept, so a
 /// commit can swap the path without reading the data.
 pub fn relocated(df: &DataFile, new_path: &str) -> Result<DataFile> {
+    rebuilt(df, new_path, df.key_metadata().map(<[u8]>::to_vec))
+}
+
+/// The same data file with other encryption key metadata ([`crate::crypto`]).
+pub fn with_key_metadata(df: &DataFile, key_metadata: Option<Vec<u8>>) -> Result<DataFile> {
+    rebuilt(df, df.file_path(), key_metadata)
+}
+
+/// The master key a live file is encrypted under (`None`: plaintext).
+pub fn master_key(df: &DataFile) -> Option<String> {
+    df.key_metadata().and_then(crate::crypto::master_key_of)
+}
+
+fn rebuilt(df: &DataFile, new_path: &str, key_metadata: Option<Vec<u8>>) -> Result<DataFile> {
     let mut b = iceberg::spec::DataFileBuilder::default();
     b.content(df.content_type())
         .file_path(new_path.to_owned())
@@ -242,7 +288,7 @@ pub fn relocated(df: &DataFile, new_path: &str) -> Result<DataFile> {
         .nan_value_counts(df.nan_value_counts().clone())
         .lower_bounds(df.lower_bounds().clone())
         .upper_bounds(df.upper_bounds().clone())
-        .key_metadata(df.key_metadata().map(<[u8]>::to_vec))
+        .key_metadata(key_metadata)
         .split_offsets(df.split_offsets().map(<[i64]>::to_vec))
         .equality_ids(df.equality_ids())
         .first_row_id(df.first_row_id())

@@ -4,6 +4,7 @@ pub mod arrivals;
 pub mod catalog;
 pub mod commit;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod evolve;
 pub mod files;

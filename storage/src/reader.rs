@@ -382,8 +382,11 @@ impl TableReader {
             Some(f) => f,
             None => {
                 // With the page index (our files have one): reads of a few series select pages.
-                let options = ArrowReaderOptions::new()
+                let mut options = ArrowReaderOptions::new()
                     .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+                if let Some(keys) = self.wh.decryption() {
+                    options = options.with_file_decryption_properties(keys);
+                }
                 let f = ArrowReaderMetadata::load_async(&mut reader, options).await.map_err(|e| corrupt(path, &e))?;
                 let mut footers = lock(&self.footers);
                 if footers.len() >= KEPT_FOOTERS {
@@ -799,7 +802,7 @@ mod tests {
     /// `batch` as a Parquet file written as ours are.
     fn written(batch: &RecordBatch, encoding: crate::write::Encoding) -> Vec<u8> {
         let mut bytes = Vec::new();
-        let props = crate::write::writer_properties(encoding);
+        let props = crate::write::writer_properties(encoding, None);
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
         w.write(batch).unwrap();
         w.close().unwrap();

@@ -336,21 +336,57 @@ fn plan_scan(
     Ok(Some((snapshot, builder.build()?)))
 }
 
-/// Reads the rows a query needs (table schema), with its predicate pushed into the scan.
-pub async fn scan_rows(table: &Table, query: &VintageQuery, concurrency: usize) -> Result<Vec<RecordBatch>> {
+/// Reads the rows a query needs (table schema), with its predicate pushed into the scan. With
+/// `keys` (a warehouse with encryption at rest), the files Iceberg plans are read here —
+/// Iceberg's reader does not decrypt — and their rows kept by the same predicate
+/// ([`VintageQuery::row_mask`]).
+pub async fn scan_rows(
+    table: &Table,
+    query: &VintageQuery,
+    concurrency: usize,
+    keys: Option<crate::crypto::DecryptionKeys>,
+) -> Result<Vec<RecordBatch>> {
     let Some((_, scan)) = plan_scan(table, query, concurrency)? else { return Ok(Vec::new()) };
+    // Our columns by field id, whatever the table calls them now, then the columns others added.
+    let ours = crate::evolve::rows_schema(table.metadata(), crate::catalog::TableKind::DataPoints)?;
+    if let Some(keys) = keys {
+        let rows = read_planned(table, &scan, ours, keys, concurrency).await?;
+        return rows
+            .iter()
+            .map(|b| Ok(arrow::compute::filter_record_batch(b, &query.row_mask(b)?)?))
+            .filter(|b| !matches!(b, Ok(b) if b.num_rows() == 0))
+            .collect();
+    }
     let stream = scan.to_arrow().await?;
     // A file that cannot be read fails the whole scan, naming the file: never skipped silently.
     let batches: Vec<RecordBatch> = match stream.try_collect().await {
         Ok(batches) => batches,
         Err(e) => return Err(name_the_damaged_file(table, &scan, e).await),
     };
-    // Our columns by field id, whatever the table calls them now, then the columns others added.
-    let ours = crate::evolve::rows_schema(table.metadata(), crate::catalog::TableKind::DataPoints)?;
     batches
         .iter()
         .map(|b| crate::evolve::conform_to(&ours, b).map_err(|e| StorageError::InvalidData(format!("scan: {e}"))))
         .collect()
+}
+
+/// Every row of the files a scan plans (`schema`: the rows schema to conform them to), read
+/// with `keys`, in planning order.
+pub async fn read_planned(
+    table: &Table,
+    scan: &iceberg::scan::TableScan,
+    schema: SchemaRef,
+    keys: crate::crypto::DecryptionKeys,
+    concurrency: usize,
+) -> Result<Vec<RecordBatch>> {
+    use futures::StreamExt;
+    let tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+    let reads: Vec<_> = tasks
+        .iter()
+        .map(|t| crate::files::read_file_as(table.file_io(), t.data_file_path(), schema.clone(), Some(keys.clone())))
+        .collect();
+    let per_file: Vec<Vec<RecordBatch>> =
+        futures::stream::iter(reads).buffered(concurrency.max(1)).try_collect().await?;
+    Ok(per_file.into_iter().flatten().collect())
 }
 
 /// What a query would read: its snapshot, the live files and the files planning keeps
@@ -372,7 +408,7 @@ async fn name_the_damaged_file(table: &Table, scan: &iceberg::scan::TableScan, e
         let path = task.data_file_path().to_owned();
         let damaged = match table.file_io().new_input(&path) {
             Ok(input) => match input.read().await {
-                Ok(bytes) => crate::files::decode_parquet(bytes).err(),
+                Ok(bytes) => crate::files::decode_parquet(bytes, None).err(),
                 Err(e) => Some(e.to_string()),
             },
             Err(e) => Some(e.to_string()),
@@ -388,8 +424,13 @@ async fn name_the_damaged_file(table: &Table, scan: &iceberg::scan::TableScan, e
 }
 
 /// Runs a query against an Iceberg table and returns the resolved rows (view schema).
-pub async fn query_table(table: &Table, query: &VintageQuery, concurrency: usize) -> Result<RecordBatch> {
-    let rows = scan_rows(table, query, concurrency).await?;
+pub async fn query_table(
+    table: &Table,
+    query: &VintageQuery,
+    concurrency: usize,
+    keys: Option<crate::crypto::DecryptionKeys>,
+) -> Result<RecordBatch> {
+    let rows = scan_rows(table, query, concurrency, keys).await?;
     resolve(query, &rows)
 }
 

@@ -324,7 +324,8 @@ impl IcebergStore {
         result
     }
 
-    async fn remove_uncommitted(&self, files: &[iceberg::spec::DataFile]) {
+    /// Removes data files written for a commit that is known not to have been made.
+    pub async fn remove_uncommitted(&self, files: &[iceberg::spec::DataFile]) {
         for f in files {
             if let Err(e) = self.wh.file_io().delete(f.file_path()).await {
                 tracing::warn!(path = %f.file_path(), error = %e, "could not remove a data file of a failed commit");
@@ -399,13 +400,22 @@ impl IcebergStore {
             scan = scan
                 .with_filter(Reference::new(vintagelake_schemas::arrow::col::ID).equal_to(Datum::string(id.as_str())));
         }
-        let batches: Vec<RecordBatch> = scan.build()?.to_arrow().await?.try_collect().await?;
+        let scan = scan.build()?;
         let schema = crate::evolve::current_schema(TableKind::Series);
+        let batches: Vec<RecordBatch> = match self.wh.decryption() {
+            // Iceberg's reader does not decrypt: the planned files are read here (whole; the id
+            // filter is applied below).
+            Some(keys) => crate::scan::read_planned(&table, &scan, schema.clone(), keys, self.concurrency).await?,
+            None => scan.to_arrow().await?.try_collect().await?,
+        };
         let mut rows = Vec::new();
         for b in &batches {
             let b =
                 crate::evolve::conform_to(&schema, b).map_err(|e| StorageError::InvalidData(format!("series: {e}")))?;
             rows.extend(batch_to_stored_series(&b)?);
+        }
+        if let Some(id) = only {
+            rows.retain(|(s, _)| &s.id == id);
         }
         Ok(rows)
     }
@@ -413,7 +423,7 @@ impl IcebergStore {
     /// A vintage view of `table` as loaded (a caller that already holds it, e.g. to key a cache
     /// by its snapshot), read with this store's concurrency.
     pub async fn query_table(&self, table: &iceberg::table::Table, query: &VintageQuery) -> Result<RecordBatch> {
-        query_table(table, query, self.concurrency).await
+        query_table(table, query, self.concurrency, self.wh.decryption()).await
     }
 
     /// Series metadata, the latest message per id.

@@ -172,7 +172,10 @@ pub async fn write_data_files(
         .get(crate::catalog::PROP_TARGET_FILE_SIZE)
         .and_then(|v| v.parse().ok())
         .unwrap_or(wh.target_file_size()) as usize;
-    let parquet = ParquetWriterBuilder::new(writer_properties(encoding), iceberg_schema.clone());
+    // Encrypted: one fresh data key for this write's files, its wrapped form recorded in each
+    // file's footer and manifest entry.
+    let keys = wh.encryption().map(crate::crypto::Encryption::new_file_keys).transpose()?;
+    let parquet = ParquetWriterBuilder::new(writer_properties(encoding, keys.as_ref()), iceberg_schema.clone());
     let rolling = RollingFileWriterBuilder::new(parquet, target, wh.file_io().clone(), location, names);
     let builder = DataFileWriterBuilder::new(rolling);
     let spec = table.metadata().default_partition_spec().as_ref().clone();
@@ -195,11 +198,16 @@ pub async fn write_data_files(
         }
         files.extend(writer.close().await?);
     }
-    Ok(files)
+    match keys {
+        Some(keys) => {
+            files.iter().map(|f| crate::files::with_key_metadata(f, Some(keys.key_metadata.clone()))).collect()
+        }
+        None => Ok(files),
+    }
 }
 
 /// How a data file is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Encoding {
     /// Appended rows (ingest, API writes): compaction rewrites these files soon, so they favour
     /// write speed (zstd level 1; compressing is most of an ingest commit's CPU at level 3).
@@ -233,12 +241,15 @@ pub fn written_by_rewrite(path: &str) -> Option<bool> {
     }
 }
 
-pub fn writer_properties(encoding: Encoding) -> WriterProperties {
+/// How our data files are laid out and compressed; with `keys`, encrypted (footer and every
+/// column under the write's data key) and without bloom filters, which Parquet writes in the
+/// clear: a `series_id` filter would tell which series a file holds.
+pub fn writer_properties(encoding: Encoding, keys: Option<&crate::crypto::FileKeys>) -> WriterProperties {
     let level = match encoding {
         Encoding::Fresh => 1,
         Encoding::Settled => 3,
     };
-    WriterProperties::builder()
+    let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("valid zstd level")))
         // Data-point ids are unique UUIDs: a dictionary never pays off, and trying one (until the
         // writer gives up at the page limit) costs a hash per value.
@@ -254,8 +265,14 @@ pub fn writer_properties(encoding: Encoding) -> WriterProperties {
         // Page statistics make the page index; pages of at most PAGE_ROWS rows let a read of one
         // series (files are sorted by series) decode a few pages instead of a row group.
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .build()
+        .set_data_page_row_count_limit(PAGE_ROWS);
+    match keys {
+        Some(keys) => builder
+            .set_column_bloom_filter_enabled(parquet::schema::types::ColumnPath::from(col::SERIES_ID), false)
+            .with_file_encryption_properties(keys.properties.clone())
+            .build(),
+        None => builder.build(),
+    }
 }
 
 pub fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) -> Result<()> {

@@ -415,7 +415,7 @@ async fn an_upgrade_evolves_the_tables_in_place_and_old_and_new_rows_answer_as_t
         assert_eq!(table.metadata().current_schema().as_struct().fields().len(), 10, "a version-1 table");
         for f in live_files(&wh, &table, None).await.unwrap() {
             let bytes = wh.file_io().new_input(&f.path).unwrap().read().await.unwrap();
-            let raw = vintagelake_storage::files::decode_parquet(bytes).unwrap();
+            let raw = vintagelake_storage::files::decode_parquet(bytes, None).unwrap();
             assert!(raw[0].schema().column_with_name("status").is_none(), "a version-1 file: {}", f.path);
         }
     }

@@ -536,7 +536,7 @@ impl Inner {
             TableKind::DataPoints
         };
         let schema = vintagelake_storage::evolve::current_schema(kind);
-        vintagelake_storage::files::decode_parquet(Bytes::from(bytes))
+        vintagelake_storage::files::decode_parquet(Bytes::from(bytes), None)
             .and_then(|batches| batches.iter().map(|b| vintagelake_storage::evolve::conform_to(&schema, b)).collect())
             .map_err(|e| StorageError::InvalidData(format!("reading {}: {e}", path.display())))
     }
@@ -562,8 +562,9 @@ impl Inner {
         };
         let rel = format!("{}/{dir}part-{}.parquet", kind.name(), uuid::Uuid::now_v7().simple());
         let mut buf = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties(Encoding::Settled)))
-            .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
+        let mut writer =
+            ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties(Encoding::Settled, None)))
+                .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
         writer.write(&rows).map_err(|e| StorageError::InvalidData(format!("parquet write: {e}")))?;
         writer.close().map_err(|e| StorageError::InvalidData(format!("parquet close: {e}")))?;
         let path = self.root.join(STAGING_DIR).join(&rel);
@@ -926,7 +927,8 @@ mod tests {
         // Make the file what a build of schema version 1 wrote: its first ten columns only.
         let file = store.live_files(TableKind::DataPoints, None).await.unwrap().remove(0);
         let path = dir.path().join(&file.path);
-        let written = vintagelake_storage::files::decode_parquet(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
+        let written =
+            vintagelake_storage::files::decode_parquet(Bytes::from(std::fs::read(&path).unwrap()), None).unwrap();
         let v1 = vintagelake_schemas::table::data_points_schema_at(1);
         let mut buf = Vec::new();
         let mut w = ArrowWriter::try_new(&mut buf, v1.clone(), None).unwrap();

@@ -186,7 +186,7 @@ pub async fn iceberg_checksums(target: &IcebergStore, kind: TableKind) -> Result
         return Ok(sums);
     }
     let batches = match kind {
-        TableKind::DataPoints => scan_rows(&table, &VintageQuery::new(View::AllRevisions), 8).await?,
+        TableKind::DataPoints => scan_rows(&table, &VintageQuery::new(View::AllRevisions), 8, None).await?,
         TableKind::Series => {
             use futures::TryStreamExt;
             table.scan().build()?.to_arrow().await?.try_collect().await?

@@ -1,3 +1,4 @@
 //! Integration tests of the compactor on real Iceberg tables (and pyiceberg).
 
 mod compaction;
+mod encryption;

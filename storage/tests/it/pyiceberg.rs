@@ -141,7 +141,7 @@ print(json.dumps(out))
     let count = |q: VintageQuery| {
         let table = table.clone();
         async move {
-            vintagelake_storage::scan::scan_rows(&table, &q, 4)
+            vintagelake_storage::scan::scan_rows(&table, &q, 4, None)
                 .await
                 .unwrap()
                 .iter()
