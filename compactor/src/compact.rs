@@ -51,12 +51,12 @@ pub struct CompactionReport {
     pub bytes_out: u64,
     pub rows: CloseStats,
     pub commit_attempts: u32,
+    /// Snapshots expired and orphan files removed, both tables together.
     pub snapshots_expired: usize,
-    #[serde(skip)]
-    pub expired_snapshots: Vec<i64>,
     pub orphans_removed: usize,
+    /// Per table: the snapshots expired and the orphan files removed.
     #[serde(skip)]
-    pub orphan_files: Vec<String>,
+    pub maintenance: BTreeMap<String, Maintenance>,
     /// Small files per partition before the run.
     pub small_files: BTreeMap<String, usize>,
     /// Files rewritten under the current master key, per table (key rotation; empty when every
@@ -64,6 +64,13 @@ pub struct CompactionReport {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reencrypted: BTreeMap<String, crate::rekey::Rekeyed>,
     pub seconds: f64,
+}
+
+/// What a run's maintenance did to one table.
+#[derive(Debug, Clone, Default)]
+pub struct Maintenance {
+    pub expired_snapshots: Vec<i64>,
+    pub orphan_files: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,19 +102,6 @@ pub async fn compact_once(
                 .snapshot(report.snapshot_id)
                 .detail(serde_json::to_value(&report).unwrap_or_default());
             audit.record(&entry);
-            if !report.expired_snapshots.is_empty() {
-                let ids = report.expired_snapshots.iter().map(i64::to_string).collect();
-                audit.record(
-                    &AuditEntry::new(ACTOR, "expire")
-                        .table(&table)
-                        .rule(format!(
-                            "snapshot_retention={}, keep_snapshots={}",
-                            humantime::format_duration(options.snapshot_retention),
-                            options.keep_snapshots
-                        ))
-                        .files(ids),
-                );
-            }
             for (table, done) in &report.reencrypted {
                 audit.record(
                     &AuditEntry::new(ACTOR, "re-encrypt")
@@ -118,13 +112,28 @@ pub async fn compact_once(
                         .detail(serde_json::to_value(done).unwrap_or_default()),
                 );
             }
-            if !report.orphan_files.is_empty() {
-                audit.record(
-                    &AuditEntry::new(ACTOR, "remove-orphans")
-                        .table(&table)
-                        .rule(format!("orphan_grace={}", humantime::format_duration(options.orphan_grace)))
-                        .files(report.orphan_files.clone()),
-                );
+            for (table, done) in &report.maintenance {
+                if !done.expired_snapshots.is_empty() {
+                    let ids = done.expired_snapshots.iter().map(i64::to_string).collect();
+                    audit.record(
+                        &AuditEntry::new(ACTOR, "expire")
+                            .table(table)
+                            .rule(format!(
+                                "snapshot_retention={}, keep_snapshots={}",
+                                humantime::format_duration(options.snapshot_retention),
+                                options.keep_snapshots
+                            ))
+                            .files(ids),
+                    );
+                }
+                if !done.orphan_files.is_empty() {
+                    audit.record(
+                        &AuditEntry::new(ACTOR, "remove-orphans")
+                            .table(table)
+                            .rule(format!("orphan_grace={}", humantime::format_duration(options.orphan_grace)))
+                            .files(done.orphan_files.clone()),
+                    );
+                }
             }
             Ok(report)
         }
@@ -329,26 +338,30 @@ async fn compact_inner(
         }
     }
 
-    // Maintenance: each step is its own atomic commit or an idempotent cleanup; stop between them.
-    if cancel.is_cancelled() {
-        return Err(CompactError::Cancelled);
-    }
-
+    // Maintenance, of both tables (the series table gets commits too: series writes,
+    // re-encryption): each step is its own atomic commit or an idempotent cleanup; stop between
+    // them.
     let older_than_ms = chrono::Utc::now().timestamp_millis() - options.snapshot_retention.as_millis() as i64;
-    let expired = expire_snapshots(
-        &wh,
-        TableKind::DataPoints,
-        ExpirePolicy { older_than_ms, retain_last: options.keep_snapshots },
-    )
-    .await?;
-    report.snapshots_expired = expired.expired.len();
-    report.expired_snapshots = expired.expired;
-    if cancel.is_cancelled() {
-        return Err(CompactError::Cancelled);
+    for kind in TableKind::all() {
+        if cancel.is_cancelled() {
+            return Err(CompactError::Cancelled);
+        }
+        let expired =
+            expire_snapshots(&wh, kind, ExpirePolicy { older_than_ms, retain_last: options.keep_snapshots }).await?;
+        report.snapshots_expired += expired.expired.len();
+        if cancel.is_cancelled() {
+            return Err(CompactError::Cancelled);
+        }
+        let orphans = remove_orphans(&wh, kind, options.orphan_grace).await?;
+        report.orphans_removed += orphans.len();
+        report.maintenance.insert(
+            wh.ident(kind).to_string(),
+            Maintenance {
+                expired_snapshots: expired.expired,
+                orphan_files: orphans.into_iter().map(|o| o.path).collect(),
+            },
+        );
     }
-    let orphans = remove_orphans(&wh, TableKind::DataPoints, options.orphan_grace).await?;
-    report.orphans_removed = orphans.len();
-    report.orphan_files = orphans.into_iter().map(|o| o.path).collect();
     report.seconds = started.elapsed().as_secs_f64();
 
     metrics::counter!(m::RUNS, "outcome" => "ok").increment(1);

@@ -199,3 +199,100 @@ async fn the_daemon_follows_its_schedule_reports_metrics_and_stops_on_sigterm() 
     let compactions = wh.audit().read().unwrap().entries.iter().filter(|e| e.action == "compact").count();
     assert!(compactions >= 2, "one audit entry per run");
 }
+
+/// A key rotation killed at every step of the re-encryption — before its commit, between a
+/// commit's metadata write and the catalog swap, between the two tables' commits, in the expiry
+/// and orphan removal after them — loses nothing and deletes nothing a snapshot needs: after every
+/// death each view equals the oracle; the next run finishes the rotation (no live file under the
+/// old key) and cleans up what the dead runs left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_killed_at_every_step_loses_nothing() {
+    use std::sync::Arc;
+    use vintagelake_storage::catalog::{Warehouse, WarehouseConfig};
+    use vintagelake_storage::crypto::{Encryption, LocalKeys};
+    use vintagelake_storage::files::master_key;
+    use vintagelake_storage::store::FinancialDataStorage;
+    const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODw==,k2:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let keys = |current: &str| Encryption::new(Arc::new(LocalKeys::parse(KEYS, Some(current)).unwrap()));
+    let store = IcebergStore::new(
+        Warehouse::open(WarehouseConfig::new(&data).with_target_file_size(16 * 1024).with_encryption(keys("k1")))
+            .await
+            .unwrap(),
+    );
+    let oracle = InMemoryStorage::new();
+    append_small(&store, &oracle, &revision_stream("R", 0..8, 20, 3), 40).await;
+    for id in ["R00000", "R00001"] {
+        let s = vintagelake_testkit::fixtures::series_record(id, "a title");
+        store.write_series(&s).await.unwrap();
+        oracle.write_series(&s).await.unwrap();
+    }
+    let flags = ["--snapshot-retention", "0s", "--keep-snapshots", "3", "--orphan-grace", "0s"];
+    let with = |current: &'static str, point: Option<&'static str>| {
+        let mut env = BTreeMap::from([("ENCRYPTION_KEYS", KEYS), ("ENCRYPTION_KEY_ID", current)]);
+        if let Some(p) = point {
+            env.insert("VINTAGELAKE_FAILPOINTS", p);
+        }
+        env
+    };
+    // Compacted under k1 first: the rotation runs below have only re-encryption to commit.
+    let out = compact_once(&data, &flags, &with("k1", None));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let wh = store.warehouse().clone();
+    let under = |kind| {
+        let wh = wh.clone();
+        async move {
+            let table = wh.load(kind).await.unwrap();
+            live_files(&wh, &table, None).await.unwrap().iter().map(|f| master_key(&f.data_file)).collect::<Vec<_>>()
+        }
+    };
+    assert!(under(TableKind::DataPoints).await.len() > 2, "several files to rotate");
+    // Readers hold both keys throughout, as during a real rotation.
+    let reader =
+        IcebergStore::new(Warehouse::open(WarehouseConfig::new(&data).with_encryption(keys("k2"))).await.unwrap());
+    let expected = lifecycle_answers(&oracle).await;
+    assert_eq!(lifecycle_answers(&reader).await, expected, "before the rotation");
+    for (step, point) in [
+        "rekey-before-commit",        // data_points: files written, nothing committed
+        "commit-before-swap",         // data_points: metadata written, catalog not swapped
+        "rekey-before-commit@2",      // data_points committed, series not
+        "commit-before-swap",         // series: metadata written, catalog not swapped
+        "expire-before-delete",       // series committed; expiry dies before its deletes
+        "orphans-after-first-delete", // rotation done; orphan removal dies half-way
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = compact_once(&data, &flags, &with("k2", Some(point)));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = point.split('@').next().unwrap();
+        assert!(
+            stderr.contains(&format!("fail point {name} reached")),
+            "step {step}: never reached {point}:\n{stderr}"
+        );
+        assert!(!out.status.success(), "step {step}: the run died");
+        assert_eq!(lifecycle_answers(&reader).await, expected, "step {step} ({point}): every view after the death");
+        let series = FinancialDataStorage::list_series(&reader).await.unwrap();
+        assert_eq!(series, FinancialDataStorage::list_series(&oracle).await.unwrap(), "step {step}: series");
+    }
+    let rotated = under(TableKind::DataPoints).await;
+    assert!(rotated.iter().all(|k| k.as_deref() == Some("k2")), "the dead runs committed the rotation: {rotated:?}");
+    let out = compact_once(&data, &flags, &with("k2", None));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for kind in TableKind::all() {
+        let keys = under(kind).await;
+        assert!(keys.iter().all(|k| k.as_deref() == Some("k2")), "{kind:?}: {keys:?}");
+        let orphans = find_orphans(&wh, kind, Duration::ZERO).await.unwrap();
+        assert!(orphans.is_empty(), "{kind:?}: {orphans:?}");
+    }
+    // k1 is no longer needed by the current snapshot.
+    let k2_only = IcebergStore::new(
+        Warehouse::open(WarehouseConfig::new(&data).with_encryption(Encryption::new(Arc::new(
+            LocalKeys::parse("k2:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=", None).unwrap(),
+        ))))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(lifecycle_answers(&k2_only).await, expected);
+}
