@@ -376,5 +376,14 @@ storage:
         assert_eq!(f, "storage.tiers[0].sse_kms_key_id");
         let (f, _) = err("storage:\n  tiers:\n    - {name: a, type: ssd, path: /a, ca_file: /x.pem}\n");
         assert_eq!(f, "storage.tiers[0].ca_file");
+        let (f, why) = err("storage:\n  tiers:\n    - {name: a, type: ssd, path: /a, zstd_level: 23}\n");
+        assert_eq!((f.as_str(), why.as_str()), ("storage.tiers[0].zstd_level", "23: a zstd level is 1 to 22"));
+        assert!(
+            FileConfig::parse(
+                "storage:\n  tiers:\n    - {name: a, type: ssd, path: /a, zstd_level: 19}\n",
+                Path::new("x")
+            )
+            .is_ok()
+        );
     }
 }

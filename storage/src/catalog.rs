@@ -435,6 +435,16 @@ impl Warehouse {
         &self.router
     }
 
+    /// The zstd level `tier` asks for (`None`: the default for how a file is written).
+    pub fn tier_zstd_level(&self, tier: &TierName) -> Option<i32> {
+        self.router.tiers().find(|t| &t.name == tier).and_then(|t| t.zstd_level)
+    }
+
+    /// The zstd level a file gets when `encoding` writes it into `tier`.
+    pub fn zstd_level(&self, tier: &TierName, encoding: crate::write::Encoding) -> i32 {
+        self.tier_zstd_level(tier).unwrap_or(encoding.default_zstd_level())
+    }
+
     /// Tier that receives new data files.
     pub fn hot_tier(&self) -> &TierName {
         &self.hot_tier

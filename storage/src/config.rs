@@ -69,7 +69,14 @@ pub struct TierConfig {
     /// s3 tiers with `aws:kms` encryption: the KMS key id (default: the bucket's AWS-managed key).
     #[serde(default)]
     pub sse_kms_key_id: Option<String>,
+    /// zstd level (1–22) of the files written into this tier, and of files moved into it (a move
+    /// re-encodes when the tiers' levels differ). Default: 3 (ingest's own appends: 1).
+    #[serde(default)]
+    pub zstd_level: Option<i32>,
 }
+
+/// zstd levels a tier may ask for.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
 
 /// Values of a tier's `server_side_encryption`.
 pub const SERVER_SIDE_ENCRYPTIONS: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
@@ -148,6 +155,11 @@ impl TierConfig {
     /// use it): its name, and what its type needs. Errors name the field.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let name = self.name.as_str();
+        if let Some(level) = self.zstd_level
+            && !ZSTD_LEVELS.contains(&level)
+        {
+            return Err(("zstd_level", format!("{level}: a zstd level is 1 to 22")));
+        }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(("name", format!("{name:?} is not a tier name (letters, digits, _ and -)")));
         }

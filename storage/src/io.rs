@@ -31,6 +31,9 @@ use crate::error::{Result, StorageError};
 pub struct TierSpec {
     pub name: TierName,
     pub target: TierTarget,
+    /// zstd level of the files this tier holds (`None`: the default for how they were written).
+    #[serde(default)]
+    pub zstd_level: Option<i32>,
 }
 
 /// A directory, or a bucket (and key prefix) on an S3-compatible service.
@@ -64,7 +67,13 @@ pub enum TierTarget {
 
 impl TierSpec {
     pub fn local(name: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
-        Self { name: TierName::new(name), target: TierTarget::Local { dir: dir.into() } }
+        Self { name: TierName::new(name), target: TierTarget::Local { dir: dir.into() }, zstd_level: None }
+    }
+
+    /// This tier with its files compressed at zstd `level`.
+    pub fn with_zstd_level(mut self, level: i32) -> Self {
+        self.zstd_level = Some(level);
+        self
     }
 
     /// From the config file's tier entry; relative directories are taken from the working directory.
@@ -89,7 +98,7 @@ impl TierSpec {
             (_, _, Some(dir)) if t.kind.is_local() => TierTarget::Local { dir: absolute(dir)? },
             _ => return Err(invalid(("type", "validated tiers have what their type needs".into()))),
         };
-        Ok(Self { name: t.name.clone(), target })
+        Ok(Self { name: t.name.clone(), target, zstd_level: t.zstd_level })
     }
 
     /// The URL prefix of every file in this tier (`file:///dir` or `s3://bucket/prefix`).
@@ -419,6 +428,7 @@ mod tests {
                     server_side_encryption: None,
                     sse_kms_key_id: None,
                 },
+                zstd_level: None,
             },
         ])
         .unwrap();

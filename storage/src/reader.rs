@@ -802,7 +802,7 @@ mod tests {
     /// `batch` as a Parquet file written as ours are.
     fn written(batch: &RecordBatch, encoding: crate::write::Encoding) -> Vec<u8> {
         let mut bytes = Vec::new();
-        let props = crate::write::writer_properties(encoding, None);
+        let props = crate::write::writer_properties(encoding.default_zstd_level(), None);
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
         w.write(batch).unwrap();
         w.close().unwrap();

@@ -175,7 +175,8 @@ pub async fn write_data_files(
     // Encrypted: one fresh data key for this write's files, its wrapped form recorded in each
     // file's footer and manifest entry.
     let keys = wh.encryption().map(crate::crypto::Encryption::new_file_keys).transpose()?;
-    let parquet = ParquetWriterBuilder::new(writer_properties(encoding, keys.as_ref()), iceberg_schema.clone());
+    let level = wh.zstd_level(tier, encoding);
+    let parquet = ParquetWriterBuilder::new(writer_properties(level, keys.as_ref()), iceberg_schema.clone());
     let rolling = RollingFileWriterBuilder::new(parquet, target, wh.file_io().clone(), location, names);
     let builder = DataFileWriterBuilder::new(rolling);
     let spec = table.metadata().default_partition_spec().as_ref().clone();
@@ -217,6 +218,14 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// zstd level of files written this way, unless their tier sets its own.
+    pub fn default_zstd_level(self) -> i32 {
+        match self {
+            Encoding::Fresh => 1,
+            Encoding::Settled => 3,
+        }
+    }
+
     /// How a data file's name starts, so its origin is known from the name alone (snapshot
     /// summaries expire): compaction treats current rows it wrote itself as each key's open
     /// revision, and the rows of `appended-` files as arrivals since.
@@ -241,14 +250,11 @@ pub fn written_by_rewrite(path: &str) -> Option<bool> {
     }
 }
 
-/// How our data files are laid out and compressed; with `keys`, encrypted (footer and every
+/// How our data files are laid out and compressed (zstd at `zstd_level`); with `keys`, encrypted (footer and every
 /// column under the write's data key) and without bloom filters, which Parquet writes in the
 /// clear: a `series_id` filter would tell which series a file holds.
-pub fn writer_properties(encoding: Encoding, keys: Option<&crate::crypto::FileKeys>) -> WriterProperties {
-    let level = match encoding {
-        Encoding::Fresh => 1,
-        Encoding::Settled => 3,
-    };
+pub fn writer_properties(zstd_level: i32, keys: Option<&crate::crypto::FileKeys>) -> WriterProperties {
+    let level = zstd_level.clamp(1, 22);
     let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("valid zstd level")))
         // Data-point ids are unique UUIDs: a dictionary never pays off, and trying one (until the

@@ -202,6 +202,7 @@ else:
                 server_side_encryption: None,
                 sse_kms_key_id: None,
             },
+            zstd_level: None,
         }
     }
 

@@ -9,6 +9,8 @@ pub const FAILURES: &str = "vintagelake_tiering_failures_total";
 pub const TIER_FILES: &str = "vintagelake_tier_files";
 pub const TIER_BYTES: &str = "vintagelake_tier_bytes";
 pub const TIER_OLDEST_DAYS: &str = "vintagelake_tier_oldest_data_age_days";
+pub const REENCODED_BYTES_IN: &str = "vintagelake_tiering_reencoded_bytes_in_total";
+pub const REENCODED_BYTES_OUT: &str = "vintagelake_tiering_reencoded_bytes_out_total";
 
 use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
@@ -28,4 +30,16 @@ pub const CATALOGUE: &[MetricDoc] = &[
     doc(TIER_FILES, Kind::Gauge, &["tier"], "Live data files per tier."),
     doc(TIER_BYTES, Kind::Gauge, &["tier"], "Bytes of live data files per tier."),
     doc(TIER_OLDEST_DAYS, Kind::Gauge, &["tier"], "Age in days of the oldest data per tier (days since superseded)."),
+    doc(
+        REENCODED_BYTES_IN,
+        Kind::Counter,
+        &["tier"],
+        "Bytes of files moved into a tier with another zstd level (re-encoded), before: in minus out is what the tier's compression saved.",
+    ),
+    doc(
+        REENCODED_BYTES_OUT,
+        Kind::Counter,
+        &["tier"],
+        "Bytes of the same files after re-encoding at the target tier's zstd level.",
+    ),
 ];

@@ -19,7 +19,7 @@ use vintagelake_runtime::audit::AuditEntry;
 use vintagelake_runtime::schedule::record_unfinished;
 use vintagelake_schemas::Date;
 use vintagelake_schemas::table::data_points_ids as field;
-use vintagelake_storage::catalog::{TableKind, Warehouse};
+use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
 use vintagelake_storage::files::{LiveFile, copy_verified, live_files, read_data_file, relocated};
@@ -44,8 +44,14 @@ pub struct TierReport {
     pub snapshots: Vec<i64>,
     pub files_moved: usize,
     pub bytes_moved: u64,
-    /// Source → new location of every move.
+    /// Source → new location of every move (locations, comma-separated, when re-encoding split it).
     pub targets: BTreeMap<String, String>,
+    /// Moves into a tier with another zstd level: rewritten at that level, not copied.
+    pub files_reencoded: usize,
+    /// Bytes of the files re-encoded, before and after (the difference is what the target tier's
+    /// compression saved).
+    pub reencoded_bytes_in: u64,
+    pub reencoded_bytes_out: u64,
     pub files_deleted: usize,
     pub rows_deleted: u64,
     /// Original releases kept from deleted files (rewritten into new files).
@@ -232,6 +238,9 @@ async fn run(
         report.snapshots.extend(part.snapshot_id);
         report.files_moved += part.files_moved;
         report.bytes_moved += part.bytes_moved;
+        report.files_reencoded += part.files_reencoded;
+        report.reencoded_bytes_in += part.reencoded_bytes_in;
+        report.reencoded_bytes_out += part.reencoded_bytes_out;
         report.files_deleted += part.files_deleted;
         report.rows_deleted += part.rows_deleted;
         report.originals_kept += part.originals_kept;
@@ -257,34 +266,52 @@ async fn execute(
     let actions = report.actions.clone();
     let by_path: BTreeMap<&str, &LiveFile> = files.iter().map(|f| (f.path.as_str(), f)).collect();
 
-    // 1. Copy and verify every move (bounded concurrency); nothing is visible yet.
-    let moves: Vec<(&LiveFile, String)> = actions
+    // 1. Copy and verify every move (bounded concurrency); nothing is visible yet. A move into a
+    // tier with another zstd level rewrites the file at that level instead (and checks the new
+    // file holds the same rows).
+    let moves: Vec<(&LiveFile, Move)> = actions
         .iter()
         .filter_map(|a| match a {
             Action::Move { path, from, to, .. } => {
                 let f = by_path[path.as_str()];
+                if wh.zstd_level(from, Encoding::Settled) != wh.zstd_level(to, Encoding::Settled) {
+                    return Some((f, Move::Reencode(to.clone())));
+                }
                 let from_base = wh.data_location(kind, from).ok()?;
                 let to_base = wh.data_location(kind, to).ok()?;
                 let rel = path.strip_prefix(&from_base)?;
                 // A fresh name in the target tier: a copy left by a dead run is never reused, so
                 // orphan cleanup of that copy cannot race with this run's commit.
                 let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
-                Some((f, format!("{to_base}{dir}/{}.parquet", uuid::Uuid::now_v7().simple())))
+                Some((f, Move::Copy(format!("{to_base}{dir}/{}.parquet", uuid::Uuid::now_v7().simple()))))
             }
             Action::Delete { .. } => None,
         })
         .collect();
     // Futures collected from a named async fn (not a closure) keep the run `Send` for spawned tasks.
-    let copies: Vec<_> = moves.iter().map(|(f, target)| copy_one(&wh, f, target)).collect();
-    let copied: Vec<Result<_, StorageError>> = tokio::select! {
+    let copies: Vec<_> = moves.iter().map(|(f, how)| move_one(store, f, how)).collect();
+    let copied: Vec<Result<Vec<DataFile>, StorageError>> = tokio::select! {
         _ = cancel.cancelled() => return Err(TierError::Cancelled),
         done = stream::iter(copies).buffered(concurrency.max(1)).collect::<Vec<_>>() => done,
     };
     let mut added = Vec::new();
     let mut first_error = None;
-    for c in copied {
+    let mut targets = BTreeMap::new();
+    for ((f, how), c) in moves.iter().zip(copied) {
         match c {
-            Ok(df) => added.push(df),
+            Ok(files) => {
+                let paths: Vec<&str> = files.iter().map(|df| df.file_path()).collect();
+                targets.insert(f.path.clone(), paths.join(","));
+                if let Move::Reencode(to) = how {
+                    let out: u64 = files.iter().map(|df| df.file_size_in_bytes()).sum();
+                    report.files_reencoded += 1;
+                    report.reencoded_bytes_in += f.size_bytes;
+                    report.reencoded_bytes_out += out;
+                    metrics::counter!(m::REENCODED_BYTES_IN, "tier" => to.to_string()).increment(f.size_bytes);
+                    metrics::counter!(m::REENCODED_BYTES_OUT, "tier" => to.to_string()).increment(out);
+                }
+                added.extend(files);
+            }
             Err(e) => {
                 metrics::counter!(m::FAILURES, "reason" => "copy").increment(1);
                 first_error.get_or_insert(e);
@@ -371,7 +398,7 @@ async fn execute(
     vintagelake_runtime::failpoint::hit("tier-after-commit");
     report.snapshot_id = Some(committed.snapshot_id);
     report.files_moved = moves.len();
-    report.targets = moves.iter().map(|(f, target)| (f.path.clone(), target.clone())).collect();
+    report.targets = targets;
     report.bytes_moved = moves.iter().map(|(f, _)| f.size_bytes).sum();
     metrics::counter!(m::MOVES).increment(report.files_moved as u64);
     metrics::counter!(m::BYTES_MOVED).increment(report.bytes_moved);
@@ -386,11 +413,52 @@ async fn execute(
     Ok(())
 }
 
-/// Copy → verify of one move; the copy's data file, ready for the commit.
-async fn copy_one(wh: &Warehouse, file: &LiveFile, target: &str) -> Result<DataFile, StorageError> {
-    copy_verified(wh, &file.path, target, file.size_bytes).await?;
+/// How a file moves: copied byte for byte to a new location, or rewritten into the target tier
+/// (its zstd level differs).
+#[derive(Debug)]
+enum Move {
+    Copy(String),
+    Reencode(TierName),
+}
+
+/// Copy → verify (or rewrite → verify) of one move; the new data files, ready for the commit.
+async fn move_one(store: &IcebergStore, file: &LiveFile, how: &Move) -> Result<Vec<DataFile>, StorageError> {
+    let wh = store.warehouse();
+    let files = match how {
+        Move::Copy(target) => {
+            copy_verified(wh, &file.path, target, file.size_bytes).await?;
+            vec![relocated(&file.data_file, target)?]
+        }
+        Move::Reencode(to) => {
+            let rows = read_data_file(wh, &file.path).await?;
+            let written = store
+                .write_files(TableKind::DataPoints, &[(Some(to.clone()), rows.clone())], Encoding::Settled)
+                .await?;
+            // The rewrite must hold exactly the rows of the source, in order: read it back.
+            let mut back = Vec::new();
+            for df in &written {
+                back.extend(read_data_file(wh, df.file_path()).await?);
+            }
+            let same = match (rows.first(), back.first()) {
+                (Some(a), Some(_)) => {
+                    arrow::compute::concat_batches(&a.schema(), &rows)?
+                        == arrow::compute::concat_batches(&a.schema(), &back)?
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                store.remove_uncommitted(&written).await;
+                return Err(StorageError::InvalidData(format!(
+                    "re-encoding {} into tier {to} does not give back its rows; nothing moved",
+                    file.path
+                )));
+            }
+            written
+        }
+    };
     vintagelake_runtime::failpoint::hit("tier-after-copy");
-    relocated(&file.data_file, target)
+    Ok(files)
 }
 
 /// The revision keys that are first releases (as the `first_release` view answers them) among the

@@ -562,9 +562,12 @@ impl Inner {
         };
         let rel = format!("{}/{dir}part-{}.parquet", kind.name(), uuid::Uuid::now_v7().simple());
         let mut buf = Vec::new();
-        let mut writer =
-            ArrowWriter::try_new(&mut buf, rows.schema(), Some(writer_properties(Encoding::Settled, None)))
-                .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
+        let mut writer = ArrowWriter::try_new(
+            &mut buf,
+            rows.schema(),
+            Some(writer_properties(Encoding::Settled.default_zstd_level(), None)),
+        )
+        .map_err(|e| StorageError::InvalidData(format!("parquet writer: {e}")))?;
         writer.write(&rows).map_err(|e| StorageError::InvalidData(format!("parquet write: {e}")))?;
         writer.close().map_err(|e| StorageError::InvalidData(format!("parquet close: {e}")))?;
         let path = self.root.join(STAGING_DIR).join(&rel);

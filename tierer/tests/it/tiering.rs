@@ -375,3 +375,73 @@ async fn a_correction_without_the_flag_survives_compaction_and_retention() {
     tier_once(&store, &policy, &Pins::new(), today, false, 2, &CancellationToken::new()).await.unwrap();
     assert_eq!(answers().await, (101.0, true, 101.0), "after retention");
 }
+
+/// Each tier compresses at its own zstd level: a move into a tier with another level rewrites
+/// the file at that level (the same rows, checked by reading them back) instead of copying it,
+/// and the bytes it saves are reported; a move between tiers of one level stays a byte copy.
+/// Every view answers the same after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_into_a_tier_with_another_compression_re_encode_and_every_view_stays() {
+    use vintagelake_testkit::fixtures::lifecycle_answers;
+    let dir = tempfile::tempdir().unwrap();
+    let tiers = vec![
+        TierSpec::local("hot", dir.path().join("tiers/hot")),
+        TierSpec::local("warm", dir.path().join("tiers/warm")),
+        TierSpec::local("cold", dir.path().join("tiers/cold")).with_zstd_level(12),
+        TierSpec::local("archive", dir.path().join("tiers/archive")).with_zstd_level(19),
+    ];
+    let store = IcebergStore::new(Warehouse::open(WarehouseConfig::new(dir.path()).with_tiers(tiers)).await.unwrap());
+    let wh = store.warehouse().clone();
+    let rows = revision_stream("Z", 0..6, 150, 3);
+    for chunk in rows.chunks(400) {
+        store.append_points(chunk, vec![], "ingest").await.unwrap();
+    }
+    vintagelake_compactor::compact_once(&store, &Default::default(), &CancellationToken::new()).await.unwrap();
+    let before = lifecycle_answers(&store).await;
+    let today =
+        Date::from_days_since_epoch(rows.iter().map(|r| r.point.revision_date.days_since_epoch()).max().unwrap() + 1);
+    let retention = RetentionPolicy { delete_after_days: 0, ..RetentionPolicy::default() };
+    let policy = Policy::new(&retention, &TIERS.map(|t| (name(t), None)), true);
+    let report = tier_once(&store, &policy, &Pins::new(), today, false, 2, &CancellationToken::new()).await.unwrap();
+    eprintln!(
+        "moved {} files, {} re-encoded: {} -> {} bytes",
+        report.files_moved, report.files_reencoded, report.reencoded_bytes_in, report.reencoded_bytes_out
+    );
+    let into = |tier: &str| {
+        report
+            .actions
+            .iter()
+            .filter(|a| matches!(a, vintagelake_tierer::plan::Action::Move { to, .. } if to.as_str() == tier))
+            .count()
+    };
+    let moved = (into("warm"), into("cold"), into("archive"));
+    assert!(moved.0 > 0 && moved.1 > 0 && moved.2 > 0, "moves into warm, cold, archive: {moved:?}");
+    assert_eq!(
+        report.files_reencoded,
+        into("cold") + into("archive"),
+        "moves into cold and archive re-encode, into warm copy"
+    );
+    assert!(
+        report.reencoded_bytes_out < report.reencoded_bytes_in,
+        "higher levels take fewer bytes: {} -> {}",
+        report.reencoded_bytes_in,
+        report.reencoded_bytes_out
+    );
+    let table = wh.load(TableKind::DataPoints).await.unwrap();
+    let files = live_files(&wh, &table, None).await.unwrap();
+    for f in &files {
+        let tier = f.tier.as_ref().unwrap().as_str();
+        // A copy keeps the source's name; a rewrite into a tier is named as every written file.
+        let rewritten = f.path.rsplit('/').next().unwrap().starts_with("rewritten-");
+        match tier {
+            "cold" | "archive" => assert!(rewritten, "{}: re-encoded into {tier}", f.path),
+            "warm" => assert!(!rewritten, "{}: copied into warm", f.path),
+            _ => {}
+        }
+    }
+    assert_eq!(lifecycle_answers(&store).await, before, "every view answers the same after the moves");
+    // Each move is audited with where it went.
+    let moves: Vec<_> = wh.audit().read().unwrap().entries.into_iter().filter(|e| e.action == "move").collect();
+    assert_eq!(moves.len(), report.files_moved);
+    assert!(moves.iter().all(|e| e.detail["target"].as_str().is_some_and(|t| !t.is_empty())));
+}
