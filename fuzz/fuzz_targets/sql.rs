@@ -29,7 +29,7 @@ const REVISIONS: &[&str] = &[
 ];
 
 /// The metadata of one of them (the other has none: a join drops it).
-const SERIES: &str = r#"{"version":1,"id":"GDPC1","title":"Real GDP","units":"Billions","frequency":"Quarterly","seasonal_adjustment":"SAAR","start_date":"1947-01-01","end_date":"2024-01-01","is_active":true}"#;
+const SERIES: &str = r#"{"version":1,"id":"GDPC1","source_id":"fred","title":"Real GDP","units":"Billions","frequency":"Quarterly","seasonal_adjustment":"SAAR","start_date":"1947-01-01","end_date":"2024-01-01","is_active":true}"#;
 
 #[derive(Debug)]
 struct Fixture {
