@@ -64,6 +64,10 @@ impl ViewSource for Fixture {
 }
 
 static ENGINE: LazyLock<(tokio::runtime::Runtime, SqlEngine)> = LazyLock::new(|| {
+    // The engine catches a panic of DataFusion's planner and refuses the statement (as the
+    // service does); libFuzzer's hook would abort on it first. Any panic that is not caught
+    // still fails the input: the harness aborts when one unwinds out of the target.
+    std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let rows: Vec<StoredDataPoint> = REVISIONS
         .iter()
         .enumerate()

@@ -216,7 +216,9 @@ impl SqlEngine {
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
-            let frame = ctx.sql_with_options(&sql, options).await.map_err(|e| at_end_if_unplaced(&sql, e.into()))?;
+            let frame = planner_guarded(&sql, ctx.sql_with_options(&sql, options))
+                .await?
+                .map_err(|e| at_end_if_unplaced(&sql, e.into()))?;
             Ok::<_, SqlError>((frame, version))
         };
         let (frame, snapshot) =
@@ -235,6 +237,24 @@ impl SqlEngine {
         let schema = planned.schema();
         Ok((schema, planned.execute(params).await?))
     }
+}
+
+/// Runs DataFusion's planning of `sql`, turning a panic inside it into the statement's error:
+/// the SQL planner has statements it cannot plan and unwraps instead of failing (found by the
+/// `sql` fuzz target: `SELECT l.series_i'GDPC0', …` reaches an `unwrap` in DataFusion 53's typed
+/// string planning). The client gets `INVALID_ARGUMENT` naming the failure, the log has the
+/// statement; the service goes on.
+async fn planner_guarded<T>(sql: &str, planning: impl std::future::Future<Output = T>) -> Result<T, SqlError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(planning).catch_unwind().await.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        tracing::warn!(statement = %sql, panic = %why, "the SQL planner failed on a statement");
+        SqlError::Invalid(format!("the SQL planner cannot plan this statement (it failed: {why})"))
+    })
 }
 
 /// A parse error at the end of the statement carries no position from the parser; it gets the
@@ -288,6 +308,18 @@ mod tests {
     }
 
     use super::*;
+
+    /// A statement that makes DataFusion's planner panic is refused like any bad statement.
+    #[tokio::test]
+    async fn a_statement_the_planner_panics_on_is_refused_not_fatal() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let sql = "SELECT l.series_i'GDPC0',date 1>= DAT' 4E0210--401'\n";
+        match planner_guarded(sql, ctx.sql(sql)).await {
+            Err(SqlError::Invalid(m)) => assert!(m.starts_with("the SQL planner cannot plan this statement"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(planner_guarded("SELECT 1", ctx.sql("SELECT 1")).await.unwrap().is_ok(), "other statements plan");
+    }
 
     #[test]
     fn question_marks_become_numbered_placeholders_outside_strings() {
