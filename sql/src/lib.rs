@@ -244,7 +244,7 @@ impl SqlEngine {
 /// `sql` fuzz target: `SELECT l.series_i'GDPC0', …` reaches an `unwrap` in DataFusion 53's typed
 /// string planning). The client gets `INVALID_ARGUMENT` naming the failure, the log has the
 /// statement; the service goes on.
-async fn planner_guarded<T>(sql: &str, planning: impl std::future::Future<Output = T>) -> Result<T, SqlError> {
+async fn planner_guarded<T>(sql: &str, planning: impl Future<Output = T>) -> Result<T, SqlError> {
     use futures::FutureExt;
     std::panic::AssertUnwindSafe(planning).catch_unwind().await.map_err(|panic| {
         let why = panic
@@ -312,7 +312,7 @@ mod tests {
     /// A statement that makes DataFusion's planner panic is refused like any bad statement.
     #[tokio::test]
     async fn a_statement_the_planner_panics_on_is_refused_not_fatal() {
-        let ctx = datafusion::prelude::SessionContext::new();
+        let ctx = SessionContext::new();
         let sql = "SELECT l.series_i'GDPC0',date 1>= DAT' 4E0210--401'\n";
         match planner_guarded(sql, ctx.sql(sql)).await {
             Err(SqlError::Invalid(m)) => assert!(m.starts_with("the SQL planner cannot plan this statement"), "{m}"),
