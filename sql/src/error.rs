@@ -35,7 +35,11 @@ impl SqlError {
                 Ok(ours) => *ours,
                 Err(inner) => match inner.downcast::<StorageError>() {
                     Ok(storage) => SqlError::Storage(*storage),
-                    Err(other) => SqlError::Internal(other.to_string()),
+                    // A DataFusion error boxed again on its way out of a table function.
+                    Err(inner) => match inner.downcast::<DataFusionError>() {
+                        Ok(wrapped) => SqlError::from_datafusion(*wrapped),
+                        Err(other) => SqlError::Internal(other.to_string()),
+                    },
                 },
             },
             // DataFusion wraps a parse or plan error with its source span, and errors of shared
@@ -97,5 +101,10 @@ mod tests {
         }
         let wrapped = DataFusionError::Shared(std::sync::Arc::new(DataFusionError::Plan("no such column".into())));
         assert!(matches!(SqlError::from_datafusion(wrapped), SqlError::Invalid(_)));
+        // `at_snapshot('latest', 0)` on a table without snapshot 0 (found by the fuzz target: it
+        // came back INTERNAL): the storage error, boxed twice, keeps its kind.
+        let twice =
+            DataFusionError::External(Box::new(DataFusionError::External(Box::new(StorageError::NoSuchSnapshot(0)))));
+        assert!(matches!(SqlError::from_datafusion(twice), SqlError::Storage(StorageError::NoSuchSnapshot(0))));
     }
 }
