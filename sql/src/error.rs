@@ -47,7 +47,7 @@ impl SqlError {
             DataFusionError::Diagnostic(_, inner) => SqlError::from_datafusion(*inner),
             DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
                 Ok(inner) => SqlError::from_datafusion(inner),
-                Err(shared) => SqlError::Internal(shared.strip_backtrace()),
+                Err(shared) => SqlError::of_shared(&shared),
             },
             DataFusionError::Context(context, inner) => match SqlError::from_datafusion(*inner) {
                 SqlError::Invalid(m) => SqlError::Invalid(format!("{context}: {m}")),
@@ -66,6 +66,67 @@ impl SqlError {
             // An argument a function cannot take (a bad date, a cast that fails): the statement's.
             DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => SqlError::Invalid(e.strip_backtrace()),
             other => SqlError::Internal(other.strip_backtrace()),
+        }
+    }
+}
+
+impl SqlError {
+    /// [`from_datafusion`](Self::from_datafusion) of an error others hold too (DataFusion shares
+    /// one error among the consumers of a failed shared input): the same kind, rebuilt from a
+    /// reference.
+    fn of_shared(e: &DataFusionError) -> SqlError {
+        match e {
+            DataFusionError::External(inner) => {
+                if let Some(ours) = inner.downcast_ref::<SqlError>() {
+                    ours.same_kind()
+                } else if let Some(storage) = inner.downcast_ref::<StorageError>() {
+                    SqlError::of_storage(storage)
+                } else if let Some(wrapped) = inner.downcast_ref::<DataFusionError>() {
+                    SqlError::of_shared(wrapped)
+                } else {
+                    SqlError::Internal(e.strip_backtrace())
+                }
+            }
+            DataFusionError::Shared(inner) => SqlError::of_shared(inner),
+            DataFusionError::Diagnostic(_, inner) => SqlError::of_shared(inner),
+            DataFusionError::Context(context, inner) => match SqlError::of_shared(inner) {
+                SqlError::Invalid(m) => SqlError::Invalid(format!("{context}: {m}")),
+                other => other,
+            },
+            DataFusionError::Collection(errors) => {
+                errors.first().map_or_else(|| SqlError::Internal(e.strip_backtrace()), SqlError::of_shared)
+            }
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_)
+            | DataFusionError::Execution(_)
+            | DataFusionError::ArrowError(..) => SqlError::Invalid(e.strip_backtrace()),
+            DataFusionError::ResourcesExhausted(_) => SqlError::ResourcesExhausted(e.strip_backtrace()),
+            other => SqlError::Internal(other.strip_backtrace()),
+        }
+    }
+
+    /// An error of the same kind and message.
+    fn same_kind(&self) -> SqlError {
+        match self {
+            SqlError::Invalid(m) => SqlError::Invalid(m.clone()),
+            SqlError::ResourcesExhausted(m) => SqlError::ResourcesExhausted(m.clone()),
+            SqlError::Timeout(d) => SqlError::Timeout(*d),
+            SqlError::Storage(s) => SqlError::of_storage(s),
+            SqlError::Internal(m) => SqlError::Internal(m.clone()),
+        }
+    }
+
+    /// A storage error of the kinds a statement causes, rebuilt; any other by its message.
+    fn of_storage(s: &StorageError) -> SqlError {
+        match s {
+            StorageError::NoSuchSnapshot(id) => SqlError::Storage(StorageError::NoSuchSnapshot(*id)),
+            StorageError::NoSnapshotAtTime(ms) => SqlError::Storage(StorageError::NoSnapshotAtTime(*ms)),
+            StorageError::TooLarge(m) => SqlError::Storage(StorageError::TooLarge(m.clone())),
+            StorageError::InvalidData(m) => SqlError::Storage(StorageError::InvalidData(m.clone())),
+            other => SqlError::Internal(other.to_string()),
         }
     }
 }
@@ -106,5 +167,15 @@ mod tests {
         let twice =
             DataFusionError::External(Box::new(DataFusionError::External(Box::new(StorageError::NoSuchSnapshot(0)))));
         assert!(matches!(SqlError::from_datafusion(twice), SqlError::Storage(StorageError::NoSuchSnapshot(0))));
+        // The same error shared by two consumers of a failed input (as the fuzz target then found
+        // it): the kind is kept from a reference.
+        let shared = std::sync::Arc::new(DataFusionError::External(Box::new(SqlError::Storage(
+            StorageError::NoSuchSnapshot(0),
+        ))));
+        let _other_consumer = shared.clone();
+        assert!(matches!(
+            SqlError::from_datafusion(DataFusionError::Shared(shared)),
+            SqlError::Storage(StorageError::NoSuchSnapshot(0))
+        ));
     }
 }
