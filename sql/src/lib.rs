@@ -100,6 +100,8 @@ pub struct Planned {
     pub snapshot: Option<i64>,
     started: tokio::time::Instant,
     timeout: Duration,
+    /// The statement's text, for the log when DataFusion fails on it.
+    statement: Arc<str>,
 }
 
 impl Planned {
@@ -136,11 +138,16 @@ impl Planned {
         let frame = if params.is_empty() {
             self.frame
         } else {
-            self.frame.with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))?
+            self.frame
+                .with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))
+                .map_err(|e| planning_failed(e.into()))?
         };
-        let stream = tokio::time::timeout_at(deadline, frame.execute_stream())
+        // Optimising and physical planning happen here: DataFusion's failures on the statement
+        // (a panic, an internal error) are the statement's, as in `plan`.
+        let stream = tokio::time::timeout_at(deadline, planner_guarded(&self.statement, frame.execute_stream()))
             .await
-            .map_err(|_| SqlError::Timeout(timeout))??;
+            .map_err(|_| SqlError::Timeout(timeout))??
+            .map_err(|e| planning_failed(e.into()))?;
         Ok(with_deadline(stream.map(|b| b.map_err(SqlError::from_datafusion)).boxed(), deadline, timeout))
     }
 }
@@ -218,12 +225,12 @@ impl SqlEngine {
                 .with_allow_statements(false);
             let frame = planner_guarded(&sql, ctx.sql_with_options(&sql, options))
                 .await?
-                .map_err(|e| at_end_if_unplaced(&sql, e.into()))?;
+                .map_err(|e| planning_failed(at_end_if_unplaced(&sql, e.into())))?;
             Ok::<_, SqlError>((frame, version))
         };
         let (frame, snapshot) =
             tokio::time::timeout(timeout, planning).await.map_err(|_| SqlError::Timeout(timeout))??;
-        Ok(Planned { frame, snapshot, started, timeout })
+        Ok(Planned { frame, snapshot, started, timeout, statement: sql.into() })
     }
 
     /// Plans and runs `sql` with `params`: the answer's schema and its batches.
@@ -255,6 +262,19 @@ async fn planner_guarded<T>(sql: &str, planning: impl Future<Output = T>) -> Res
         tracing::warn!(statement = %sql, panic = %why, "the SQL planner failed on a statement");
         SqlError::Invalid(format!("the SQL planner cannot plan this statement (it failed: {why})"))
     })
+}
+
+/// An internal error of DataFusion while planning a statement (type coercion it did not expect,
+/// found by the `sql` fuzz target: `$a BETWEEN '…' AND '…' BETWEEN …`) is a statement it cannot
+/// plan: refused as the statement's, with DataFusion's words. Errors while the answer streams
+/// keep their kind.
+fn planning_failed(e: SqlError) -> SqlError {
+    match e {
+        SqlError::Internal(m) => {
+            SqlError::Invalid(format!("the SQL planner cannot plan this statement (it failed: {m})"))
+        }
+        other => other,
+    }
 }
 
 /// A parse error at the end of the statement carries no position from the parser; it gets the
@@ -319,6 +339,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(planner_guarded("SELECT 1", ctx.sql("SELECT 1")).await.unwrap().is_ok(), "other statements plan");
+    }
+
+    /// DataFusion's internal errors while planning are the statement's; others keep their kind.
+    #[tokio::test]
+    async fn an_internal_planning_error_is_the_statements() {
+        let ctx = SessionContext::new();
+        // The statement the fuzz target found, on a table of its shape.
+        ctx.sql("CREATE TABLE t (series_id VARCHAR, date DATE) AS VALUES ('A', DATE '2024-01-01')").await.unwrap();
+        let sql = "SELECT * FROM t WHERE $ate BETWEEN 'a' AND 'b' BETWEEN 'c' AND 'd' OR series_id = $1";
+        let e = match ctx.sql(sql).await {
+            Ok(frame) => frame.execute_stream().await.err().map(SqlError::from),
+            Err(e) => Some(SqlError::from(e)),
+        };
+        if let Some(e) = e {
+            assert!(matches!(planning_failed(e), SqlError::Invalid(_)), "the statement's error");
+        }
+        let m = planning_failed(SqlError::Internal("Failed to coerce types".into())).to_string();
+        assert_eq!(m, "the SQL planner cannot plan this statement (it failed: Failed to coerce types)");
+        assert!(matches!(planning_failed(SqlError::ResourcesExhausted("x".into())), SqlError::ResourcesExhausted(_)));
     }
 
     #[test]
