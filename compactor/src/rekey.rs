@@ -35,19 +35,6 @@ pub struct Rekeyed {
     pub paths: Vec<String>,
 }
 
-/// The live files of `kind` not under the current master key (none without encryption).
-pub async fn stale_files(store: &IcebergStore, kind: TableKind) -> Result<Vec<LiveFile>, CompactError> {
-    let wh = store.warehouse();
-    let Some(encryption) = wh.encryption() else { return Ok(Vec::new()) };
-    let current = encryption.current_key_id();
-    let table = wh.load(kind).await?;
-    Ok(live_files(wh, &table, None)
-        .await?
-        .into_iter()
-        .filter(|f| master_key(&f.data_file).as_deref() != Some(current))
-        .collect())
-}
-
 /// Rewrites `kind`'s stale files under the current master key; `None` without encryption.
 pub async fn reencrypt(
     store: &IcebergStore,
@@ -58,7 +45,12 @@ pub async fn reencrypt(
     let Some(encryption) = wh.encryption() else { return Ok(None) };
     let mut done = Rekeyed { key_id: encryption.current_key_id().to_owned(), ..Rekeyed::default() };
     let table = wh.load(kind).await?;
-    let stale = stale_files(store, kind).await?;
+    // The live files not under the current master key, from the table loaded once.
+    let stale: Vec<LiveFile> = live_files(&wh, &table, None)
+        .await?
+        .into_iter()
+        .filter(|f| master_key(&f.data_file).as_deref() != Some(done.key_id.as_str()))
+        .collect();
     let mut batch: Vec<&LiveFile> = Vec::new();
     let mut batches: Vec<Vec<&LiveFile>> = Vec::new();
     for f in &stale {
