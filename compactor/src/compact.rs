@@ -10,14 +10,16 @@ use vintagelake_runtime::audit::AuditEntry;
 use vintagelake_runtime::schedule::record_unfinished;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::commit::CommitKind;
+use vintagelake_storage::commit::CommitRequest;
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
-use vintagelake_storage::files::{LiveFile, live_files, read_data_file, read_data_files, written_by_compaction};
-use vintagelake_storage::scan::{CloseStats, backfilled_keys, close_periods, split_keys};
+use vintagelake_storage::files::{LiveFile, live_files, written_by_compaction};
+use vintagelake_storage::scan::CloseStats;
 use vintagelake_storage::snapshots::{ExpirePolicy, expire_snapshots, remove_orphans};
 use vintagelake_storage::store::IcebergStore;
 
 use crate::metrics as m;
+use crate::rewrite::{Plan, Staged, rows_per_chunk, stage};
 
 /// What a run may do.
 #[derive(Debug, Clone)]
@@ -27,6 +29,9 @@ pub struct CompactOptions {
     pub keep_snapshots: usize,
     pub orphan_grace: Duration,
     pub concurrency: usize,
+    /// Rows a run holds in memory at once are sized to stay within this (arrivals since the last
+    /// run and the rows of backfilled keys come on top: see docs/compaction.md).
+    pub memory_limit_bytes: u64,
 }
 
 impl Default for CompactOptions {
@@ -37,6 +42,7 @@ impl Default for CompactOptions {
             keep_snapshots: 100,
             orphan_grace: Duration::from_secs(86_400),
             concurrency: 8,
+            memory_limit_bytes: 512 << 20,
         }
     }
 }
@@ -51,6 +57,11 @@ pub struct CompactionReport {
     pub bytes_out: u64,
     pub rows: CloseStats,
     pub commit_attempts: u32,
+    /// Chunks the current rows were folded in, the current files no arrival touched (left as they
+    /// were), and the most rows one chunk folded.
+    pub chunks: usize,
+    pub open_files_kept: usize,
+    pub largest_chunk_rows: u64,
     /// Snapshots expired and orphan files removed, both tables together.
     pub snapshots_expired: usize,
     pub orphans_removed: usize,
@@ -147,6 +158,28 @@ pub async fn compact_once(
 
 const ACTOR: &str = "compactor";
 
+/// Rows in = rows out + rows dropped, the files held what their manifests say, and every row
+/// folded or carried over was written; otherwise nothing is committed.
+fn check_accounting(staged: &Staged) -> Result<(), CompactError> {
+    let s = &staged.stats;
+    let balanced = s.rows_in == s.rows_out + s.duplicates_dropped + s.corrections_applied;
+    let written = s.rows_out as u64 + staged.closed_rows;
+    if staged.rows_read == staged.records_in && balanced && staged.rows_written == written {
+        return Ok(());
+    }
+    metrics::counter!(m::ACCOUNTING_FAILURES).increment(1);
+    Err(CompactError::Accounting(format!(
+        "manifests say {} rows, files held {}; in {} = out {} + duplicates {} + corrections {}; wrote {} of {written}",
+        staged.records_in,
+        staged.rows_read,
+        s.rows_in,
+        s.rows_out,
+        s.duplicates_dropped,
+        s.corrections_applied,
+        staged.rows_written
+    )))
+}
+
 async fn compact_inner(
     store: &IcebergStore,
     options: &CompactOptions,
@@ -168,124 +201,61 @@ async fn compact_inner(
         by_partition.entry(f.realtime_end_month).or_default().push(f);
     }
     let mut report = CompactionReport::default();
-    let mut current: Vec<&LiveFile> = Vec::new();
-    let mut closed: Vec<&LiveFile> = Vec::new();
-    // A current file compaction wrote holds each key's open revision; the others hold arrivals.
-    let from_compaction = |f: &LiveFile| written_by_compaction(&table, f);
+    let mut arrived: Vec<&LiveFile> = Vec::new();
+    let mut open: Vec<&LiveFile> = Vec::new();
+    let mut closed_small: BTreeMap<Option<TierName>, Vec<&LiveFile>> = BTreeMap::new();
     for (month, group) in &by_partition {
         let smalls: Vec<&LiveFile> = group.iter().copied().filter(|f| f.size_bytes < small).collect();
         let label = group[0].partition.clone();
         metrics::gauge!(m::SMALL_FILES, "partition" => label.clone()).set(smalls.len() as f64);
         report.small_files.insert(label, smalls.len());
         match month {
-            // The current partition is read whole when something arrived: closing a period needs
-            // every open revision of a key. Files compaction wrote hold one open revision per key
-            // and are target-sized (split by series range), so with no arrival there is nothing
-            // to close or merge and the run reads nothing.
-            None if group.iter().any(|f| !from_compaction(f)) => current.extend(group.iter().copied()),
-            None => {}
-            // Closed rows change only when a backfill reaches them (below); merging their small
-            // files is otherwise enough.
-            Some(_) if smalls.len() >= 2 => closed.extend(smalls),
+            // A current file compaction wrote holds each key's open revision; the others hold
+            // arrivals. With no arrival there is nothing to close and the run reads nothing.
+            None => {
+                for f in group {
+                    if written_by_compaction(&table, f) { open.push(f) } else { arrived.push(f) }
+                }
+            }
+            // Closed rows change only when a backfill reaches them (found while folding);
+            // merging their small files is otherwise enough.
+            Some(_) if smalls.len() >= 2 => {
+                for f in smalls {
+                    closed_small.entry(f.tier.clone()).or_default().push(f);
+                }
+            }
             Some(_) => {}
         }
     }
+    // Merging needs two small files of a tier.
+    closed_small.retain(|_, fs| fs.len() >= 2);
 
-    if !current.is_empty() || !closed.is_empty() {
-        let paths = |fs: &[&LiveFile]| fs.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
-        let (open_files, arrived_files): (Vec<&LiveFile>, Vec<&LiveFile>) =
-            current.iter().copied().partition(|f| from_compaction(f));
-        let (open_rows, arrived_rows) = tokio::select! {
-            _ = cancel.cancelled() => return Err(CompactError::Cancelled),
-            read = async {
-                let open = read_data_files(&wh, &paths(&open_files), options.concurrency).await?;
-                let arrived = read_data_files(&wh, &paths(&arrived_files), options.concurrency).await?;
-                Ok::<_, StorageError>((open, arrived))
-            } => read?,
+    if !arrived.is_empty() || !closed_small.is_empty() {
+        let plan = Plan {
+            arrived,
+            open,
+            closed_small,
+            all: &files,
+            small_bytes: small,
+            rows_per_chunk: rows_per_chunk(options.memory_limit_bytes),
+            concurrency: options.concurrency,
         };
-        // Keys an arrival backfilled below their open revision: their closed rows are read and
-        // folded too, so stored periods stay exact and a closed revision's corrections and
-        // re-publications fold into it.
-        let backfilled = backfilled_keys(&open_rows, &arrived_rows)?;
-        let mut reread: Vec<(&LiveFile, Vec<arrow::array::RecordBatch>)> = Vec::new();
-        if !backfilled.is_empty() {
-            let sorted: std::collections::BTreeSet<_> = backfilled.iter().cloned().collect();
-            let candidates = files.iter().filter(|f| f.realtime_end_month.is_some() && f.may_hold_any(&sorted));
-            for f in candidates {
-                if cancel.is_cancelled() {
-                    return Err(CompactError::Cancelled);
-                }
-                let rows = read_data_file(&wh, &f.path).await?;
-                let holds = rows.iter().try_fold(false, |any, b| {
-                    Ok::<_, StorageError>(any || split_keys(b, &backfilled)?.0.num_rows() > 0)
-                })?;
-                if holds {
-                    reread.push((f, rows));
-                }
-            }
-            tracing::info!(keys = backfilled.len(), files = reread.len(), "backfilled keys: closed rows re-read");
-        }
-        let closed: Vec<&LiveFile> =
-            closed.into_iter().filter(|f| !reread.iter().any(|(r, _)| r.path == f.path)).collect();
-        let current_paths = paths(&current);
-        let mut closed_paths = paths(&closed);
-        closed_paths.extend(reread.iter().map(|(f, _)| f.path.clone()));
-        let records_in: u64 = current.iter().chain(&closed).map(|f| f.records).sum::<u64>()
-            + reread.iter().map(|(f, _)| f.records).sum::<u64>();
-        report.files_in = current.len() + closed.len() + reread.len();
-        report.bytes_in = current.iter().chain(&closed).map(|f| f.size_bytes).sum::<u64>()
-            + reread.iter().map(|(f, _)| f.size_bytes).sum::<u64>();
-        tracing::info!(files = report.files_in, rows = records_in, "compacting");
-        // Closed files stay in their tier: merged per tier, written back to it (less the rows of
-        // backfilled keys, which are folded with the current rows).
-        let mut closed_by_tier: BTreeMap<Option<TierName>, Vec<String>> = BTreeMap::new();
-        for f in &closed {
-            closed_by_tier.entry(f.tier.clone()).or_default().push(f.path.clone());
-        }
-        let mut closed_groups: BTreeMap<Option<TierName>, Vec<arrow::array::RecordBatch>> = BTreeMap::new();
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(CompactError::Cancelled),
-            read = async {
-                for (tier, paths) in &closed_by_tier {
-                    closed_groups.entry(tier.clone()).or_default().extend(read_data_files(&wh, paths, options.concurrency).await?);
-                }
-                Ok::<_, StorageError>(())
-            } => read?,
+        let mut staged = Staged::default();
+        tracing::info!(arrived = plan.arrived.len(), open = plan.open.len(), "compacting");
+        let result = match stage(store, &plan, cancel, &mut staged).await {
+            Ok(()) => check_accounting(&staged),
+            Err(e) => Err(e),
         };
-        let read: usize = open_rows
-            .iter()
-            .chain(&arrived_rows)
-            .chain(closed_groups.values().flatten())
-            .chain(reread.iter().flat_map(|(_, b)| b))
-            .map(|b| b.num_rows())
-            .sum();
-        let mut fold = open_rows;
-        fold.extend(arrived_rows);
-        for (f, rows) in reread {
-            for b in rows {
-                let (of_keys, rest) = split_keys(&b, &backfilled)?;
-                fold.push(of_keys);
-                closed_groups.entry(f.tier.clone()).or_default().push(rest);
-            }
+        if let Err(e) = result {
+            // Nothing was committed: what the run wrote goes now rather than as orphans later.
+            store.remove_uncommitted(&staged.files).await;
+            return Err(e);
         }
-        let (rewritten, mut stats) = close_periods(&fold)?;
-        let closed_count: usize = closed_groups.values().flatten().map(|b| b.num_rows()).sum();
-        stats.rows_in += closed_count;
-        stats.rows_out += closed_count;
-        report.rows = stats;
-        // Rows in = rows out + rows dropped, and the files held what the manifests say.
-        let out = rewritten.num_rows() + closed_count;
-        if read as u64 != records_in
-            || stats.rows_in != stats.rows_out + stats.duplicates_dropped + stats.corrections_applied
-            || out != stats.rows_out
-        {
-            metrics::counter!(m::ACCOUNTING_FAILURES).increment(1);
-            return Err(CompactError::Accounting(format!(
-                "manifests say {records_in} rows, files held {read}; in {} = out {} + duplicates {} + corrections {}; wrote {out}",
-                stats.rows_in, stats.rows_out, stats.duplicates_dropped, stats.corrections_applied
-            )));
-        }
+        let stats = staged.stats;
         tracing::info!(
+            files = staged.removed.len(),
+            chunks = staged.chunks,
+            open_files_kept = staged.open_files_kept,
             rows_in = stats.rows_in,
             rows_out = stats.rows_out,
             duplicates = stats.duplicates_dropped,
@@ -294,36 +264,36 @@ async fn compact_inner(
             periods_corrected = stats.periods_corrected,
             "row accounting adds up"
         );
+        report.files_in = staged.removed.len();
+        report.bytes_in = staged.bytes_in;
+        report.rows = stats;
+        report.rows.rows_in += staged.closed_rows as usize;
+        report.rows.rows_out += staged.closed_rows as usize;
+        report.chunks = staged.chunks;
+        report.open_files_kept = staged.open_files_kept;
+        report.largest_chunk_rows = staged.largest_chunk_rows;
         if cancel.is_cancelled() {
+            store.remove_uncommitted(&staged.files).await;
             return Err(CompactError::Cancelled);
         }
-        let mut groups = vec![(None, vec![rewritten])];
-        groups.extend(closed_groups.into_iter().filter(|(_, rows)| rows.iter().any(|b| b.num_rows() > 0)));
+        let r = report.rows;
         let summary = BTreeMap::from([
-            ("vintagelake.compaction.rows-in".to_owned(), stats.rows_in.to_string()),
-            ("vintagelake.compaction.rows-out".to_owned(), stats.rows_out.to_string()),
-            ("vintagelake.compaction.duplicates-dropped".to_owned(), stats.duplicates_dropped.to_string()),
-            ("vintagelake.compaction.corrections-applied".to_owned(), stats.corrections_applied.to_string()),
-            ("vintagelake.compaction.periods-closed".to_owned(), stats.periods_closed.to_string()),
-            ("vintagelake.compaction.periods-corrected".to_owned(), stats.periods_corrected.to_string()),
+            ("vintagelake.compaction.rows-in".to_owned(), r.rows_in.to_string()),
+            ("vintagelake.compaction.rows-out".to_owned(), r.rows_out.to_string()),
+            ("vintagelake.compaction.duplicates-dropped".to_owned(), r.duplicates_dropped.to_string()),
+            ("vintagelake.compaction.corrections-applied".to_owned(), r.corrections_applied.to_string()),
+            ("vintagelake.compaction.periods-closed".to_owned(), r.periods_closed.to_string()),
+            ("vintagelake.compaction.periods-corrected".to_owned(), r.periods_corrected.to_string()),
         ]);
-        let mut remove = current_paths;
-        remove.extend(closed_paths);
+        report.bytes_out = staged.files.iter().map(|f| f.file_size_in_bytes()).sum();
+        let mut request = CommitRequest::new(CommitKind::Replace, staged.files, staged.removed, "compaction");
+        request.summary = summary;
         vintagelake_runtime::failpoint::hit("compact-before-commit");
-        let committed = store
-            .rewrite_into_tiers(TableKind::DataPoints, remove, &groups, CommitKind::Replace, "compaction", summary)
-            .await?;
+        let committed = store.commit_files(TableKind::DataPoints, request).await?;
         report.snapshot_id = Some(committed.snapshot_id);
         report.files_out = committed.added_files;
         report.commit_attempts = committed.attempts;
         metrics::counter!(m::CONFLICTS).increment(u64::from(committed.attempts - 1));
-        let after = wh.load(TableKind::DataPoints).await?;
-        report.bytes_out = live_files(&wh, &after, None)
-            .await?
-            .iter()
-            .filter(|f| f.added_snapshot_id == Some(committed.snapshot_id))
-            .map(|f| f.size_bytes)
-            .sum();
         vintagelake_runtime::failpoint::hit("compact-after-commit");
     }
 

@@ -27,6 +27,11 @@ pub struct CompactorConfig {
     /// Files nothing references are deleted once older than this (commits in flight are younger).
     #[arg(long, env = "ORPHAN_GRACE", default_value = "1d", value_parser = humantime::parse_duration)]
     pub orphan_grace: Duration,
+
+    /// Memory a compaction run sizes its chunks of rows for, in MiB: current files are read,
+    /// folded and written a chunk at a time (rows appended since the last run come on top).
+    #[arg(long, env = "COMPACTION_MEMORY_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(64..))]
+    pub compaction_memory_mb: u64,
 }
 
 impl CompactorConfig {
@@ -38,6 +43,7 @@ impl CompactorConfig {
             keep_snapshots: self.keep_snapshots as usize,
             orphan_grace: self.orphan_grace,
             concurrency: daemon.concurrency,
+            memory_limit_bytes: self.compaction_memory_mb << 20,
         }
     }
 }

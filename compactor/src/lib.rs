@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod metrics;
 pub mod rekey;
+pub mod rewrite;
 
 pub use compact::{CompactOptions, CompactionReport, compact_once};
 pub use config::CompactorConfig;

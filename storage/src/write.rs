@@ -25,6 +25,10 @@ use crate::error::{Result, StorageError};
 
 /// Rows per Parquet row group: small enough for row-group pruning by series and date.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows handed to the file writer at a time; a file rolls over to the next once it passed the
+/// target size, checked after each slice, so files end near the target and cover contiguous
+/// series ranges (rows are sorted) even when the target holds fewer rows than a row group.
+pub const WRITE_SLICE_ROWS: usize = 16 * 1024;
 /// Distinct series ids a row group's `series_id` bloom filter is sized for.
 pub const SERIES_BLOOM_NDV: u64 = 2_000;
 /// Rows per data page at most (the page index then bounds each page's series ids).
@@ -193,7 +197,7 @@ pub async fn write_data_files(
         let mut writer = builder.build(key).await?;
         let mut offset = 0;
         while offset < rows.num_rows() {
-            let len = ROW_GROUP_ROWS.min(rows.num_rows() - offset);
+            let len = WRITE_SLICE_ROWS.min(rows.num_rows() - offset);
             writer.write(rows.slice(offset, len)).await?;
             offset += len;
         }
