@@ -170,20 +170,19 @@ pub async fn stage(
         };
         staged.rows_read += arrived.num_rows() as u64;
         let keys = keys_of(&arrived)?;
-        // The open files an arrival may touch, and the small ones (merged while at it).
-        let small_open = plan.open.iter().filter(|f| f.size_bytes < plan.small_bytes).count();
-        let (touched, kept): (Vec<&LiveFile>, Vec<&LiveFile>) = plan
-            .open
-            .iter()
-            .copied()
-            .partition(|f| f.may_hold_any(&keys) || (small_open >= 2 && f.size_bytes < plan.small_bytes));
+        // The open files an arrival may touch, and the small ones: merged while at it (the run
+        // writes a file of its own anyway), so small current files do not pile up.
+        let (touched, kept): (Vec<&LiveFile>, Vec<&LiveFile>) =
+            plan.open.iter().copied().partition(|f| f.may_hold_any(&keys) || f.size_bytes < plan.small_bytes);
         staged.open_files_kept = kept.len();
         // Each key's open revision is in one open file: the arrivals of a key join the chunk
-        // whose open rows hold it; arrivals of keys no open file holds are folded after.
+        // whose open rows hold it; arrivals of keys no open file holds join the last chunk when
+        // they fit its budget, or are folded after it in runs of whole series.
         let index = key_index(&arrived)?;
         let mut matched = vec![false; arrived.num_rows()];
         let chunks = pack(touched, plan.rows_per_chunk);
-        for chunk in &chunks {
+        let mut rest: Vec<u32> = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
             cancelled()?;
             let open = read_files(store, chunk, plan.concurrency, cancel).await?;
             chunk.iter().for_each(|f| staged.read(f));
@@ -198,10 +197,19 @@ pub async fn stage(
                     }
                 })?;
             }
+            if i + 1 == chunks.len() {
+                rest = (0..arrived.num_rows() as u32).filter(|&r| !matched[r as usize]).collect();
+                let held: usize = open.iter().map(RecordBatch::num_rows).sum::<usize>() + mine.len() + rest.len();
+                if held as u64 <= plan.rows_per_chunk {
+                    mine.append(&mut rest);
+                }
+            }
             mine.sort_unstable();
             fold_chunk(store, staged, open, take_rows(&arrived, mine)?, &mut aside, &mut backfilled).await?;
         }
-        let rest: Vec<u32> = (0..arrived.num_rows() as u32).filter(|&r| !matched[r as usize]).collect();
+        if chunks.is_empty() {
+            rest = (0..arrived.num_rows() as u32).collect();
+        }
         let groups = by_series(&arrived, &rest, plan.rows_per_chunk)?;
         staged.chunks = chunks.len() + groups.len();
         for group in groups {
