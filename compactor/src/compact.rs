@@ -19,7 +19,7 @@ use vintagelake_storage::snapshots::{ExpirePolicy, expire_snapshots, remove_orph
 use vintagelake_storage::store::IcebergStore;
 
 use crate::metrics as m;
-use crate::rewrite::{Plan, Staged, rows_per_chunk, stage};
+use crate::rewrite::{Plan, Staged, stage};
 
 /// What a run may do.
 #[derive(Debug, Clone)]
@@ -62,6 +62,8 @@ pub struct CompactionReport {
     pub chunks: usize,
     pub open_files_kept: usize,
     pub largest_chunk_rows: u64,
+    pub chunk_budget_rows: u64,
+    pub arrivals_bytes: u64,
     /// Snapshots expired and orphan files removed, both tables together.
     pub snapshots_expired: usize,
     pub orphans_removed: usize,
@@ -237,15 +239,14 @@ async fn compact_inner(
             closed_small,
             all: &files,
             small_bytes: small,
-            rows_per_chunk: rows_per_chunk(options.memory_limit_bytes),
+            memory_limit_bytes: options.memory_limit_bytes,
             concurrency: options.concurrency,
         };
         let mut staged = Staged::default();
         tracing::info!(arrived = plan.arrived.len(), open = plan.open.len(), "compacting");
-        let result = match stage(store, &plan, cancel, &mut staged).await {
-            Ok(()) => check_accounting(&staged),
-            Err(e) => Err(e),
-        };
+        let staging = stage(store, &plan, cancel, &mut staged).await;
+        let finished = staged.finish().await;
+        let result = staging.and(finished.map_err(CompactError::from)).and_then(|()| check_accounting(&staged));
         if let Err(e) = result {
             // Nothing was committed: what the run wrote goes now rather than as orphans later.
             store.remove_uncommitted(&staged.files).await;
@@ -272,6 +273,8 @@ async fn compact_inner(
         report.chunks = staged.chunks;
         report.open_files_kept = staged.open_files_kept;
         report.largest_chunk_rows = staged.largest_chunk_rows;
+        report.chunk_budget_rows = staged.chunk_budget_rows;
+        report.arrivals_bytes = staged.arrivals_bytes;
         if cancel.is_cancelled() {
             store.remove_uncommitted(&staged.files).await;
             return Err(CompactError::Cancelled);

@@ -196,15 +196,23 @@ pub async fn read_file_as(
     schema: arrow::datatypes::SchemaRef,
     keys: Option<crate::crypto::DecryptionKeys>,
 ) -> Result<Vec<arrow::array::RecordBatch>> {
-    let bytes: Bytes = file_io
+    let bytes = fetch(file_io, path).await?;
+    decode_conformed(path, bytes, schema, keys).await
+}
+
+async fn fetch(file_io: &iceberg::io::FileIO, path: &str) -> Result<Bytes> {
+    file_io
         .new_input(path)?
         .read()
         .await
-        .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source: Box::new(source) })?;
-    // An encrypted file read without keys is not damaged: say what it needs.
+        .map_err(|source| StorageError::ReadFile { path: path.to_owned(), source: Box::new(source) })
+}
+
+/// Why a file cannot be decoded: an encrypted file read without keys is not damaged, so the
+/// error says what it needs.
+fn undecodable(path: &str, bytes: &Bytes, no_keys: bool, e: String) -> StorageError {
     let encrypted_footer = bytes.ends_with(b"PARE");
-    let no_keys = keys.is_none();
-    let corrupt = |e: String| StorageError::ReadFile {
+    StorageError::ReadFile {
         path: path.to_owned(),
         source: Box::new(iceberg::Error::new(
             iceberg::ErrorKind::DataInvalid,
@@ -216,17 +224,92 @@ pub async fn read_file_as(
                 format!("corrupt Parquet file: {e}")
             },
         )),
-    };
-    // Decoding is CPU work: keep it off the async worker threads.
+    }
+}
+
+/// Decodes a file's bytes off the async worker threads, each batch conformed to `schema`.
+async fn decode_conformed(
+    path: &str,
+    bytes: Bytes,
+    schema: arrow::datatypes::SchemaRef,
+    keys: Option<crate::crypto::DecryptionKeys>,
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    let no_keys = keys.is_none();
+    let input = bytes.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        decode_parquet(bytes, keys)?
+        decode_parquet(input, keys)?
             .iter()
             .map(|b| crate::evolve::conform_to(&schema, b))
             .collect::<Result<Vec<_>, String>>()
     })
     .await
     .map_err(|e| StorageError::InvalidData(format!("decoding {path}: {e}")))?;
-    decoded.map_err(corrupt)
+    decoded.map_err(|e| undecodable(path, &bytes, no_keys, e))
+}
+
+/// A data file read once and decoded a slice of rows at a time, so a big file need not be held
+/// decoded whole (compaction folds chunks of a bounded number of rows): the file's compressed
+/// bytes and the pages being decoded are what it holds.
+pub struct FileRowReader {
+    path: String,
+    bytes: Bytes,
+    no_keys: bool,
+    reader: Option<parquet::arrow::arrow_reader::ParquetRecordBatchReader>,
+    schema: arrow::datatypes::SchemaRef,
+}
+
+impl std::fmt::Debug for FileRowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRowReader").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Rows a [`FileRowReader`] decodes at a time.
+const READ_BATCH_ROWS: usize = 8 * 1024;
+
+impl FileRowReader {
+    /// Reads a `data_points` file and its footer.
+    pub async fn open(wh: &Warehouse, path: &str) -> Result<Self> {
+        let bytes = fetch(wh.file_io(), path).await?;
+        let keys = wh.decryption();
+        let no_keys = keys.is_none();
+        let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+        if let Some(keys) = keys {
+            options = options.with_file_decryption_properties(keys);
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
+            .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+            .map_err(|e| undecodable(path, &bytes, no_keys, e.to_string()))?;
+        let schema = wh.rows_schema(crate::catalog::TableKind::DataPoints);
+        Ok(Self { path: path.to_owned(), bytes, no_keys, reader: Some(reader), schema })
+    }
+
+    /// The next rows, about `max_rows` of them (whole decoded batches), conformed to the table's
+    /// current columns; `None` once the file is read.
+    pub async fn next(&mut self, max_rows: usize) -> Result<Option<Vec<arrow::array::RecordBatch>>> {
+        let Some(mut reader) = self.reader.take() else { return Ok(None) };
+        let schema = self.schema.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut rows = 0;
+            while rows < max_rows.max(1) {
+                match reader.next() {
+                    Some(Ok(batch)) => {
+                        rows += batch.num_rows();
+                        out.push(crate::evolve::conform_to(&schema, &batch)?);
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Ok((out, None)),
+                }
+            }
+            Ok((out, Some(reader)))
+        })
+        .await
+        .map_err(|e| StorageError::InvalidData(format!("decoding {}: {e}", self.path)))?;
+        let (batches, reader) = decoded.map_err(|e| undecodable(&self.path, &self.bytes, self.no_keys, e))?;
+        self.reader = reader;
+        Ok((!batches.is_empty() || self.reader.is_some()).then_some(batches))
+    }
 }
 
 /// Decodes a whole Parquet file, encrypted ones with `keys`; the error says what is wrong with it.

@@ -986,7 +986,7 @@ pub fn backfilled_keys(open: &[RecordBatch], arrived: &[RecordBatch]) -> Result<
             column(col::REVISION_DATE)?.as_primitive::<Date32Type>().clone(),
         ))
     };
-    let mut tops: HashMap<(&str, i32), i32> = HashMap::new();
+    let mut tops: foldhash::HashMap<(&str, i32), i32> = HashMap::default();
     let open_keys = open.iter().map(keys).collect::<Result<Vec<_>>>()?;
     for (s, d, r) in &open_keys {
         for i in 0..s.len() {

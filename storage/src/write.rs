@@ -8,7 +8,7 @@ use arrow::datatypes::Date32Type;
 use chrono::Datelike;
 use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct};
 use iceberg::table::Table;
-use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
@@ -16,6 +16,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use vintagelake_schemas::Date;
 use vintagelake_schemas::arrow::col;
 
@@ -157,57 +158,132 @@ pub async fn write_data_files(
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let iceberg_schema = table.metadata().current_schema().clone();
-    let expected = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?;
-    // Sorted and split by our column names; each part laid out as the table's current columns
-    // (by field id) when it is written.
-    let batch = sort_batch(kind, &batch)?;
+    let mut sink = FileSink::new(wh, table, kind, tier, encoding)?;
+    sink.write(&batch).await?;
+    sink.finish().await
+}
 
-    let tier = tier.unwrap_or(wh.hot_tier());
-    let location = DefaultLocationGenerator::with_data_location(wh.data_location(kind, tier)?);
-    let names = DefaultFileNameGenerator::new(
-        format!("{}-{}", encoding.file_prefix(), uuid::Uuid::now_v7().simple()),
-        None,
-        DataFileFormat::Parquet,
-    );
-    let target = table
-        .metadata()
-        .properties()
-        .get(crate::catalog::PROP_TARGET_FILE_SIZE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(wh.target_file_size()) as usize;
-    // Encrypted: one fresh data key for this write's files, its wrapped form recorded in each
-    // file's footer and manifest entry.
-    let keys = wh.encryption().map(crate::crypto::Encryption::new_file_keys).transpose()?;
-    let level = wh.zstd_level(tier, encoding);
-    let parquet = ParquetWriterBuilder::new(writer_properties(level, keys.as_ref()), iceberg_schema.clone());
-    let rolling = RollingFileWriterBuilder::new(parquet, target, wh.file_io().clone(), location, names);
-    let builder = DataFileWriterBuilder::new(rolling);
-    let spec = table.metadata().default_partition_spec().as_ref().clone();
+type PartitionWriter = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-    let mut files = Vec::new();
-    for (partition, rows) in split_by_partition(kind, &batch)? {
-        let rows = crate::evolve::to_table_columns(&expected, &rows)?;
-        check_schema(&expected, &rows)?;
-        let key = if spec.is_unpartitioned() {
-            None
-        } else {
-            Some(PartitionKey::new(spec.clone(), iceberg_schema.clone(), partition))
-        };
-        let mut writer = builder.build(key).await?;
-        let mut offset = 0;
-        while offset < rows.num_rows() {
-            let len = WRITE_SLICE_ROWS.min(rows.num_rows() - offset);
-            writer.write(rows.slice(offset, len)).await?;
-            offset += len;
-        }
-        files.extend(writer.close().await?);
+/// Partitions a [`FileSink`] keeps a file open for at once; the one whose rows arrived longest
+/// ago is closed first (each open file buffers a row group in memory).
+const OPEN_PARTITIONS: usize = 4;
+
+/// Data files written from rows handed over a batch at a time (compaction folds a chunk at a
+/// time): each batch is sorted and split by partition, each partition's rows go to its open
+/// file, which rolls over at the table's target size — so files reach the target whatever the
+/// batch sizes, and memory holds one row group per open file, not the rows written.
+pub struct FileSink {
+    kind: TableKind,
+    iceberg_schema: iceberg::spec::SchemaRef,
+    expected: arrow::datatypes::SchemaRef,
+    spec: iceberg::spec::PartitionSpec,
+    builder: DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
+    open: Vec<(Option<i32>, PartitionWriter)>,
+    files: Vec<DataFile>,
+    keys: Option<crate::crypto::FileKeys>,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink").field("kind", &self.kind).field("files", &self.files.len()).finish_non_exhaustive()
     }
-    match keys {
-        Some(keys) => {
-            files.iter().map(|f| crate::files::with_key_metadata(f, Some(keys.key_metadata.clone()))).collect()
+}
+
+impl FileSink {
+    /// Files of `table` in `tier` (default: the hot tier), encoded as `encoding` says.
+    pub fn new(
+        wh: &Warehouse,
+        table: &Table,
+        kind: TableKind,
+        tier: Option<&TierName>,
+        encoding: Encoding,
+    ) -> Result<Self> {
+        let iceberg_schema = table.metadata().current_schema().clone();
+        let expected = Arc::new(iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?);
+        let tier = tier.unwrap_or(wh.hot_tier());
+        let location = DefaultLocationGenerator::with_data_location(wh.data_location(kind, tier)?);
+        let names = DefaultFileNameGenerator::new(
+            format!("{}-{}", encoding.file_prefix(), uuid::Uuid::now_v7().simple()),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let target = table
+            .metadata()
+            .properties()
+            .get(crate::catalog::PROP_TARGET_FILE_SIZE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(wh.target_file_size()) as usize;
+        // Encrypted: one fresh data key for this sink's files, its wrapped form recorded in each
+        // file's footer and manifest entry.
+        let keys = wh.encryption().map(crate::crypto::Encryption::new_file_keys).transpose()?;
+        let level = wh.zstd_level(tier, encoding);
+        let parquet = ParquetWriterBuilder::new(writer_properties(level, keys.as_ref()), iceberg_schema.clone());
+        let rolling = RollingFileWriterBuilder::new(parquet, target, wh.file_io().clone(), location, names);
+        Ok(Self {
+            kind,
+            iceberg_schema,
+            expected,
+            spec: table.metadata().default_partition_spec().as_ref().clone(),
+            builder: DataFileWriterBuilder::new(rolling),
+            open: Vec::new(),
+            files: Vec::new(),
+            keys,
+        })
+    }
+
+    /// Writes rows (the table's Arrow schema, any order).
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
         }
-        None => Ok(files),
+        // Sorted and split by our column names; each part laid out as the table's current columns
+        // (by field id) when it is written.
+        let batch = sort_batch(self.kind, batch)?;
+        for (month, rows) in split_by_partition(self.kind, &batch)? {
+            let rows = crate::evolve::to_table_columns(&self.expected, &rows)?;
+            check_schema(&self.expected, &rows)?;
+            let found = self.open.iter().position(|(m, _)| *m == month);
+            let at = match found {
+                Some(at) => at,
+                None => {
+                    if self.open.len() >= OPEN_PARTITIONS {
+                        let (_, mut oldest) = self.open.remove(0);
+                        self.files.extend(oldest.close().await?);
+                    }
+                    let key = (!self.spec.is_unpartitioned()).then(|| {
+                        let value = Struct::from_iter([month.map(Literal::int)]);
+                        PartitionKey::new(self.spec.clone(), self.iceberg_schema.clone(), value)
+                    });
+                    self.open.push((month, self.builder.build(key).await?));
+                    self.open.len() - 1
+                }
+            };
+            // Most recently written last: the partition closed first is the one idle longest.
+            let entry = self.open.remove(at);
+            self.open.push(entry);
+            let writer = &mut self.open.last_mut().expect("just pushed").1;
+            let mut offset = 0;
+            while offset < rows.num_rows() {
+                let len = WRITE_SLICE_ROWS.min(rows.num_rows() - offset);
+                writer.write(rows.slice(offset, len)).await?;
+                offset += len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every open file; the files written, ready for a commit.
+    pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+        for (_, mut writer) in std::mem::take(&mut self.open) {
+            self.files.extend(writer.close().await?);
+        }
+        match self.keys {
+            Some(keys) => {
+                self.files.iter().map(|f| crate::files::with_key_metadata(f, Some(keys.key_metadata.clone()))).collect()
+            }
+            None => Ok(self.files),
+        }
     }
 }
 
@@ -301,9 +377,11 @@ pub fn check_schema(expected: &arrow::datatypes::Schema, batch: &RecordBatch) ->
 }
 
 /// Splits sorted rows by partition value, keeping their order within each partition.
-fn split_by_partition(kind: TableKind, batch: &RecordBatch) -> Result<Vec<(Struct, RecordBatch)>> {
+/// Rows split by partition: `data_points` by month of `realtime_end` (`None`: current rows); the
+/// series table is unpartitioned (`None`).
+fn split_by_partition(kind: TableKind, batch: &RecordBatch) -> Result<Vec<(Option<i32>, RecordBatch)>> {
     if kind != TableKind::DataPoints {
-        return Ok(vec![(Struct::empty(), batch.clone())]);
+        return Ok(vec![(None, batch.clone())]);
     }
     let realtime_end = batch
         .column_by_name(col::REALTIME_END)
@@ -316,15 +394,9 @@ fn split_by_partition(kind: TableKind, batch: &RecordBatch) -> Result<Vec<(Struc
     }
     if groups.len() == 1 {
         let (month, _) = groups.into_iter().next().expect("one group");
-        return Ok(vec![(Struct::from_iter([month.map(Literal::int)]), batch.clone())]);
+        return Ok(vec![(month, batch.clone())]);
     }
-    groups
-        .into_iter()
-        .map(|(month, idx)| {
-            let rows = take_record_batch(batch, &UInt32Array::from(idx))?;
-            Ok((Struct::from_iter([month.map(Literal::int)]), rows))
-        })
-        .collect()
+    groups.into_iter().map(|(month, idx)| Ok((month, take_record_batch(batch, &UInt32Array::from(idx))?))).collect()
 }
 
 #[cfg(test)]
