@@ -476,7 +476,7 @@ mod tests {
         .unwrap();
         let out = sort_batch(TableKind::DataPoints, &sorted).unwrap();
         for (a, b) in sorted.columns().iter().zip(out.columns()) {
-            assert!(std::sync::Arc::ptr_eq(a, b), "an ordered batch keeps its arrays");
+            assert!(Arc::ptr_eq(a, b), "an ordered batch keeps its arrays");
         }
         let unsorted =
             stored_data_points_to_batch(&[point("B", "2024-01-01", 3), point("A", "2024-01-01", 1)]).unwrap();
