@@ -55,6 +55,7 @@ pub struct DemoArgs {
 
 pub async fn run(args: ServeArgs, demo: Option<DemoArgs>) -> Result<ExitCode, Error> {
     let ServeArgs { common, ingest, query, compactor, tierer } = args;
+    tierer.validate().map_err(Error::Usage)?;
     // Ordered start: storage and HTTP, broker, Flight, then ingest.
     let DaemonBase { store, readiness, signal, mut components, console } =
         start_daemon(&common, crate::observe::CATALOGUES).await?;

@@ -8,6 +8,7 @@ use super::{DaemonBase, Error, STOP_WAIT, start_daemon};
 use crate::config::CommonConfig;
 
 pub async fn run(common: CommonConfig, config: TiererConfig, once: bool, dry_run: bool) -> Result<ExitCode, Error> {
+    config.validate().map_err(Error::Usage)?;
     let DaemonBase { store, readiness: _, signal, mut components, console: _ } =
         start_daemon(&common, &[vintagelake_tierer::metrics::CATALOGUE]).await?;
     // Every tier must answer before anything moves (an S3 bucket that does not exist fails here).

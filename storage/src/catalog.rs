@@ -136,6 +136,7 @@ pub struct Warehouse {
     warehouse_url: String,
     target_file_size: u64,
     audit: vintagelake_runtime::audit::AuditLog,
+    pending_reads: crate::access::PendingReads,
     /// Per table: the newest schema id loaded and the rows schema it gives.
     rows_schemas: std::sync::Mutex<HashMap<TableKind, (i32, arrow::datatypes::SchemaRef)>>,
     encryption: Option<crate::crypto::Encryption>,
@@ -202,8 +203,10 @@ impl Warehouse {
             audit: vintagelake_runtime::audit::AuditLog::in_dir(&data_dir),
             rows_schemas: Default::default(),
             encryption: config.encryption.clone(),
+            pending_reads: Default::default(),
         };
         wh.ensure_tables(config.schema_version).await?;
+        wh.ensure_reads_table().await?;
         Ok(Arc::new(wh))
     }
 
@@ -390,7 +393,16 @@ impl Warehouse {
         }
     }
 
-    fn sql(&self, query: &str) -> String {
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) fn pending_reads(&self) -> &crate::access::PendingReads {
+        &self.pending_reads
+    }
+
+    /// `query` with `?` placeholders in the catalog database's bind style.
+    pub(crate) fn sql(&self, query: &str) -> String {
         if !self.dollar_params {
             return query.to_owned();
         }

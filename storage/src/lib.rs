@@ -1,5 +1,6 @@
 //! Iceberg catalog and tables, remove-files commits, vintage scans and tier-routed object storage.
 
+pub mod access;
 pub mod arrivals;
 pub mod catalog;
 pub mod commit;

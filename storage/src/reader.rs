@@ -306,6 +306,10 @@ impl TableReader {
         let index = self.index(&pinned.table, snapshot).await?;
         self.forget_gone_hot_files(&index);
         let planned: Vec<&LiveFile> = index.files.iter().filter(|f| f.may_match(query)).collect();
+        // What is read, and how often, is what access-aware tiering decides by.
+        for f in &planned {
+            self.wh.record_read(TableKind::DataPoints, &f.path);
+        }
         let reads: Vec<_> = planned.iter().map(|f| self.read_file(f, query, admit)).collect();
         let per_file: Vec<Vec<RecordBatch>> = stream::iter(reads).buffered(self.concurrency).try_collect().await?;
         let rows: Vec<RecordBatch> = per_file.into_iter().flatten().collect();

@@ -21,12 +21,34 @@ pub struct TiererConfig {
     #[arg(long, env = "KEEP_ORIGINAL_RELEASES", default_value_t = true, action = clap::ArgAction::Set)]
     pub keep_original_releases: bool,
 
+    /// Access-aware tiering: superseded data read at least this often (a count of reads that
+    /// halves every run) stays in its tier when its age says colder. 0 = off.
+    #[arg(long, env = "TIER_KEEP_READS", default_value_t = 0)]
+    pub tier_keep_reads: u64,
+
+    /// Access-aware tiering: a file in the third tier or colder read at least this often moves one
+    /// tier warmer. 0 = off; otherwise at least twice TIER_KEEP_READS.
+    #[arg(long, env = "TIER_PROMOTE_READS", default_value_t = 0)]
+    pub tier_promote_reads: u64,
+
     /// Evaluate ages as of this date instead of today (simulation and tests), e.g. 2040-01-01.
     #[arg(long, env = "TIERING_TODAY", hide = true)]
     pub tiering_today: Option<Date>,
 }
 
 impl TiererConfig {
+    /// Settings that contradict each other, named.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tier_promote_reads > 0 && self.tier_promote_reads < 2 * self.tier_keep_reads {
+            return Err(format!(
+                "TIER_PROMOTE_READS ({}) must be 0 or at least twice TIER_KEEP_READS ({}): read counts halve every run, \
+                 and a promoted file must still count as often read at the next one",
+                self.tier_promote_reads, self.tier_keep_reads
+            ));
+        }
+        Ok(())
+    }
+
     /// What one run needs: the `retention` policy over the `tiers` of the configuration file (or
     /// the embedded single `hot` tier), the operator's pins under the data directory.
     pub fn options(&self, daemon: &DaemonSettings, retention: &RetentionPolicy, tiers: &[TierConfig]) -> TierOptions {
@@ -36,7 +58,11 @@ impl TiererConfig {
             tiers.iter().map(|t| (t.name.clone(), t.max_age_days)).collect()
         };
         TierOptions {
-            policy: Policy::new(retention, &tiers, self.keep_original_releases),
+            policy: Policy {
+                keep_reads: self.tier_keep_reads,
+                promote_reads: self.tier_promote_reads,
+                ..Policy::new(retention, &tiers, self.keep_original_releases)
+            },
             pins: PinFile::in_dir(&daemon.data_dir),
             concurrency: daemon.concurrency,
             today: self.tiering_today,

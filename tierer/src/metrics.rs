@@ -11,11 +11,25 @@ pub const TIER_BYTES: &str = "vintagelake_tier_bytes";
 pub const TIER_OLDEST_DAYS: &str = "vintagelake_tier_oldest_data_age_days";
 pub const REENCODED_BYTES_IN: &str = "vintagelake_tiering_reencoded_bytes_in_total";
 pub const REENCODED_BYTES_OUT: &str = "vintagelake_tiering_reencoded_bytes_out_total";
+pub const PROMOTIONS: &str = "vintagelake_tiering_promotions_total";
+pub const KEPT_FOR_READS: &str = "vintagelake_tiering_kept_for_reads";
 
 use vintagelake_runtime::metrics::{Kind, MetricDoc, doc};
 
 /// Every metric of the tierer.
 pub const CATALOGUE: &[MetricDoc] = &[
+    doc(
+        PROMOTIONS,
+        Kind::Counter,
+        &["tier"],
+        "Files moved one tier warmer because they are read often (access-aware tiering), by the tier they went to.",
+    ),
+    doc(
+        KEPT_FOR_READS,
+        Kind::Gauge,
+        &["tier"],
+        "Files the last run left in their tier although their age says colder, because they are read often.",
+    ),
     doc(RUNS, Kind::Counter, &["outcome"], "Tiering runs by outcome: ok, cancelled, conflict, verify, storage."),
     doc(DURATION, Kind::Histogram, &[], "Duration of a tiering run."),
     doc(MOVES, Kind::Counter, &[], "Files moved to another tier (copied, verified, committed)."),

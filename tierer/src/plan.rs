@@ -28,6 +28,13 @@ pub struct Policy {
     pub delete_after_days: Option<u32>,
     /// Keep original releases when deleting (the file is rewritten with them only).
     pub keep_originals: bool,
+    /// Access-aware tiering ([`vintagelake_storage::access`]): a file read at least this often
+    /// (its decayed read count) stays in its tier when its age says colder; 0: off.
+    pub keep_reads: u64,
+    /// A file in the third tier or colder read at least this often moves one tier warmer; 0: off.
+    /// At least twice `keep_reads` (counts halve every run): a promoted file is not sent back by
+    /// the next run.
+    pub promote_reads: u64,
 }
 
 impl Policy {
@@ -48,6 +55,8 @@ impl Policy {
             tiers,
             delete_after_days: (policy.delete_after_days > 0).then_some(policy.delete_after_days),
             keep_originals,
+            keep_reads: 0,
+            promote_reads: 0,
         }
     }
 
@@ -83,6 +92,18 @@ pub struct FileFacts {
     pub series: Option<(String, String)>,
     /// Every row is an original release (the `is_original_release` lower bound is true).
     pub all_original: bool,
+    /// How often the file was read (decayed count; 0 when access-aware tiering is off).
+    pub reads: u64,
+}
+
+/// A file left in its tier although its age says colder, because it is read often.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kept {
+    pub path: String,
+    pub tier: TierName,
+    pub age_days: i64,
+    pub reads: u64,
+    pub rule: String,
 }
 
 /// One planned action.
@@ -135,7 +156,13 @@ pub type Pins = BTreeMap<String, TierName>;
 
 /// The actions that bring every file where the policy (and the pins) want it, as of `today`.
 pub fn plan(policy: &Policy, files: &[FileFacts], pins: &Pins, today: Date) -> Vec<Action> {
+    plan_with_reads(policy, files, pins, today).0
+}
+
+/// [`plan`], and the files its read counts kept from moving colder.
+pub fn plan_with_reads(policy: &Policy, files: &[FileFacts], pins: &Pins, today: Date) -> (Vec<Action>, Vec<Kept>) {
     let mut actions = Vec::new();
+    let mut kept = Vec::new();
     for f in files {
         // A file in a tier the policy does not know (removed from the config) is left alone.
         let Some(tier) = f.tier.clone() else { continue };
@@ -150,7 +177,35 @@ pub fn plan(policy: &Policy, files: &[FileFacts], pins: &Pins, today: Date) -> V
             (Some(p), _) => (p, format!("pinned to {}", policy.tiers[p].name)),
             (None, Some(age)) => {
                 let (i, rule) = policy.tier_for_age(age);
-                (i.max(current), rule)
+                let by_age = i.max(current);
+                if by_age > current && policy.keep_reads > 0 && f.reads >= policy.keep_reads {
+                    kept.push(Kept {
+                        path: f.path.clone(),
+                        tier: tier.clone(),
+                        age_days: age,
+                        reads: f.reads,
+                        rule: format!(
+                            "read {} times (keep_reads={}): stays in {tier} although {rule}",
+                            f.reads, policy.keep_reads
+                        ),
+                    });
+                    (current, String::new())
+                } else if by_age == current
+                    && current >= 2
+                    && policy.promote_reads > 0
+                    && f.reads >= policy.promote_reads
+                {
+                    let to = &policy.tiers[current - 1].name;
+                    (
+                        current - 1,
+                        format!(
+                            "read {} times (promote_reads={}): back from {tier} to {to}",
+                            f.reads, policy.promote_reads
+                        ),
+                    )
+                } else {
+                    (by_age, rule)
+                }
             }
             (None, None) => (current, String::new()),
         };
@@ -182,7 +237,7 @@ pub fn plan(policy: &Policy, files: &[FileFacts], pins: &Pins, today: Date) -> V
             });
         }
     }
-    actions
+    (actions, kept)
 }
 
 #[cfg(test)]
@@ -214,6 +269,7 @@ mod tests {
             newest_realtime_end: end.map(Date::from_days_since_epoch),
             series: Some((series.0.into(), series.1.into())),
             all_original: false,
+            reads: 0,
         }
     }
 
@@ -289,5 +345,39 @@ mod tests {
             [file("a", "fast", Some(today - 6), ("A", "A")), file("b", "fast", Some(today - 100_000), ("A", "A"))];
         let actions = plan(&policy, &files, &Pins::new(), Date::from_days_since_epoch(today));
         assert_eq!(targets(&actions), [("b".to_owned(), "slow".to_owned())], "no deletion when delete_after_days = 0");
+    }
+
+    #[test]
+    fn reads_keep_a_file_warm_and_bring_a_cold_one_back_with_hysteresis() {
+        let reading = Policy { keep_reads: 20, promote_reads: 50, ..policy() };
+        let today = 20_000;
+        let read = |path: &str, tier: &str, age: i32, reads: u64| FileFacts {
+            reads,
+            ..file(path, tier, Some(today - age), ("A", "Z"))
+        };
+        let files = [
+            read("popular", "warm", 400, 25),      // cold by age, read often: stays warm
+            read("quiet", "warm", 400, 19),        // below keep_reads: moves by age
+            read("revived", "cold", 400, 60),      // cold, read very often: back to warm
+            read("lukewarm", "cold", 400, 49),     // between the thresholds: stays where it is
+            read("archived", "archive", 4000, 60), // one tier warmer per run
+            read("fresh", "hot", 10, 1000),        // already where its age says: nothing to do
+        ];
+        let (actions, kept) = plan_with_reads(&reading, &files, &Pins::new(), Date::from_days_since_epoch(today));
+        assert_eq!(
+            targets(&actions),
+            [("quiet", "cold"), ("revived", "warm"), ("archived", "cold")].map(|(p, t)| (p.to_owned(), t.to_owned()))
+        );
+        assert_eq!(kept.iter().map(|k| k.path.as_str()).collect::<Vec<_>>(), ["popular"]);
+        assert!(kept[0].rule.starts_with("read 25 times (keep_reads=20): stays in warm although"), "{}", kept[0].rule);
+        let Action::Move { rule, .. } = &actions[1] else { panic!() };
+        assert_eq!(rule, "read 60 times (promote_reads=50): back from cold to warm");
+        // Off by default: ages alone decide.
+        let (actions, kept) = plan_with_reads(&policy(), &files, &Pins::new(), Date::from_days_since_epoch(today));
+        assert!(kept.is_empty());
+        assert_eq!(
+            targets(&actions),
+            [("popular", "cold"), ("quiet", "cold")].map(|(p, t)| (p.to_owned(), t.to_owned()))
+        );
     }
 }

@@ -28,7 +28,7 @@ use vintagelake_storage::store::IcebergStore;
 use vintagelake_storage::{CommitKind, CommitRequest, Encoding};
 
 use crate::metrics as m;
-use crate::plan::{Action, FileFacts, Pins, Policy, plan};
+use crate::plan::{Action, FileFacts, Kept, Pins, Policy, plan_with_reads};
 
 const ACTOR: &str = "tierer";
 
@@ -56,6 +56,9 @@ pub struct TierReport {
     pub rows_deleted: u64,
     /// Original releases kept from deleted files (rewritten into new files).
     pub originals_kept: u64,
+    /// Files left in their tier because they are read often (access-aware tiering).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_for_reads: Vec<Kept>,
     pub seconds: f64,
 }
 
@@ -99,6 +102,7 @@ pub fn facts(files: &[LiveFile]) -> Vec<FileFacts> {
                     df.lower_bounds().get(&field::IS_ORIGINAL_RELEASE).map(|d| d.literal()),
                     Some(PrimitiveLiteral::Boolean(true))
                 ),
+                reads: 0,
             }
         })
         .collect()
@@ -221,9 +225,33 @@ async fn run(
     let table = wh.load(kind).await?;
     let files = live_files(&wh, &table, None).await?;
     publish_tier_gauges(&files, today);
-    let actions = plan(policy, &facts(&files), pins, today);
-    let mut report = TierReport { today: today.to_string(), dry_run, actions: actions.clone(), ..Default::default() };
+    let access_aware = policy.keep_reads > 0 || policy.promote_reads > 0;
+    let mut facts = facts(&files);
+    if access_aware {
+        // This process's own reads first (serve runs the query service beside the tierer).
+        if let Err(e) = wh.flush_reads().await {
+            tracing::warn!(error = %e, "could not record this process's file reads before planning");
+        }
+        let reads = wh.file_reads(kind).await?;
+        for f in &mut facts {
+            f.reads = reads.get(&f.path).copied().unwrap_or(0);
+        }
+    }
+    let (actions, kept) = plan_with_reads(policy, &facts, pins, today);
+    let mut report = TierReport {
+        today: today.to_string(),
+        dry_run,
+        actions: actions.clone(),
+        kept_for_reads: kept,
+        ..Default::default()
+    };
+    if !dry_run {
+        audit_kept(store, &report.kept_for_reads);
+    }
     if dry_run || actions.is_empty() {
+        if access_aware && !dry_run {
+            wh.decay_reads(kind).await?;
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -246,9 +274,46 @@ async fn run(
         report.originals_kept += part.originals_kept;
         report.targets.extend(part.targets);
     }
+    if access_aware {
+        // A moved file keeps its count under its new location (a re-encoded one split into
+        // several starts again); then every count halves.
+        for (from, to) in &report.targets {
+            if !to.contains(',') {
+                wh.carry_reads(kind, from, to).await?;
+            }
+        }
+        wh.decay_reads(kind).await?;
+    }
+    for a in &report.actions {
+        if let Action::Move { to, rule, .. } = a
+            && rule.contains("promote_reads=")
+        {
+            metrics::counter!(m::PROMOTIONS, "tier" => to.to_string()).increment(1);
+        }
+    }
     report.seconds = started.elapsed().as_secs_f64();
     tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "tiering run finished");
     Ok(report)
+}
+
+/// Audits each file left in its tier for its reads, with the reason, and counts them per tier.
+fn audit_kept(store: &IcebergStore, kept: &[Kept]) {
+    let table = store.warehouse().ident(TableKind::DataPoints).to_string();
+    let mut per_tier: BTreeMap<String, usize> = BTreeMap::new();
+    for k in kept {
+        *per_tier.entry(k.tier.to_string()).or_default() += 1;
+        store.warehouse().audit().record(
+            &AuditEntry::new(ACTOR, "keep")
+                .table(&table)
+                .rule(&k.rule)
+                .files(vec![k.path.clone()])
+                .detail(serde_json::to_value(k).unwrap_or_default()),
+        );
+    }
+    for t in store.warehouse().router().tiers().map(|t| &t.name) {
+        metrics::gauge!(m::KEPT_FOR_READS, "tier" => t.to_string())
+            .set(per_tier.get(t.as_str()).copied().unwrap_or(0) as f64);
+    }
 }
 
 /// Applies `report.actions` to the table `files` were listed from, filling in the report.

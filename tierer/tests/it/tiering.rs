@@ -445,3 +445,140 @@ async fn moves_into_a_tier_with_another_compression_re_encode_and_every_view_sta
     assert_eq!(moves.len(), report.files_moved);
     assert!(moves.iter().all(|e| e.detail["target"].as_str().is_some_and(|t| !t.is_empty())));
 }
+
+/// Access-aware tiering with a simulated read pattern: three series whose superseded revisions sit
+/// in files of their own, all old enough for `cold`. The one read often stays `warm`, the others
+/// move by age; a cold one then read very often comes back to `warm`, and stays there a run
+/// later while its (halving) count still says it is read often; the first, no longer read, goes
+/// cold. Every decision is audited with its reason; the answers never change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn often_read_data_stays_warm_and_a_cold_file_read_often_comes_back() {
+    use std::time::Duration;
+    use vintagelake_schemas::table::StoredDataPoint;
+    use vintagelake_storage::reader::TableReader;
+    use vintagelake_testkit::fixtures::point;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiered_store(dir.path()).await;
+    let wh = store.warehouse().clone();
+    // Series k: five dates, revised on day r_k and again 5 days later, r_k 40 days apart, so each
+    // series' superseded rows end in a month of their own (a file of their own).
+    let base = Date::parse_iso("2020-06-01").unwrap().days_since_epoch();
+    let series = ["POPULAR", "REVIVED", "QUIET"];
+    let mut rows = Vec::new();
+    for (k, s) in series.iter().enumerate() {
+        for m in 1..=5 {
+            let date = format!("2020-{m:02}-01");
+            for (i, shift) in [0, 5].into_iter().enumerate() {
+                let revision = Date::from_days_since_epoch(base + 40 * k as i32 + shift).to_string();
+                let value = Some((k * 100 + m * 10 + i) as f64);
+                let p = point(s, &date, &revision, value, i == 0);
+                let ingest_seq = rows.len() as i64;
+                rows.push(StoredDataPoint { point: p, realtime_end: None, ingest_seq, status: None, comment: None });
+            }
+        }
+    }
+    store.append_points(&rows, vec![], "ingest").await.unwrap();
+    vintagelake_compactor::compact_once(&store, &Default::default(), &CancellationToken::new()).await.unwrap();
+    let views = || async {
+        let mut out = Vec::new();
+        for q in vintagelake_testkit::fixtures::lifecycle_views() {
+            out.push(store.query(&q).await.unwrap());
+        }
+        out
+    };
+    let answers = views().await;
+    let retention = RetentionPolicy {
+        hot_data_days: 30,
+        warm_data_days: 365,
+        cold_data_days: 3650,
+        archive_data_days: 36_500,
+        delete_after_days: 0,
+    };
+    let policy =
+        Policy { keep_reads: 10, promote_reads: 40, ..Policy::new(&retention, &TIERS.map(|t| (name(t), None)), true) };
+    let newest_end = base + 80 + 4;
+    let run = |days_after: i32| {
+        let (store, policy) = (&store, &policy);
+        async move {
+            let today = Date::from_days_since_epoch(newest_end + days_after);
+            tier_once(store, policy, &Pins::new(), today, false, 2, &CancellationToken::new()).await.unwrap()
+        }
+    };
+    // Where each series' superseded rows are (their file's tier).
+    let tier_of = |s: &'static str| {
+        let wh = wh.clone();
+        async move {
+            let table = wh.load(TableKind::DataPoints).await.unwrap();
+            let files = live_files(&wh, &table, None).await.unwrap();
+            let of: Vec<_> = files
+                .into_iter()
+                .filter(|f| f.realtime_end_month.is_some() && f.bounds().admits(Some(s), None, None))
+                .collect();
+            assert_eq!(of.len(), 1, "{s}'s superseded rows are in one file");
+            (of[0].tier.as_ref().unwrap().to_string(), of[0].path.clone())
+        }
+    };
+    // Reads through the query service's read path: each query counts once per file it reads.
+    let reader = TableReader::new(wh.clone(), 2, Duration::ZERO);
+    let read = |s: &'static str, times: usize| {
+        let reader = &reader;
+        async move {
+            for _ in 0..times {
+                let q = VintageQuery::new(View::AllRevisions).series([s.parse().unwrap()]);
+                reader.query(&q).await.unwrap();
+            }
+        }
+    };
+
+    // A month after the newest revision: every superseded file is warm (nobody has read yet).
+    let first = run(60).await;
+    assert!(first.kept_for_reads.is_empty());
+    for s in series {
+        assert_eq!(tier_of(s).await.0, "warm", "{s}");
+    }
+
+    // One series read often, the others never; 400 days on, age says cold for all three.
+    read("POPULAR", 30).await;
+    let second = run(400).await;
+    assert_eq!(tier_of("POPULAR").await.0, "warm", "read often: kept warm");
+    assert_eq!(tier_of("REVIVED").await.0, "cold", "never read: moved by age");
+    assert_eq!(tier_of("QUIET").await.0, "cold", "never read: moved by age");
+    assert_eq!(second.kept_for_reads.len(), 1, "{:?}", second.kept_for_reads);
+    let kept = &second.kept_for_reads[0];
+    assert_eq!((kept.tier.as_str(), kept.path.as_str()), ("warm", tier_of("POPULAR").await.1.as_str()));
+    assert!(kept.reads >= 30 && kept.rule.contains("keep_reads=10"), "{kept:?}");
+
+    // A cold file read very often comes back to warm.
+    read("REVIVED", 50).await;
+    let third = run(401).await;
+    assert_eq!(tier_of("REVIVED").await.0, "warm", "promoted");
+    assert_eq!(tier_of("POPULAR").await.0, "warm", "30 reads halved to 15: still kept");
+    assert_eq!(tier_of("QUIET").await.0, "cold");
+    let promoted: Vec<_> = third.actions.iter().filter(|a| a.rule().contains("promote_reads=40")).collect();
+    assert_eq!(promoted.len(), 1, "{:?}", third.actions);
+    // The promoted file keeps its (halved) count under its new location.
+    let counts = wh.file_reads(TableKind::DataPoints).await.unwrap();
+    assert_eq!(counts.get(&tier_of("REVIVED").await.1), Some(&25), "{counts:?}");
+
+    // No more reads: the promoted file stays (25 ≥ 10: hysteresis), the first one, down to 7,
+    // goes cold by age.
+    let fourth = run(402).await;
+    assert_eq!(tier_of("REVIVED").await.0, "warm", "not sent back at once");
+    assert_eq!(tier_of("POPULAR").await.0, "cold", "no longer read often");
+    assert!(fourth.kept_for_reads.iter().any(|k| k.reads == 25), "{:?}", fourth.kept_for_reads);
+
+    // Every decision is in the audit trail with its reason, and the answers never changed.
+    let audit = wh.audit().read().unwrap();
+    let keeps: Vec<_> = audit.entries.iter().filter(|e| e.actor == "tierer" && e.action == "keep").collect();
+    assert_eq!(keeps.len(), second.kept_for_reads.len() + third.kept_for_reads.len() + fourth.kept_for_reads.len());
+    assert!(keeps.iter().all(|e| e.rule.as_deref().is_some_and(|r| r.contains("times (keep_reads=10)"))));
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.action == "move" && e.rule.as_deref().is_some_and(|r| r.contains("promote_reads"))),
+        "the promotion is audited as a move with its reason"
+    );
+    assert_eq!(views().await, answers);
+}
