@@ -28,9 +28,9 @@ use vintagelake_storage::write::{Encoding, FileSink};
 use crate::compact::CompactError;
 
 /// Decoded bytes a row costs while a chunk is folded and written: the row as read (~100 bytes:
-/// two strings, dates, a double), the concatenated copy, the sorted copy the fold takes and the
-/// one the writer sorts, and the encoder's buffers. Measured with the `compaction_scale` bench
-/// (peak RSS of a run over chunks of known size), rounded up.
+/// two strings, dates, a double), the copies the fold and the writer's sort make, and the
+/// encoder's buffers — an estimate, set so that the `compaction_scale` bench's runs stay within
+/// their limit (393 MiB peak at 512 MiB on a 10⁸-row table, docs/BENCHMARKS.md).
 pub const ROW_BYTES_IN_FLIGHT: u64 = 640;
 
 /// Rows one chunk may hold for the memory left: a third of it, as two chunks are in flight (one
@@ -112,13 +112,12 @@ impl Staged {
         for b in rows.iter().filter(|b| b.num_rows() > 0) {
             let sink = match self.sinks.entry(tier.clone()) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(SinkTask::spawn(FileSink::new(
-                    store.warehouse(),
-                    table,
-                    TableKind::DataPoints,
-                    tier.as_ref(),
-                    Encoding::Settled,
-                )?)),
+                // Closed rows spread over many months wait in the sink (up to a chunk's worth)
+                // so each month gets one file, not one per chunk.
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(SinkTask::spawn(
+                    FileSink::new(store.warehouse(), table, TableKind::DataPoints, tier.as_ref(), Encoding::Settled)?
+                        .with_waiting_limit(self.chunk_budget_rows as usize),
+                )),
             };
             self.rows_written += b.num_rows() as u64;
             if sink.rows.send(b.clone()).await.is_err() {

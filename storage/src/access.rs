@@ -25,11 +25,13 @@ pub const READS_TABLE: &str = "vintagelake_file_reads";
 pub struct PendingReads {
     counts: Mutex<HashMap<(TableKind, String), u64>>,
     last_flush: Mutex<Instant>,
+    /// One flush at a time: when a flush returns, every read counted before it is in the database.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Default for PendingReads {
     fn default() -> Self {
-        Self { counts: Mutex::default(), last_flush: Mutex::new(Instant::now()) }
+        Self { counts: Mutex::default(), last_flush: Mutex::new(Instant::now()), flushing: Default::default() }
     }
 }
 
@@ -81,6 +83,7 @@ impl Warehouse {
 
     /// Adds the reads counted in this process to the catalog database; how many files' counts.
     pub async fn flush_reads(&self) -> Result<usize> {
+        let _one_at_a_time = self.pending_reads().flushing.lock().await;
         let counts = self.pending_reads().take();
         let now = chrono::Utc::now().timestamp_millis();
         let sql = self.sql(&format!(

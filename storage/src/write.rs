@@ -172,7 +172,9 @@ const OPEN_PARTITIONS: usize = 4;
 /// Data files written from rows handed over a batch at a time (compaction folds a chunk at a
 /// time): each batch is sorted and split by partition, each partition's rows go to its open
 /// file, which rolls over at the table's target size — so files reach the target whatever the
-/// batch sizes, and memory holds one row group per open file, not the rows written.
+/// batch sizes, and memory holds one row group per open file, not the rows written. Rows of a
+/// partition with no open file wait (up to a limit) until they fill a row group or the sink
+/// finishes, so rows spread thinly over many partitions still make one file per partition.
 pub struct FileSink {
     kind: TableKind,
     iceberg_schema: iceberg::spec::SchemaRef,
@@ -180,6 +182,10 @@ pub struct FileSink {
     spec: iceberg::spec::PartitionSpec,
     builder: DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
     open: Vec<(Option<i32>, PartitionWriter)>,
+    /// Rows of partitions without an open file, gathered until they fill a row group.
+    waiting: BTreeMap<Option<i32>, Vec<RecordBatch>>,
+    waiting_rows: usize,
+    waiting_limit: usize,
     files: Vec<DataFile>,
     keys: Option<crate::crypto::FileKeys>,
 }
@@ -227,6 +233,9 @@ impl FileSink {
             spec: table.metadata().default_partition_spec().as_ref().clone(),
             builder: DataFileWriterBuilder::new(rolling),
             open: Vec::new(),
+            waiting: BTreeMap::new(),
+            waiting_rows: 0,
+            waiting_limit: ROW_GROUP_ROWS,
             files: Vec::new(),
             keys,
         })
@@ -243,26 +252,73 @@ impl FileSink {
         for (month, rows) in split_by_partition(self.kind, &batch)? {
             let rows = crate::evolve::to_table_columns(&self.expected, &rows)?;
             check_schema(&self.expected, &rows)?;
-            let found = self.open.iter().position(|(m, _)| *m == month);
-            let at = match found {
-                Some(at) => at,
-                None => {
-                    if self.open.len() >= OPEN_PARTITIONS {
-                        let (_, mut oldest) = self.open.remove(0);
-                        self.files.extend(oldest.close().await?);
-                    }
-                    let key = (!self.spec.is_unpartitioned()).then(|| {
-                        let value = Struct::from_iter([month.map(Literal::int)]);
-                        PartitionKey::new(self.spec.clone(), self.iceberg_schema.clone(), value)
-                    });
-                    self.open.push((month, self.builder.build(key).await?));
-                    self.open.len() - 1
+            if self.open.iter().any(|(m, _)| *m == month) {
+                self.write_to(month, &[rows]).await?;
+                continue;
+            }
+            // A partition without an open file gathers its rows until they fill a row group: a
+            // run that touches many partitions a little writes one file to each, not one per
+            // batch.
+            self.waiting_rows += rows.num_rows();
+            let waiting = self.waiting.entry(month).or_default();
+            waiting.push(rows);
+            let filled = waiting.iter().map(RecordBatch::num_rows).sum::<usize>() >= ROW_GROUP_ROWS;
+            if filled {
+                self.release(month).await?;
+            }
+            // Too much waiting: the partition with the most rows gets a file now.
+            while self.waiting_rows > self.waiting_limit {
+                let Some(biggest) = self
+                    .waiting
+                    .iter()
+                    .max_by_key(|(_, b)| b.iter().map(RecordBatch::num_rows).sum::<usize>())
+                    .map(|(m, _)| *m)
+                else {
+                    break;
+                };
+                self.release(biggest).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows waiting in this sink (not yet handed to a file) at most; the default is one row group.
+    pub fn with_waiting_limit(mut self, rows: usize) -> Self {
+        self.waiting_limit = rows.max(ROW_GROUP_ROWS);
+        self
+    }
+
+    /// Writes a partition's waiting rows to its file.
+    async fn release(&mut self, month: Option<i32>) -> Result<()> {
+        let rows = self.waiting.remove(&month).unwrap_or_default();
+        self.waiting_rows -= rows.iter().map(RecordBatch::num_rows).sum::<usize>();
+        self.write_to(month, &rows).await
+    }
+
+    /// Writes rows to the partition's open file, opening one (and closing the one idle longest
+    /// when [`OPEN_PARTITIONS`] are open).
+    async fn write_to(&mut self, month: Option<i32>, rows: &[RecordBatch]) -> Result<()> {
+        let found = self.open.iter().position(|(m, _)| *m == month);
+        let at = match found {
+            Some(at) => at,
+            None => {
+                if self.open.len() >= OPEN_PARTITIONS {
+                    let (_, mut oldest) = self.open.remove(0);
+                    self.files.extend(oldest.close().await?);
                 }
-            };
-            // Most recently written last: the partition closed first is the one idle longest.
-            let entry = self.open.remove(at);
-            self.open.push(entry);
-            let writer = &mut self.open.last_mut().expect("just pushed").1;
+                let key = (!self.spec.is_unpartitioned()).then(|| {
+                    let value = Struct::from_iter([month.map(Literal::int)]);
+                    PartitionKey::new(self.spec.clone(), self.iceberg_schema.clone(), value)
+                });
+                self.open.push((month, self.builder.build(key).await?));
+                self.open.len() - 1
+            }
+        };
+        // Most recently written last: the partition closed first is the one idle longest.
+        let entry = self.open.remove(at);
+        self.open.push(entry);
+        let writer = &mut self.open.last_mut().expect("just pushed").1;
+        for rows in rows {
             let mut offset = 0;
             while offset < rows.num_rows() {
                 let len = WRITE_SLICE_ROWS.min(rows.num_rows() - offset);
@@ -275,6 +331,10 @@ impl FileSink {
 
     /// Closes every open file; the files written, ready for a commit.
     pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+        let waiting: Vec<Option<i32>> = self.waiting.keys().copied().collect();
+        for month in waiting {
+            self.release(month).await?;
+        }
         for (_, mut writer) in std::mem::take(&mut self.open) {
             self.files.extend(writer.close().await?);
         }

@@ -172,9 +172,30 @@ async fn the_postgres_catalog_over_tls_verifies_the_server_with_a_custom_ca() {
     let dir = tempfile::tempdir().unwrap();
     let verified = url(&format!("sslmode=verify-full&sslrootcert={}", ca.display()));
     let wh = Warehouse::open(WarehouseConfig::new(dir.path().join("a")).with_catalog_url(&verified)).await.unwrap();
-    let store = IcebergStore::new(wh);
+    let store = IcebergStore::new(wh.clone());
     write_fixture(&store).await;
     check_views(&store, "Postgres catalog over TLS").await;
+
+    // File read counts (access-aware tiering) live in the same database: added up, carried to a
+    // moved file's new location, halved.
+    use vintagelake_storage::catalog::TableKind;
+    for path in ["s3://a/one.parquet", "s3://a/one.parquet", "s3://a/two.parquet"] {
+        wh.record_read(TableKind::DataPoints, path);
+    }
+    wh.flush_reads().await.unwrap();
+    wh.record_read(TableKind::DataPoints, "s3://a/one.parquet");
+    wh.flush_reads().await.unwrap();
+    wh.carry_reads(TableKind::DataPoints, "s3://a/one.parquet", "s3://b/one.parquet").await.unwrap();
+    let counts = wh.file_reads(TableKind::DataPoints).await.unwrap();
+    assert_eq!(counts.get("s3://b/one.parquet"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("s3://a/two.parquet"), Some(&1), "{counts:?}");
+    wh.decay_reads(TableKind::DataPoints).await.unwrap();
+    let counts = wh.file_reads(TableKind::DataPoints).await.unwrap();
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [("s3://b/one.parquet".to_owned(), 1)],
+        "halved; none left forgotten"
+    );
 
     // The server takes no plain connection.
     let plain = Warehouse::open(WarehouseConfig::new(dir.path().join("b")).with_catalog_url(url("sslmode=disable")))
