@@ -261,9 +261,10 @@ pub async fn stage(
             }
         }
         let rest: Vec<u32> = (0..arrived.len() as u32).filter(|&r| !matched[r as usize]).collect();
-        for group in by_series(&arrived, &rest, budget)? {
+        for mut group in by_series(&arrived, &rest, budget)? {
             cancelled()?;
             chunks += 1;
+            group.sort_unstable();
             run.fold(Vec::new(), arrived.take(&group)?).await?;
         }
         run.staged.chunks = chunks;
@@ -333,10 +334,10 @@ impl Run<'_> {
     /// Folds one chunk — open rows and the arrivals of their keys (or arrivals of new keys) —
     /// and writes it; rows of keys an arrival backfilled below their open revision are set
     /// aside, to be folded at the end with their closed rows, so stored periods stay exact.
-    async fn fold(&mut self, open: Vec<RecordBatch>, arrivals: RecordBatch) -> Result<(), CompactError> {
-        let of_chunk = backfilled_keys(&open, std::slice::from_ref(&arrivals))?;
+    async fn fold(&mut self, open: Vec<RecordBatch>, arrivals: Vec<RecordBatch>) -> Result<(), CompactError> {
+        let of_chunk = backfilled_keys(&open, &arrivals)?;
         let mut fold = Vec::with_capacity(open.len() + 1);
-        for b in open.into_iter().chain([arrivals]) {
+        for b in open.into_iter().chain(arrivals) {
             if of_chunk.is_empty() {
                 fold.push(b);
             } else {
@@ -482,17 +483,27 @@ impl Arrivals {
         Ok(series.value(r))
     }
 
-    /// The rows numbered `rows`, in that order, as one batch.
-    fn take(&self, rows: &[u32]) -> Result<RecordBatch, StorageError> {
-        let Some(first) = self.batches.first() else {
-            return Ok(RecordBatch::new_empty(vintagelake_schemas::table::data_points_table_schema()));
-        };
-        if rows.is_empty() {
-            return Ok(RecordBatch::new_empty(first.schema()));
+    /// The rows numbered `rows` (ascending), one batch per batch they come from: each keeps its
+    /// file's sort order, so the fold merges sorted runs instead of sorting the rows again.
+    fn take(&self, rows: &[u32]) -> Result<Vec<RecordBatch>, StorageError> {
+        debug_assert!(rows.is_sorted(), "row numbers ascending");
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < rows.len() {
+            let (b, _) = self.locate(rows[at]);
+            let end = self.starts.get(b + 1).copied().unwrap_or(u32::MAX);
+            let n = rows[at..].partition_point(|&r| r < end);
+            let batch = &self.batches[b];
+            let start = self.starts[b];
+            let indices = arrow::array::UInt32Array::from_iter_values(rows[at..at + n].iter().map(|&r| r - start));
+            out.push(if n == batch.num_rows() {
+                batch.clone()
+            } else {
+                arrow::compute::take_record_batch(batch, &indices)?
+            });
+            at += n;
         }
-        let at: Vec<(usize, usize)> = rows.iter().map(|&r| self.locate(r)).collect();
-        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
-        Ok(arrow::compute::interleave_record_batch(&batches, &at)?)
+        Ok(out)
     }
 }
 
