@@ -223,9 +223,7 @@ impl SqlEngine {
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
-            let frame = planner_guarded(&sql, ctx.sql_with_options(&sql, options))
-                .await?
-                .map_err(|e| planning_failed(at_end_if_unplaced(&sql, e.into())))?;
+            let frame = plan_on_a_thread_of_its_own(ctx, sql, options).await?;
             Ok::<_, SqlError>((frame, version))
         };
         let (frame, snapshot) =
@@ -244,6 +242,42 @@ impl SqlEngine {
         let schema = planned.schema();
         Ok((schema, planned.execute(params).await?))
     }
+}
+
+/// Statements being parsed and planned at once, each on a thread of its own.
+pub const PLANNING_THREADS: usize = 4;
+
+static PLANNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PLANNING_THREADS);
+
+/// Parses and plans `sql` on a thread of its own, off the async runtime: parsing and planning are
+/// synchronous CPU work, and some statements keep DataFusion's parser busy for minutes (found by
+/// the `sql` fuzz target: 400 bytes of dotted names and unclosed `[`). The caller's deadline
+/// (`SQL_TIMEOUT`) then answers the request while the thread finishes on its own; at most
+/// [`PLANNING_THREADS`] statements plan at once, so such statements occupy that many threads at
+/// most, never the runtime's, and a statement waits for a free planner within its deadline.
+async fn plan_on_a_thread_of_its_own(
+    ctx: SessionContext,
+    sql: String,
+    options: datafusion::execution::context::SQLOptions,
+) -> Result<DataFrame, SqlError> {
+    let permit = PLANNING.acquire().await.map_err(|e| SqlError::Internal(format!("SQL planners closed: {e}")))?;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sql-planner".into())
+        .spawn(move || {
+            let _permit = permit;
+            let planned = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+                SqlError::Internal(format!("a runtime for the SQL planner: {e}"))
+            });
+            let planned = planned.and_then(|rt| {
+                rt.block_on(planner_guarded(&sql, ctx.sql_with_options(&sql, options)))?
+                    .map_err(|e| planning_failed(at_end_if_unplaced(&sql, e.into())))
+            });
+            // The request may have given up (its deadline passed): nobody to tell then.
+            let _ = answer.send(planned);
+        })
+        .map_err(|e| SqlError::Internal(format!("starting a SQL planner thread: {e}")))?;
+    answered.await.map_err(|_| SqlError::Internal("the SQL planner thread stopped without an answer".into()))?
 }
 
 /// Runs DataFusion's planning of `sql`, turning a panic inside it into the statement's error:
@@ -339,6 +373,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(planner_guarded("SELECT 1", ctx.sql("SELECT 1")).await.unwrap().is_ok(), "other statements plan");
+    }
+
+    /// The statement the `sql` fuzz target found keeping the parser busy for minutes: the
+    /// deadline answers it, and other statements still plan meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_that_keeps_the_parser_busy_meets_its_deadline() {
+        const SLOW: &str = "SELECT l.sBEF.vCTQ.vKTTEF.vCTQ.vKTTeries_.d[ t.vCTQl.sBEF.vCTQ.vKTTEF.vCTQ.vKTTeries_.d[ t.vCTQ.vKTTeries_.d[rrrrries_KTTe:eries_.d[ t.vCTQ.vKTTeriTTerie_sTTEF.vCTQ.vKTTEF.vCTQ.vKTTeries_.d[ t.vCTQl.sBEF.vCTQ.vKTTEF.vCTQ.vKTTeries_.d[ t.vCTQ.vKTTeries_.d[rrrrries_KTTe:eries_.d[ t.vCTQ.vKTTeriTTerie_sTTe(TAETe(TAET_OT@\n";
+        let options = || datafusion::execution::context::SQLOptions::new();
+        let started = std::time::Instant::now();
+        let slow = plan_on_a_thread_of_its_own(SessionContext::new(), SLOW.into(), options());
+        let deadline = Duration::from_secs(2);
+        let answer = tokio::time::timeout(deadline, slow).await;
+        assert!(answer.is_err(), "the statement still plans after {deadline:?}: the deadline answers");
+        assert!(started.elapsed() < Duration::from_secs(5), "answered at the deadline, not when planning ends");
+        // The runtime is free, and another statement plans on another planner thread.
+        let quick = plan_on_a_thread_of_its_own(SessionContext::new(), "SELECT 1".into(), options());
+        let frame = tokio::time::timeout(Duration::from_secs(10), quick).await.expect("plans").unwrap();
+        assert_eq!(frame.collect().await.unwrap()[0].num_rows(), 1);
     }
 
     /// DataFusion's internal errors while planning are the statement's; others keep their kind.
