@@ -266,9 +266,10 @@ async fn plan_on_a_thread_of_its_own(
         .name("sql-planner".into())
         .spawn(move || {
             let _permit = permit;
-            let planned = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-                SqlError::Internal(format!("a runtime for the SQL planner: {e}"))
-            });
+            let planned = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SqlError::Internal(format!("a runtime for the SQL planner: {e}")));
             let planned = planned.and_then(|rt| {
                 rt.block_on(planner_guarded(&sql, ctx.sql_with_options(&sql, options)))?
                     .map_err(|e| planning_failed(at_end_if_unplaced(&sql, e.into())))
