@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use vintagelake_storage::catalog::TableKind;
 use vintagelake_storage::config::TierName;
 use vintagelake_storage::error::StorageError;
-use vintagelake_storage::files::{FileRowReader, LiveFile, read_data_file, read_data_files};
+use vintagelake_storage::files::{FileRowReader, LiveFile, read_data_files};
 use vintagelake_storage::scan::{CloseStats, SeriesDate, backfilled_keys, close_periods, split_keys};
 use vintagelake_storage::store::IcebergStore;
 use vintagelake_storage::write::{Encoding, FileSink};
@@ -271,30 +271,39 @@ pub async fn stage(
     }
 
     // Closed rows of backfilled keys: the month files whose bounds admit one are read one at a
-    // time; those holding some are rewritten without them (back into their tier) and the rows
-    // join the keys' current rows in one last fold.
+    // time, a slice of rows at a time; those holding some are rewritten without them (back into
+    // their tier) and the rows join the keys' current rows in one last fold.
     let mut reread: BTreeSet<&str> = BTreeSet::new();
     if !run.backfilled.is_empty() {
         let sorted: BTreeSet<SeriesDate> = run.backfilled.iter().cloned().collect();
+        let slice_rows = (rows_per_chunk(plan.memory_limit_bytes) / 4).max(1) as usize;
         for f in plan.all.iter().filter(|f| f.realtime_end_month.is_some() && f.may_hold_any(&sorted)) {
             cancelled()?;
-            let rows = read_data_file(wh, &f.path).await?;
-            let mut of_keys = Vec::new();
-            let mut rest = Vec::new();
-            for b in &rows {
-                let (k, r) = split_keys(b, &run.backfilled)?;
-                of_keys.push(k);
-                rest.push(r);
+            // Whether the file holds a row of one (bounds only say it may), a slice at a time.
+            let mut reader = FileRowReader::open(wh, &f.path).await?;
+            let mut holds = false;
+            while !holds && let Some(batches) = reader.next(slice_rows).await? {
+                for b in &batches {
+                    holds |= split_keys(b, &run.backfilled)?.0.num_rows() > 0;
+                }
             }
-            if of_keys.iter().all(|b| b.num_rows() == 0) {
+            if !holds {
                 continue;
             }
+            // Read again, a slice at a time: the keys' rows set aside, the rest written back.
             run.staged.read(f);
-            run.staged.rows_read += rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             reread.insert(f.path.as_str());
-            run.staged.closed_rows += rest.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-            run.staged.write(store, &table, f.tier.clone(), &rest).await?;
-            run.aside.extend(of_keys);
+            let mut reader = FileRowReader::open(wh, &f.path).await?;
+            while let Some(batches) = reader.next(slice_rows).await? {
+                cancelled()?;
+                for b in &batches {
+                    run.staged.rows_read += b.num_rows() as u64;
+                    let (of_keys, rest) = split_keys(b, &run.backfilled)?;
+                    run.staged.closed_rows += rest.num_rows() as u64;
+                    run.staged.write(store, &table, f.tier.clone(), &[rest]).await?;
+                    run.aside.push(of_keys);
+                }
+            }
         }
         tracing::info!(keys = run.backfilled.len(), files = reread.len(), "backfilled keys: closed rows re-read");
         let (folded, stats) = close_periods(&run.aside)?;
