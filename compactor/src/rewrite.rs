@@ -221,7 +221,7 @@ pub async fn stage(
         // The open files an arrival may touch, and the small ones: merged while at it (the run
         // writes a file of its own anyway), so small current files do not pile up.
         let (mut touched, kept): (Vec<&LiveFile>, Vec<&LiveFile>) =
-            plan.open.iter().copied().partition(|f| index.may_be_in(f) || f.size_bytes < plan.small_bytes);
+            plan.open.iter().copied().partition(|f| f.may_hold_any(&index.sorted) || f.size_bytes < plan.small_bytes);
         run.staged.open_files_kept = kept.len();
         touched.sort_by_cached_key(|f| f.bounds().series.0.map(str::to_owned));
         // Each key's open revision is in one open file: the arrivals of a key join the chunk
@@ -275,7 +275,8 @@ pub async fn stage(
     // their tier) and the rows join the keys' current rows in one last fold.
     let mut reread: BTreeSet<&str> = BTreeSet::new();
     if !run.backfilled.is_empty() {
-        let sorted: BTreeSet<SeriesDate> = run.backfilled.iter().cloned().collect();
+        let mut sorted: Vec<(&str, i32)> = run.backfilled.iter().map(|(s, d)| (s.as_str(), *d)).collect();
+        sorted.sort_unstable();
         let slice_rows = (rows_per_chunk(plan.memory_limit_bytes) / 4).max(1) as usize;
         for f in plan.all.iter().filter(|f| f.realtime_end_month.is_some() && f.may_hold_any(&sorted)) {
             cancelled()?;
@@ -554,18 +555,6 @@ impl<'b> KeyIndex<'b> {
     fn memory_bytes(&self) -> u64 {
         let key = size_of::<(&str, i32)>() as u64;
         self.ends.capacity() as u64 * (key + 8) + self.next.len() as u64 * 4 + self.sorted.len() as u64 * key
-    }
-
-    /// Whether a file's `series_id`/`date` bounds admit one of the keys.
-    fn may_be_in(&self, f: &LiveFile) -> bool {
-        let bounds = f.bounds();
-        let lo = self.sorted.partition_point(|(s, _)| bounds.series.0.is_some_and(|lo| *s < lo));
-        // A truncated upper bound is a prefix of the values it stands for.
-        let hi = bounds.series.1.map(|s| format!("{s}{}", char::MAX));
-        self.sorted[lo..]
-            .iter()
-            .take_while(|(s, _)| hi.as_deref().is_none_or(|hi| *s <= hi))
-            .any(|(s, d)| bounds.admits(Some(s), Some(*d), Some(*d)))
     }
 
     /// The rows (not yet `matched`) of the keys `open` holds; marks them matched.

@@ -28,15 +28,17 @@ pub struct LiveFile {
 }
 
 impl LiveFile {
-    /// Whether the file's bounds admit a row of any of `keys` (`(series_id, date)`, sorted):
-    /// only the keys within its `series_id` range are tried.
-    pub fn may_hold_any(&self, keys: &std::collections::BTreeSet<crate::scan::SeriesDate>) -> bool {
-        use std::ops::Bound;
+    /// Whether the file's bounds admit a row of any of `keys` (`(series_id, date)`, sorted
+    /// ascending): only the keys within its `series_id` range are tried.
+    pub fn may_hold_any<S: AsRef<str>>(&self, keys: &[(S, i32)]) -> bool {
         let bounds = self.bounds();
-        let lo = bounds.series.0.map_or(Bound::Unbounded, |s| Bound::Included((s.to_owned(), i32::MIN)));
+        let lo = keys.partition_point(|(s, _)| bounds.series.0.is_some_and(|lo| s.as_ref() < lo));
         // A truncated upper bound is a prefix of the values it stands for.
-        let hi = bounds.series.1.map_or(Bound::Unbounded, |s| Bound::Included((format!("{s}{}", char::MAX), i32::MAX)));
-        keys.range((lo, hi)).any(|(s, d)| bounds.admits(Some(s), Some(*d), Some(*d)))
+        let hi = bounds.series.1.map(|s| format!("{s}{}", char::MAX));
+        keys[lo..]
+            .iter()
+            .take_while(|(s, _)| hi.as_deref().is_none_or(|hi| s.as_ref() <= hi))
+            .any(|(s, d)| bounds.admits(Some(s.as_ref()), Some(*d), Some(*d)))
     }
 
     /// Whether the file's column bounds admit a row of `series` on `date` (days since the epoch);
@@ -273,11 +275,7 @@ impl FileRowReader {
         let bytes = fetch(wh.file_io(), path).await?;
         let keys = wh.decryption();
         let no_keys = keys.is_none();
-        let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
-        if let Some(keys) = keys {
-            options = options.with_file_decryption_properties(keys);
-        }
-        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), reader_options(keys))
             .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
             .map_err(|e| undecodable(path, &bytes, no_keys, e.to_string()))?;
         let schema = wh.rows_schema(crate::catalog::TableKind::DataPoints);
@@ -312,16 +310,21 @@ impl FileRowReader {
     }
 }
 
+/// How our files are opened: encrypted ones with `keys`.
+fn reader_options(keys: Option<crate::crypto::DecryptionKeys>) -> parquet::arrow::arrow_reader::ArrowReaderOptions {
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+    match keys {
+        Some(keys) => options.with_file_decryption_properties(keys),
+        None => options,
+    }
+}
+
 /// Decodes a whole Parquet file, encrypted ones with `keys`; the error says what is wrong with it.
 pub fn decode_parquet(
     bytes: Bytes,
     keys: Option<crate::crypto::DecryptionKeys>,
 ) -> Result<Vec<arrow::array::RecordBatch>, String> {
-    let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
-    if let Some(keys) = keys {
-        options = options.with_file_decryption_properties(keys);
-    }
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, reader_options(keys))
         .map_err(|e| e.to_string())?
         .build()
         .map_err(|e| e.to_string())?;
